@@ -1,0 +1,144 @@
+#!/usr/bin/env node
+/** The glm-dllama command line: parses arguments, calls the library, prints results. */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { convert } from '../converter/convert.js';
+import { runDemo } from '../converter/demo.js';
+import { WEIGHT_TYPE_NAMES, type WeightTypeName } from '../converter/dtypes.js';
+import { FIXTURE_ARCHS, writeFixture, type FixtureArch, type FixtureDtype, type FixtureSize } from '../converter/fixture.js';
+import { formatReport, inspectModel } from '../converter/inspect.js';
+import { packageRoot } from '../converter/native.js';
+import { byteProgress } from './progress.js';
+
+const MB = 1024 * 1024;
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
+  return n;
+}
+
+function formatSeconds(seconds: number): string {
+  return seconds < 10 ? `${seconds.toFixed(2)} s` : `${seconds.toFixed(1)} s`;
+}
+
+/** Ctrl-C cancels the running job cleanly (temporary outputs are removed) instead of killing it mid-write. */
+function cancellation(): AbortSignal {
+  const controller = new AbortController();
+  const onSignal = () => {
+    if (controller.signal.aborted) process.exit(130);
+    process.stderr.write('\ncancelling...\n');
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return controller.signal;
+}
+
+const program = new Command()
+  .name('glm-dllama')
+  .description('Convert GLM-family checkpoints to distributed-llama model files')
+  .version((JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version)
+  .showHelpAfterError();
+
+program
+  .command('fixture')
+  .description('write a tiny deterministic GLM checkpoint (config, sharded safetensors, tokenizer)')
+  .addOption(new Option('--arch <arch>', 'checkpoint layout').choices(FIXTURE_ARCHS).makeOptionMandatory())
+  .requiredOption('--out <dir>', 'output directory')
+  .option('--seed <n>', 'random seed; the same seed gives the same bytes', positiveInt, 1)
+  .addOption(new Option('--size <size>', 'tiny, small, or bench (~300M parameters)').choices(['tiny', 'small', 'bench']).default('tiny'))
+  .addOption(new Option('--dtype <dtype>', 'tensor dtype').choices(['bf16', 'f16', 'f32']).default('bf16'))
+  .option('--no-attention-bias', 'omit q/k/v biases (as GLM-4-32B-0414)')
+  .option('--qk-norm', 'add per-head q/k norms (glm4moe, as GLM-4.5)', false)
+  .action(async (o: { arch: FixtureArch; out: string; seed: number; size: FixtureSize; dtype: FixtureDtype; attentionBias: boolean; qkNorm: boolean }) => {
+    let progress: ReturnType<typeof byteProgress> | undefined;
+    const result = await writeFixture({
+      arch: o.arch,
+      outDir: o.out,
+      seed: o.seed,
+      size: o.size,
+      dtype: o.dtype,
+      attentionBias: o.attentionBias,
+      qkNorm: o.qkNorm,
+      onProgress: (done, total) => {
+        progress ??= byteProgress('fixture', total);
+        progress.update(done, '');
+      },
+    });
+    progress?.stop();
+    console.log(
+      `wrote ${o.size} ${o.arch} checkpoint to ${result.outDir}: ${result.tensors} tensors, ${(result.parameters / 1e6).toFixed(2)}M parameters, ${(result.bytes / MB).toFixed(1)} MB in ${result.files.length} files`,
+    );
+  });
+
+program
+  .command('convert')
+  .description('convert a Hugging Face checkpoint directory to a .m model file')
+  .requiredOption('--model <dir>', 'checkpoint directory (config.json + *.safetensors)')
+  .requiredOption('--out <file>', 'output .m file')
+  .addOption(new Option('--weights <type>', 'weight type of the matrices').choices(WEIGHT_TYPE_NAMES).default('q40'))
+  .option('--threads <n>', 'encoder threads (default: all cores)', positiveInt)
+  .action(async (o: { model: string; out: string; weights: WeightTypeName; threads?: number }) => {
+    const signal = cancellation();
+    let progress: ReturnType<typeof byteProgress> | undefined;
+    const result = await convert({
+      modelDir: o.model,
+      outFile: o.out,
+      weights: o.weights,
+      threads: o.threads,
+      signal,
+      onProgress: (p) => {
+        progress ??= byteProgress('convert', p.bytesTotal);
+        progress.update(p.bytesDone, `tensor ${p.tensorsDone}/${p.tensorsTotal} ${p.tensor}`);
+      },
+    });
+    progress?.stop();
+    const h = result.header;
+    console.log(
+      [
+        `converted ${result.architecture} checkpoint ${o.model} -> ${result.outFile}`,
+        `  weights     ${o.weights}`,
+        `  model       dim ${h.dim}, ${h.nLayers} layers, ${h.nHeads} heads x ${h.headDim} (kv ${h.nKvHeads}), vocab ${h.vocabSize}` +
+          (h.nExperts > 0 ? `, ${h.nExperts} experts top-${h.nActiveExperts} + ${h.nSharedExperts} shared` : ''),
+        `  tensors     ${result.tensors}, ${(result.parameters / 1e6).toFixed(2)}M parameters`,
+        `  size        ${(result.sourceBytes / MB).toFixed(1)} MB read -> ${(result.bytes / MB).toFixed(1)} MB written`,
+        `  time        ${formatSeconds(result.seconds)} (${(result.sourceBytes / MB / result.seconds).toFixed(1)} MB/s of input)`,
+      ].join('\n'),
+    );
+  });
+
+program
+  .command('inspect')
+  .description('validate a .m file and print its header and tensor table')
+  .argument('<file>', '.m model file')
+  .option('--json', 'print one JSON object', false)
+  .action(async (file: string, o: { json: boolean }) => {
+    const report = await inspectModel(file);
+    console.log(o.json ? JSON.stringify(report, null, 2) : formatReport(report));
+  });
+
+program
+  .command('demo')
+  .description('the main job on the embedded default: generate a tiny GLM-4.5-style checkpoint, convert it to q40 and q80, inspect and report')
+  .option('--out-dir <dir>', 'keep the checkpoint and model files here (default: a temporary folder, removed afterwards)')
+  .action(async (o: { outDir?: string }) => {
+    const report = await runDemo({ outDir: o.outDir });
+    const f = report.fixture;
+    console.log(`checkpoint: tiny glm4moe (GLM-4.5 layout), ${f.tensors} tensors, ${(f.parameters / 1e6).toFixed(3)}M parameters, ${(f.bytes / 1024).toFixed(0)} KiB bf16`);
+    for (const s of report.steps) {
+      const c = s.conversion;
+      console.log(
+        `${s.weights}: ${c.tensors} tensors, ${(c.parameters / 1e6).toFixed(3)}M parameters, ${(c.bytes / 1024).toFixed(0)} KiB, ${formatSeconds(c.seconds)}; ` +
+          `inspect ok (${s.inspection.fileSize} bytes = header ${s.inspection.headerSize} + tensors); ` +
+          `mean RMSE vs source ${s.meanRmse.toExponential(2)}, worst ${s.worst.name} max |err| ${s.worst.maxAbsError.toExponential(2)} of max |w| ${s.worst.maxAbsSource.toFixed(3)}`,
+      );
+    }
+    console.log(report.kept ? `files kept in ${report.workDir}` : 'temporary files removed (use --out-dir DIR to keep them)');
+  });
+
+program.parseAsync().catch((e: unknown) => {
+  process.stderr.write(`glm-dllama: error: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,53 @@
+/**
+ * Progress for long work: a live bar (cli-progress) on a terminal; in CI logs and pipes, a plain line
+ * every few seconds so logs stay readable.
+ */
+import cliProgress from 'cli-progress';
+
+export interface Progress {
+  update(done: number, detail: string): void;
+  stop(): void;
+}
+
+const MB = 1024 * 1024;
+
+function rate(doneBytes: number, seconds: number): string {
+  return seconds > 0 ? `${(doneBytes / MB / seconds).toFixed(1)} MB/s` : '-';
+}
+
+export function byteProgress(label: string, totalBytes: number, stream: NodeJS.WriteStream = process.stderr): Progress {
+  const started = performance.now();
+  if (stream.isTTY && !process.env.CI) {
+    const bar = new cliProgress.SingleBar(
+      {
+        format: `${label} [{bar}] {percentage}% | {doneMB}/{totalMB} MB | {rate} | ETA {eta_formatted} | {detail}`,
+        stream,
+        hideCursor: true,
+        etaBuffer: 50,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    const totalMB = (totalBytes / MB).toFixed(1);
+    bar.start(totalBytes, 0, { doneMB: '0.0', totalMB, rate: '-', detail: '' });
+    return {
+      update(done, detail) {
+        const seconds = (performance.now() - started) / 1000;
+        bar.update(done, { doneMB: (done / MB).toFixed(1), totalMB, rate: rate(done, seconds), detail });
+      },
+      stop: () => bar.stop(),
+    };
+  }
+  let lastPrint = started;
+  return {
+    update(done, detail) {
+      const now = performance.now();
+      if (now - lastPrint < 5000 && done < totalBytes) return;
+      lastPrint = now;
+      const seconds = (now - started) / 1000;
+      const pct = totalBytes > 0 ? ((100 * done) / totalBytes).toFixed(1) : '100.0';
+      const eta = done > 0 ? Math.round((seconds * (totalBytes - done)) / done) : 0;
+      stream.write(`${label}: ${pct}% ${(done / MB).toFixed(1)}/${(totalBytes / MB).toFixed(1)} MB, ${rate(done, seconds)}, ETA ${eta}s, ${detail}\n`);
+    },
+    stop() {},
+  };
+}

@@ -1,0 +1,39 @@
+/** The native engine addon (engine/src), built by `npm ci` into build/Release. */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeEngine {
+  /** Encodes `elements` values of `src` (SourceDtype) into `dst` as `dstType` (WeightType), on worker threads. */
+  encode(src: Uint8Array, srcType: number, dst: Uint8Array, dstType: number, elements: number, threads: number): Promise<void>;
+  /** Decodes `elements` values of `type` (WeightType) to float32. */
+  decode(src: Uint8Array, type: number, elements: number): Float32Array;
+  /** IEEE half bits of a float32, rounded to nearest even. */
+  f32ToF16(value: number): number;
+  f16ToF32(bits: number): number;
+}
+
+/** The package root: the nearest folder above this module that holds package.json (works from dist/ and from source). */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('glm-dllama: cannot find the package root');
+    dir = parent;
+  }
+  return dir;
+}
+
+let engine: NativeEngine | undefined;
+
+export function native(): NativeEngine {
+  if (!engine) {
+    const path = join(packageRoot(), 'build', 'Release', 'glm_engine.node');
+    if (!existsSync(path)) {
+      throw new Error(`native engine not built: ${path} is missing; run \`npm ci\` (or \`npm run build:native\`) with a C++ toolchain`);
+    }
+    engine = createRequire(import.meta.url)(path) as NativeEngine;
+  }
+  return engine;
+}

@@ -1,0 +1,155 @@
+// Node binding of the native engine. Every argument is checked here, so a bad call
+// becomes a JavaScript exception instead of a crash of the Node process.
+#include <napi.h>
+
+#include <algorithm>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "quant.h"
+
+namespace {
+
+glm::FloatType floatTypeArg(const Napi::Value& v) {
+  const int t = v.As<Napi::Number>().Int32Value();
+  if (t < 0 || t > 3) throw Napi::RangeError::New(v.Env(), "unknown weight type id " + std::to_string(t));
+  return static_cast<glm::FloatType>(t);
+}
+
+glm::SourceType sourceTypeArg(const Napi::Value& v) {
+  const int t = v.As<Napi::Number>().Int32Value();
+  if (t < 0 || t > 2) throw Napi::RangeError::New(v.Env(), "unknown source dtype id " + std::to_string(t));
+  return static_cast<glm::SourceType>(t);
+}
+
+Napi::Uint8Array bytesArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || !info[i].IsTypedArray() ||
+      info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a Uint8Array");
+  }
+  return info[i].As<Napi::Uint8Array>();
+}
+
+size_t countArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
+  const double n = info[i].As<Napi::Number>().DoubleValue();
+  if (n < 0 || n != static_cast<double>(static_cast<size_t>(n))) {
+    throw Napi::RangeError::New(info.Env(), std::string(name) + " must be a non-negative integer");
+  }
+  return static_cast<size_t>(n);
+}
+
+void checkBlocks(Napi::Env env, glm::FloatType type, size_t elements) {
+  if ((type == glm::FloatType::Q40 || type == glm::FloatType::Q80) && elements % glm::kBlockSize != 0) {
+    throw Napi::RangeError::New(env, "element count " + std::to_string(elements) + " is not a multiple of 32");
+  }
+}
+
+// Encodes on a libuv worker thread, split over `threads` native threads by whole blocks.
+class EncodeWorker : public Napi::AsyncWorker {
+ public:
+  EncodeWorker(Napi::Env env, Napi::Uint8Array src, glm::SourceType srcType, Napi::Uint8Array dst,
+               glm::FloatType dstType, size_t elements, unsigned threads)
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        srcRef_(Napi::Persistent(src)),
+        dstRef_(Napi::Persistent(dst)),
+        src_(src.Data()),
+        dst_(dst.Data()),
+        srcType_(srcType),
+        dstType_(dstType),
+        elements_(elements),
+        threads_(threads) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    const size_t blocks = (elements_ + glm::kBlockSize - 1) / glm::kBlockSize;
+    const size_t parts = std::max<size_t>(1, std::min<size_t>(threads_, blocks / 64 + 1));
+    const size_t srcBytes = glm::sourceElementBytes(srcType_);
+    auto run = [&](size_t part) {
+      const size_t first = blocks * part / parts * glm::kBlockSize;
+      const size_t last = std::min(elements_, blocks * (part + 1) / parts * glm::kBlockSize);
+      if (last > first) {
+        glm::encodeSource(srcType_, src_ + first * srcBytes, dstType_, dst_ + glm::encodedBytes(dstType_, first),
+                          last - first);
+      }
+    };
+    std::vector<std::thread> pool;
+    for (size_t p = 1; p < parts; p++) pool.emplace_back(run, p);
+    run(0);
+    for (auto& t : pool) t.join();
+  }
+
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::Reference<Napi::Uint8Array> srcRef_;
+  Napi::Reference<Napi::Uint8Array> dstRef_;
+  const uint8_t* src_;
+  uint8_t* dst_;
+  glm::SourceType srcType_;
+  glm::FloatType dstType_;
+  size_t elements_;
+  unsigned threads_;
+};
+
+// encode(src, srcType, dst, dstType, elements, threads) -> Promise<void>
+Napi::Value Encode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Uint8Array src = bytesArg(info, 0, "src");
+  const glm::SourceType srcType = sourceTypeArg(info[1]);
+  Napi::Uint8Array dst = bytesArg(info, 2, "dst");
+  const glm::FloatType dstType = floatTypeArg(info[3]);
+  const size_t elements = countArg(info, 4, "elements");
+  const size_t threads = std::max<size_t>(1, countArg(info, 5, "threads"));
+  checkBlocks(env, dstType, elements);
+  if (src.ByteLength() < elements * glm::sourceElementBytes(srcType)) {
+    throw Napi::RangeError::New(env, "src holds fewer than " + std::to_string(elements) + " elements");
+  }
+  if (dst.ByteLength() < glm::encodedBytes(dstType, elements)) {
+    throw Napi::RangeError::New(env, "dst is smaller than the encoded size");
+  }
+  auto* worker = new EncodeWorker(env, src, srcType, dst, dstType, elements, static_cast<unsigned>(threads));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// decode(src, type, elements) -> Float32Array
+Napi::Value Decode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Uint8Array src = bytesArg(info, 0, "src");
+  const glm::FloatType type = floatTypeArg(info[1]);
+  const size_t elements = countArg(info, 2, "elements");
+  checkBlocks(env, type, elements);
+  if (src.ByteLength() < glm::encodedBytes(type, elements)) {
+    throw Napi::RangeError::New(env, "src is smaller than " + std::to_string(elements) + " encoded elements");
+  }
+  Napi::Float32Array out = Napi::Float32Array::New(env, elements);
+  glm::decodeToF32(type, src.Data(), out.Data(), elements);
+  return out;
+}
+
+Napi::Value F32ToF16(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), glm::f32ToF16(info[0].As<Napi::Number>().FloatValue()));
+}
+
+Napi::Value F16ToF32(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), glm::f16ToF32(static_cast<uint16_t>(info[0].As<Napi::Number>().Uint32Value())));
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("encode", Napi::Function::New(env, Encode));
+  exports.Set("decode", Napi::Function::New(env, Decode));
+  exports.Set("f32ToF16", Napi::Function::New(env, F32ToF16));
+  exports.Set("f16ToF32", Napi::Function::New(env, F16ToF32));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(glm_engine, Init)

@@ -1,0 +1,203 @@
+#include "quant.h"
+
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+namespace glm {
+
+size_t encodedBytes(FloatType type, size_t n) {
+  switch (type) {
+    case FloatType::F32: return n * 4;
+    case FloatType::F16: return n * 2;
+    case FloatType::Q40: return n / kBlockSize * kQ40BlockBytes;
+    case FloatType::Q80: return n / kBlockSize * kQ80BlockBytes;
+  }
+  throw std::invalid_argument("unknown float type");
+}
+
+size_t sourceElementBytes(SourceType type) {
+  return type == SourceType::F32 ? 4 : 2;
+}
+
+static inline uint32_t bitsOf(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+static inline float floatOf(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t f32ToF16(float value) {
+  const uint32_t x = bitsOf(value);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  const uint32_t mag = x & 0x7fffffffu;
+  if (mag >= 0x7f800000u) {  // inf stays inf, nan stays a quiet nan
+    return sign | 0x7c00u | (mag > 0x7f800000u ? 0x0200u : 0u);
+  }
+  if (mag >= 0x477ff000u) return sign | 0x7c00u;  // >= 65520 rounds past the largest half
+  if (mag < 0x38800000u) {                        // below 2^-14: a subnormal half or zero
+    if (mag < 0x33000000u) return sign;           // below 2^-25 rounds to zero (2^-25 itself ties to 0)
+    const uint32_t exponent = mag >> 23;
+    const uint32_t mantissa = (mag & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126 - exponent;  // value in units of 2^-24
+    uint32_t q = mantissa >> shift;
+    const uint32_t rest = mantissa & ((1u << shift) - 1);
+    const uint32_t half = 1u << (shift - 1);
+    if (rest > half || (rest == half && (q & 1u))) q++;
+    return sign | static_cast<uint16_t>(q);
+  }
+  const uint32_t rebased = mag - 0x38000000u;  // exponent bias 127 -> 15
+  uint32_t q = rebased >> 13;
+  const uint32_t rest = rebased & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (q & 1u))) q++;  // a carry into the exponent is correct
+  return sign | static_cast<uint16_t>(q);
+}
+
+float f16ToF32(uint16_t half) {
+  const uint32_t sign = static_cast<uint32_t>(half & 0x8000u) << 16;
+  const uint32_t exponent = (half >> 10) & 0x1fu;
+  const uint32_t mantissa = half & 0x3ffu;
+  if (exponent == 0) {
+    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+    return sign ? -magnitude : magnitude;
+  }
+  if (exponent == 31) return floatOf(sign | 0x7f800000u | (mantissa << 13));
+  return floatOf(sign | ((exponent + 112) << 23) | (mantissa << 13));
+}
+
+void sourceToF32(SourceType type, const uint8_t* src, float* dst, size_t n) {
+  switch (type) {
+    case SourceType::F32:
+      std::memcpy(dst, src, n * 4);
+      return;
+    case SourceType::BF16: {
+      const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
+      uint32_t* d = reinterpret_cast<uint32_t*>(dst);
+      for (size_t i = 0; i < n; i++) d[i] = static_cast<uint32_t>(s[i]) << 16;
+      return;
+    }
+    case SourceType::F16: {
+      const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
+      for (size_t i = 0; i < n; i++) dst[i] = f16ToF32(s[i]);
+      return;
+    }
+  }
+  throw std::invalid_argument("unknown source type");
+}
+
+static void encodeQ40Block(const float* x, uint8_t* out) {
+  float gmax = x[0], gmin = x[0];
+  for (size_t i = 1; i < kBlockSize; i++) {
+    gmax = x[i] > gmax ? x[i] : gmax;
+    gmin = x[i] < gmin ? x[i] : gmin;
+  }
+  // The signed extreme maps to -8; a tie in magnitude keeps the positive value. An all-zero block
+  // gets 0 / -8 = -0 as its scale (fp16 0x8000), exactly as distributed-llama's numpy converter.
+  const float delta = (-gmin > gmax ? gmin : gmax) / -8.0f;
+  const float inverse = delta != 0.0f ? 1.0f / delta : 0.0f;
+  const uint16_t scale = f32ToF16(delta);
+  std::memcpy(out, &scale, 2);
+  uint8_t* nibbles = out + 2;
+  for (size_t j = 0; j < kBlockSize / 2; j++) {
+    float lo = x[j] * inverse + 8.5f;
+    float hi = x[j + kBlockSize / 2] * inverse + 8.5f;
+    lo = lo < 15.0f ? (lo > 0.0f ? lo : 0.0f) : 15.0f;
+    hi = hi < 15.0f ? (hi > 0.0f ? hi : 0.0f) : 15.0f;
+    nibbles[j] = static_cast<uint8_t>(static_cast<int>(lo) | (static_cast<int>(hi) << 4));
+  }
+}
+
+static void encodeQ80Block(const float* x, uint8_t* out) {
+  float gmax = x[0], gmin = x[0];
+  for (size_t i = 1; i < kBlockSize; i++) {
+    gmax = x[i] > gmax ? x[i] : gmax;
+    gmin = x[i] < gmin ? x[i] : gmin;
+  }
+  // Ties keep gmax, so an all-zero block gets +0 as its scale (numpy's where(-gmin > gmax, -gmin, gmax)).
+  const float absmax = -gmin > gmax ? -gmin : gmax;
+  const float delta = absmax / 127.0f;
+  const float inverse = delta != 0.0f ? 1.0f / delta : 0.0f;
+  const uint16_t scale = f32ToF16(delta);
+  std::memcpy(out, &scale, 2);
+  int8_t* q = reinterpret_cast<int8_t*>(out + 2);
+  for (size_t j = 0; j < kBlockSize; j++) {
+    q[j] = static_cast<int8_t>(std::nearbyint(x[j] * inverse));  // default rounding: half to even
+  }
+}
+
+void encodeF32(FloatType type, const float* src, uint8_t* dst, size_t n) {
+  switch (type) {
+    case FloatType::F32:
+      std::memcpy(dst, src, n * 4);
+      return;
+    case FloatType::F16: {
+      uint16_t* d = reinterpret_cast<uint16_t*>(dst);
+      for (size_t i = 0; i < n; i++) d[i] = f32ToF16(src[i]);
+      return;
+    }
+    case FloatType::Q40:
+      for (size_t b = 0; b < n / kBlockSize; b++) encodeQ40Block(src + b * kBlockSize, dst + b * kQ40BlockBytes);
+      return;
+    case FloatType::Q80:
+      for (size_t b = 0; b < n / kBlockSize; b++) encodeQ80Block(src + b * kBlockSize, dst + b * kQ80BlockBytes);
+      return;
+  }
+  throw std::invalid_argument("unknown float type");
+}
+
+void decodeToF32(FloatType type, const uint8_t* src, float* dst, size_t n) {
+  switch (type) {
+    case FloatType::F32:
+      std::memcpy(dst, src, n * 4);
+      return;
+    case FloatType::F16: {
+      const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
+      for (size_t i = 0; i < n; i++) dst[i] = f16ToF32(s[i]);
+      return;
+    }
+    case FloatType::Q40:
+      for (size_t b = 0; b < n / kBlockSize; b++) {
+        const uint8_t* block = src + b * kQ40BlockBytes;
+        uint16_t scale;
+        std::memcpy(&scale, block, 2);
+        const float d = f16ToF32(scale);
+        float* out = dst + b * kBlockSize;
+        for (size_t j = 0; j < kBlockSize / 2; j++) {
+          out[j] = static_cast<float>((block[2 + j] & 0x0f) - 8) * d;
+          out[j + kBlockSize / 2] = static_cast<float>((block[2 + j] >> 4) - 8) * d;
+        }
+      }
+      return;
+    case FloatType::Q80:
+      for (size_t b = 0; b < n / kBlockSize; b++) {
+        const uint8_t* block = src + b * kQ80BlockBytes;
+        uint16_t scale;
+        std::memcpy(&scale, block, 2);
+        const float d = f16ToF32(scale);
+        const int8_t* q = reinterpret_cast<const int8_t*>(block + 2);
+        for (size_t j = 0; j < kBlockSize; j++) dst[b * kBlockSize + j] = static_cast<float>(q[j]) * d;
+      }
+      return;
+  }
+  throw std::invalid_argument("unknown float type");
+}
+
+void encodeSource(SourceType srcType, const uint8_t* src, FloatType dstType, uint8_t* dst, size_t n) {
+  // Widen a few thousand elements at a time so the scratch buffer stays in L1/L2.
+  constexpr size_t chunk = kBlockSize * 256;
+  std::vector<float> scratch(chunk);
+  const size_t srcBytes = sourceElementBytes(srcType);
+  for (size_t done = 0; done < n; done += chunk) {
+    const size_t count = n - done < chunk ? n - done : chunk;
+    sourceToF32(srcType, src + done * srcBytes, scratch.data(), count);
+    encodeF32(dstType, scratch.data(), dst + encodedBytes(dstType, done), count);
+  }
+}
+
+}  // namespace glm

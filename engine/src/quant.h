@@ -1,0 +1,40 @@
+// Weight and activation encodings shared by the converter and the engine:
+// f32, f16, bf16 sources and the distributed-llama q40 / q80 block formats.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace glm {
+
+// Numeric values match distributed-llama's FloatType enum (nn-quants.hpp).
+enum class FloatType : int { F32 = 0, F16 = 1, Q40 = 2, Q80 = 3 };
+// Element types a safetensors checkpoint may hold.
+enum class SourceType : int { F32 = 0, F16 = 1, BF16 = 2 };
+
+constexpr size_t kBlockSize = 32;
+constexpr size_t kQ40BlockBytes = 2 + kBlockSize / 2;  // fp16 scale + 16 bytes of nibbles
+constexpr size_t kQ80BlockBytes = 2 + kBlockSize;      // fp16 scale + 32 int8
+
+// Bytes needed to store n elements as `type`; n must be a multiple of 32 for q40/q80.
+size_t encodedBytes(FloatType type, size_t n);
+size_t sourceElementBytes(SourceType type);
+
+// IEEE binary16 conversions; f32 -> f16 rounds to nearest, ties to even (numpy's rule).
+uint16_t f32ToF16(float value);
+float f16ToF32(uint16_t half);
+
+// Widens n source elements to f32.
+void sourceToF32(SourceType type, const uint8_t* src, float* dst, size_t n);
+
+// Encodes n f32 values into `type`. q40/q80 follow distributed-llama's converter exactly:
+// float32 arithmetic, fp16 scale rounded to nearest even, q40 zero point 8 with element j in
+// the low nibble and j+16 in the high nibble, q80 rounding half to even.
+void encodeF32(FloatType type, const float* src, uint8_t* dst, size_t n);
+
+// Decodes n values of `type` back to f32.
+void decodeToF32(FloatType type, const uint8_t* src, float* dst, size_t n);
+
+// Source bytes -> encoded bytes, widening through a small scratch buffer.
+void encodeSource(SourceType srcType, const uint8_t* src, FloatType dstType, uint8_t* dst, size_t n);
+
+}  // namespace glm
