@@ -1,0 +1,59 @@
+/** Shared test utilities: temporary folders, fixture checkpoints, and surgery on safetensors headers. */
+import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { writeFixture, type FixtureOptions } from '../converter/fixture.js';
+import { INDEX_FILE } from '../converter/safetensors.js';
+
+export async function tempDir(prefix = 'glm-dllama-test-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+export async function removeDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+}
+
+export async function fixture(dir: string, options: Omit<FixtureOptions, 'outDir'>): Promise<string> {
+  const outDir = join(dir, `${options.arch}-${options.size ?? 'tiny'}-${options.dtype ?? 'bf16'}-${options.seed ?? 1}`);
+  await writeFixture({ ...options, outDir });
+  return outDir;
+}
+
+type Header = Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>>;
+
+/** Rewrites a shard's JSON header in place, keeping its data section as it is. */
+export async function editShardHeader(file: string, edit: (header: Header) => void): Promise<void> {
+  const bytes = await readFile(file);
+  const length = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + length).toString('utf8')) as Header;
+  edit(header);
+  const json = Buffer.from(JSON.stringify(header));
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(json.length));
+  await writeFile(file, Buffer.concat([prefix, json, bytes.subarray(8 + length)]));
+}
+
+/** The shard file that holds `tensor`, from the checkpoint's index. */
+export async function shardOf(modelDir: string, tensor: string): Promise<string> {
+  const index = JSON.parse(await readFile(join(modelDir, INDEX_FILE), 'utf8')) as { weight_map: Record<string, string> };
+  const shard = index.weight_map[tensor];
+  if (!shard) throw new Error(`fixture has no tensor ${tensor}`);
+  return join(modelDir, shard);
+}
+
+export async function editJson(file: string, edit: (json: Record<string, unknown>) => void): Promise<void> {
+  const json = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  edit(json);
+  await writeFile(file, JSON.stringify(json, null, 2));
+}
+
+/** Runs the built CLI (dist/, built by `npm test`'s pretest) and returns its exit code and output. */
+export function cli(...args: string[]): { status: number; stdout: string; stderr: string } {
+  const run = spawnSync(process.execPath, [join(process.cwd(), 'dist', 'cli', 'glm-dllama.js'), ...args], { encoding: 'utf8', env: { ...process.env, CI: 'true' } });
+  return { status: run.status ?? -1, stdout: run.stdout, stderr: run.stderr };
+}
+
+export async function filesIn(dir: string): Promise<string[]> {
+  return (await readdir(dir)).sort();
+}
