@@ -11,7 +11,6 @@ import { mkdir, readdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { INDEX_FILE, SINGLE_FILE, elementCount, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import {
-  FIXTURE_REGULAR_TOKENS,
   fixtureSpecialId,
   fixtureTiktokenModel,
   fixtureTokenizerConfig,
@@ -649,6 +648,3 @@ export async function writeFixture(options: FixtureOptions): Promise<FixtureResu
   files.sort();
   return { outDir, files, tensors: tensors.length, parameters, bytes: totalBytes };
 }
-
-/** Number of regular (mergeable) tokens of every fixture tokenizer. */
-export const FIXTURE_TOKENIZER_REGULAR_TOKENS = FIXTURE_REGULAR_TOKENS;

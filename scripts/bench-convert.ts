@@ -1,0 +1,67 @@
+/**
+ * `npm run bench:convert`: converts the bench fixture (GLM-4.5 layout, ~300M parameters, bf16) to q40 and
+ * prints input throughput and peak memory. The conversion runs in a child process so that its peak RSS
+ * is the converter's alone, not the fixture generator's. The checkpoint is freshly written, so it is
+ * read from the page cache: this measures the converter, not the disk.
+ *
+ *   npm run bench:convert [-- --arch glm4moe --weights q40 --threads 2 --repeat 3 --keep DIR]
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { convert } from '../converter/convert.js';
+import { writeFixture, type FixtureArch } from '../converter/fixture.js';
+import type { WeightTypeName } from '../converter/dtypes.js';
+
+const { values } = parseArgs({
+  options: {
+    arch: { type: 'string', default: 'glm4moe' },
+    weights: { type: 'string', default: 'q40' },
+    threads: { type: 'string', default: String(availableParallelism()) },
+    repeat: { type: 'string', default: '3' },
+    keep: { type: 'string' },
+    child: { type: 'string' },
+    out: { type: 'string' },
+  },
+});
+
+if (values.child) {
+  // Child: one conversion, then a JSON line with its timing and this process's peak RSS.
+  const result = await convert({ modelDir: values.child, outFile: values.out!, weights: values.weights as WeightTypeName, threads: Number(values.threads) });
+  console.log(JSON.stringify({ seconds: result.seconds, sourceBytes: result.sourceBytes, bytes: result.bytes, parameters: result.parameters, maxRssKiB: process.resourceUsage().maxRSS }));
+} else {
+  const work = values.keep ?? (await mkdtemp(join(tmpdir(), 'glm-dllama-bench-')));
+  const modelDir = join(work, `${values.arch}-bench`);
+  try {
+    if (!existsSync(join(modelDir, 'config.json'))) {
+      const started = performance.now();
+      await writeFixture({ arch: values.arch as FixtureArch, size: 'bench', outDir: modelDir, seed: 1 });
+      console.log(`generated the bench fixture in ${((performance.now() - started) / 1000).toFixed(1)} s: ${modelDir}`);
+    }
+    const script = fileURLToPath(import.meta.url);
+    const runs = [];
+    for (let i = 0; i < Number(values.repeat); i++) {
+      const child = spawnSync(process.execPath, [script, '--child', modelDir, '--out', join(work, `bench.${values.weights}.m`), '--weights', values.weights!, '--threads', values.threads!], { encoding: 'utf8' });
+      if (child.status !== 0) throw new Error(`conversion failed: ${child.stderr}`);
+      const run = JSON.parse(child.stdout.trim().split('\n').pop()!) as { seconds: number; sourceBytes: number; bytes: number; parameters: number; maxRssKiB: number };
+      runs.push(run);
+      console.log(
+        `run ${i + 1}: ${(run.sourceBytes / 1e9).toFixed(3)} GB bf16 in ${run.seconds.toFixed(3)} s = ${(run.sourceBytes / 1e9 / run.seconds).toFixed(2)} GB/s of input; ` +
+          `${(run.bytes / 1e6).toFixed(1)} MB ${values.weights} written; peak RSS ${(run.maxRssKiB / 1024).toFixed(0)} MiB`,
+      );
+    }
+    const speeds = runs.map((r) => r.sourceBytes / 1e9 / r.seconds).sort((a, b) => a - b);
+    const median = speeds[Math.floor(speeds.length / 2)]!;
+    const peak = Math.max(...runs.map((r) => r.maxRssKiB)) / 1024;
+    console.log(
+      `bench:convert ${values.arch} bf16 -> ${values.weights}, ${values.threads} threads, ${runs[0]!.parameters / 1e6}M converted parameters: ` +
+        `median ${median.toFixed(2)} GB/s of input (min ${speeds[0]!.toFixed(2)}, max ${speeds[speeds.length - 1]!.toFixed(2)}), peak RSS ${peak.toFixed(0)} MiB`,
+    );
+  } finally {
+    if (!values.keep) await rm(work, { recursive: true, force: true });
+  }
+}
