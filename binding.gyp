@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "glm_engine",
-      "sources": ["engine/src/quant.cpp", "engine/src/addon.cpp"],
+      "sources": ["engine/src/quant.cpp", "engine/src/quant-avx2.cpp", "engine/src/addon.cpp"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],

@@ -24,7 +24,7 @@ export interface ConvertOptions {
   weights: WeightTypeName | WeightType;
   /** Native encoder threads; defaults to the machine's parallelism. */
   threads?: number;
-  /** Source bytes read per chunk (default 16 MiB); peak memory is about four chunks. */
+  /** Source bytes read per chunk (default 8 MiB); peak memory is about six chunks. */
   chunkBytes?: number;
   onProgress?: (progress: ConvertProgress) => void;
   signal?: AbortSignal;
@@ -132,7 +132,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
   const started = performance.now();
   const weightType = typeof options.weights === 'number' ? options.weights : weightTypeFromName(options.weights);
   const threads = options.threads ?? availableParallelism();
-  const chunkBytes = options.chunkBytes ?? 16 * 1024 * 1024;
+  const chunkBytes = options.chunkBytes ?? 8 * 1024 * 1024;
   const plan = await planConversion(options.modelDir, weightType);
   const { checkpoint, tensors } = plan;
   const engine = native();
@@ -176,7 +176,10 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
       pendingRead = next.done ? undefined : read(next.value, (i + 1) % 2);
       const elements = chunk.rows * chunk.tensor.rowLength;
       const encoded = outputs[i % 2]!.subarray(0, encodedBytes(chunk.tensor.spec.type, elements));
-      await engine.encode(source, SOURCE_DTYPE_IDS[chunk.tensor.dtype], encoded, chunk.tensor.spec.type, elements, threads);
+      const nonFinite = await engine.encode(source, SOURCE_DTYPE_IDS[chunk.tensor.dtype], encoded, chunk.tensor.spec.type, elements, threads);
+      if (nonFinite > 0) {
+        throw new InputError(chunk.tensor.info.file, `tensor ${chunk.tensor.info.name} holds ${nonFinite} NaN or infinite values (rows ${chunk.firstRow}-${chunk.firstRow + chunk.rows - 1} of the slice for ${chunk.tensor.spec.name})`);
+      }
       await pendingWrite;
       pendingWrite = out.write(encoded);
       bytesWritten += encoded.length;

@@ -5,13 +5,18 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export interface NativeEngine {
-  /** Encodes `elements` values of `src` (SourceDtype) into `dst` as `dstType` (WeightType), on worker threads. */
-  encode(src: Uint8Array, srcType: number, dst: Uint8Array, dstType: number, elements: number, threads: number): Promise<void>;
+  /**
+   * Encodes `elements` values of `src` (SourceDtype) into `dst` as `dstType` (WeightType), on worker
+   * threads; resolves to the number of NaN and infinite values met (their encodings are unspecified).
+   */
+  encode(src: Uint8Array, srcType: number, dst: Uint8Array, dstType: number, elements: number, threads: number): Promise<number>;
   /** Decodes `elements` values of `type` (WeightType) to float32. */
   decode(src: Uint8Array, type: number, elements: number): Float32Array;
   /** IEEE half bits of a float32, rounded to nearest even. */
   f32ToF16(value: number): number;
   f16ToF32(bits: number): number;
+  /** Enables (where the CPU allows) or disables the SIMD encoders; returns the path now in use. */
+  setSimd(enabled: boolean): 'avx2' | 'scalar';
 }
 
 /** The package root: the nearest folder above this module that holds package.json (works from dist/ and from source). */

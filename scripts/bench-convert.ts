@@ -4,7 +4,7 @@
  * is the converter's alone, not the fixture generator's. The checkpoint is freshly written, so it is
  * read from the page cache: this measures the converter, not the disk.
  *
- *   npm run bench:convert [-- --arch glm4moe --weights q40 --threads 2 --repeat 3 --keep DIR]
+ *   npm run bench:convert [-- --arch glm4moe --weights q40 --threads 2 --repeat 5 --keep DIR]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -22,7 +22,7 @@ const { values } = parseArgs({
     arch: { type: 'string', default: 'glm4moe' },
     weights: { type: 'string', default: 'q40' },
     threads: { type: 'string', default: String(availableParallelism()) },
-    repeat: { type: 'string', default: '3' },
+    repeat: { type: 'string', default: '5' },
     keep: { type: 'string' },
     child: { type: 'string' },
     out: { type: 'string' },
@@ -42,6 +42,8 @@ if (values.child) {
       await writeFixture({ arch: values.arch as FixtureArch, size: 'bench', outDir: modelDir, seed: 1 });
       console.log(`generated the bench fixture in ${((performance.now() - started) / 1000).toFixed(1)} s: ${modelDir}`);
     }
+    // Flush the freshly written checkpoint so that the kernel's write-back does not compete with the runs.
+    spawnSync('sync');
     const script = fileURLToPath(import.meta.url);
     const runs = [];
     for (let i = 0; i < Number(values.repeat); i++) {

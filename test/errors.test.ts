@@ -104,6 +104,16 @@ it('refuses an unknown dtype, and names an unsupported one', async () => {
   await expectRefused(second.model, second.outDir, 'q40', /unsupported dtype F8_E4M3/, /k_proj/);
 });
 
+it('refuses weights holding NaN or infinite values', async () => {
+  const { model, outDir } = await damaged();
+  const shard = await shardOf(model, K_PROJ);
+  const info = (await readShardHeader(shard)).find((t) => t.name === K_PROJ)!;
+  const handle = await open(shard, 'r+');
+  await handle.write(Buffer.from([0xc0, 0x7f, 0x80, 0x7f]), 0, 4, info.offset + 10); // bf16 NaN, +Inf
+  await handle.close();
+  await expectRefused(model, outDir, 'q40', /tensor model\.layers\.1\.self_attn\.k_proj\.weight holds 2 NaN or infinite values/);
+});
+
 it('refuses a config with a missing field', async () => {
   const { model, outDir } = await damaged();
   await editJson(join(model, 'config.json'), (c) => delete c.num_hidden_layers);

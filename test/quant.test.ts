@@ -153,6 +153,57 @@ describe('round trips on random data', () => {
     expect(worst).toEqual([]);
   });
 
+  it('gives the same bytes on the SIMD and the scalar path, from every source dtype', async () => {
+    // Random values plus the hard cases: all-zero blocks, mixed +-0, ties, subnormal scales, huge values.
+    const special = [0, -0, 1e-30, -1e-30, 2 ** -24, 65504, -65504, 6e4, 0.5, -0.5, 8, -8];
+    const mixed = new Float32Array(n);
+    for (let i = 0; i < n; i++) mixed[i] = i < 32 * 64 ? special[(i * 7 + (i >> 5)) % special.length]! * (i % 3 === 0 ? 1 : 0) : values[i]!;
+    mixed.fill(0, 32 * 10, 32 * 11);
+    for (let i = 32 * 11; i < 32 * 12; i++) mixed[i] = i % 2 ? -0 : 0;
+    const sources: [number, Uint8Array][] = [[0, new Uint8Array(mixed.buffer)]];
+    for (const [id, dtype] of [[2, 'bf16'], [1, 'f16']] as const) {
+      // Narrow the f32 values to the source dtype first (bf16 by truncation, f16 through the encoder).
+      const narrow = new Uint8Array(n * 2);
+      if (dtype === 'bf16') {
+        const words = new Uint16Array(mixed.buffer);
+        const out = new Uint16Array(narrow.buffer);
+        for (let i = 0; i < n; i++) out[i] = words[2 * i + 1]!;
+      } else {
+        await engine.encode(new Uint8Array(mixed.buffer), 0, narrow, WeightType.F16, n, 1);
+      }
+      sources.push([id, narrow]);
+    }
+    const path = engine.setSimd(true);
+    try {
+      for (const [srcType, src] of sources) {
+        for (const type of [WeightType.Q40, WeightType.Q80, WeightType.F16, WeightType.F32]) {
+          const simd = Buffer.alloc(encodedBytes(type, n));
+          const scalar = Buffer.alloc(encodedBytes(type, n));
+          engine.setSimd(true);
+          await engine.encode(src, srcType, simd, type, n, 2);
+          expect(engine.setSimd(false)).toBe('scalar');
+          await engine.encode(src, srcType, scalar, type, n, 2);
+          expect([srcType, type, simd.equals(scalar)]).toEqual([srcType, type, true]);
+        }
+      }
+    } finally {
+      expect(engine.setSimd(true)).toBe(path);
+    }
+  });
+
+  it('counts NaN and infinite values on both paths', async () => {
+    const bad = new Float32Array(n).fill(0.25);
+    bad[3] = NaN;
+    bad[40] = Infinity;
+    bad[n - 1] = -Infinity;
+    for (const simd of [true, false]) {
+      engine.setSimd(simd);
+      expect(await engine.encode(new Uint8Array(bad.buffer), 0, Buffer.alloc(encodedBytes(WeightType.Q40, n)), WeightType.Q40, n, 2)).toBe(3);
+      expect(await engine.encode(bytes, 0, Buffer.alloc(encodedBytes(WeightType.Q40, n)), WeightType.Q40, n, 2)).toBe(0);
+    }
+    engine.setSimd(true);
+  });
+
   it('gives the same bytes with 1 and 2 threads', async () => {
     const one = Buffer.alloc(encodedBytes(WeightType.Q40, n));
     const two = Buffer.alloc(encodedBytes(WeightType.Q40, n));

@@ -68,21 +68,23 @@ class EncodeWorker : public Napi::AsyncWorker {
     const size_t blocks = (elements_ + glm::kBlockSize - 1) / glm::kBlockSize;
     const size_t parts = std::max<size_t>(1, std::min<size_t>(threads_, blocks / 64 + 1));
     const size_t srcBytes = glm::sourceElementBytes(srcType_);
+    std::vector<size_t> nonFinite(parts, 0);
     auto run = [&](size_t part) {
       const size_t first = blocks * part / parts * glm::kBlockSize;
       const size_t last = std::min(elements_, blocks * (part + 1) / parts * glm::kBlockSize);
       if (last > first) {
-        glm::encodeSource(srcType_, src_ + first * srcBytes, dstType_, dst_ + glm::encodedBytes(dstType_, first),
-                          last - first);
+        nonFinite[part] = glm::encodeSource(srcType_, src_ + first * srcBytes, dstType_,
+                                            dst_ + glm::encodedBytes(dstType_, first), last - first);
       }
     };
     std::vector<std::thread> pool;
     for (size_t p = 1; p < parts; p++) pool.emplace_back(run, p);
     run(0);
     for (auto& t : pool) t.join();
+    for (size_t count : nonFinite) nonFinite_ += count;
   }
 
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(nonFinite_))); }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
@@ -95,9 +97,10 @@ class EncodeWorker : public Napi::AsyncWorker {
   glm::FloatType dstType_;
   size_t elements_;
   unsigned threads_;
+  size_t nonFinite_ = 0;
 };
 
-// encode(src, srcType, dst, dstType, elements, threads) -> Promise<void>
+// encode(src, srcType, dst, dstType, elements, threads) -> Promise<count of NaN and infinite values>
 Napi::Value Encode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Uint8Array src = bytesArg(info, 0, "src");
@@ -142,7 +145,13 @@ Napi::Value F16ToF32(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), glm::f16ToF32(static_cast<uint16_t>(info[0].As<Napi::Number>().Uint32Value())));
 }
 
+// setSimd(enabled) -> name of the encoder path now in use ("avx2" or "scalar")
+Napi::Value SetSimd(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), glm::setSimdEnabled(info[0].ToBoolean().Value()));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("setSimd", Napi::Function::New(env, SetSimd));
   exports.Set("encode", Napi::Function::New(env, Encode));
   exports.Set("decode", Napi::Function::New(env, Decode));
   exports.Set("f32ToF16", Napi::Function::New(env, F32ToF16));

@@ -1,9 +1,10 @@
 #include "quant.h"
 
+#include "quant-simd.h"
+
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
-#include <vector>
 
 namespace glm {
 
@@ -91,12 +92,28 @@ void sourceToF32(SourceType type, const uint8_t* src, float* dst, size_t n) {
   throw std::invalid_argument("unknown source type");
 }
 
-static void encodeQ40Block(const float* x, uint8_t* out) {
-  float gmax = x[0], gmin = x[0];
+// Largest and smallest value of a block; a zero extreme is made +0 so that the result does not depend
+// on which of several +-0 values a scan meets first (scalar and SIMD scans meet them in different orders).
+static inline void blockRange(const float* x, float& gmax, float& gmin) {
+  gmax = x[0];
+  gmin = x[0];
   for (size_t i = 1; i < kBlockSize; i++) {
     gmax = x[i] > gmax ? x[i] : gmax;
     gmin = x[i] < gmin ? x[i] : gmin;
   }
+  gmax += 0.0f;
+  gmin += 0.0f;
+}
+
+// Clamps to [0, 15] the way the SIMD path does (max, then min; NaN becomes 0).
+static inline float clampCode(float v) {
+  v = v > 0.0f ? v : 0.0f;
+  return v < 15.0f ? v : 15.0f;
+}
+
+static void encodeQ40Block(const float* x, uint8_t* out) {
+  float gmax, gmin;
+  blockRange(x, gmax, gmin);
   // The signed extreme maps to -8; a tie in magnitude keeps the positive value. An all-zero block
   // gets 0 / -8 = -0 as its scale (fp16 0x8000), exactly as distributed-llama's numpy converter.
   const float delta = (-gmin > gmax ? gmin : gmax) / -8.0f;
@@ -105,20 +122,15 @@ static void encodeQ40Block(const float* x, uint8_t* out) {
   std::memcpy(out, &scale, 2);
   uint8_t* nibbles = out + 2;
   for (size_t j = 0; j < kBlockSize / 2; j++) {
-    float lo = x[j] * inverse + 8.5f;
-    float hi = x[j + kBlockSize / 2] * inverse + 8.5f;
-    lo = lo < 15.0f ? (lo > 0.0f ? lo : 0.0f) : 15.0f;
-    hi = hi < 15.0f ? (hi > 0.0f ? hi : 0.0f) : 15.0f;
+    const float lo = clampCode(x[j] * inverse + 8.5f);
+    const float hi = clampCode(x[j + kBlockSize / 2] * inverse + 8.5f);
     nibbles[j] = static_cast<uint8_t>(static_cast<int>(lo) | (static_cast<int>(hi) << 4));
   }
 }
 
 static void encodeQ80Block(const float* x, uint8_t* out) {
-  float gmax = x[0], gmin = x[0];
-  for (size_t i = 1; i < kBlockSize; i++) {
-    gmax = x[i] > gmax ? x[i] : gmax;
-    gmin = x[i] < gmin ? x[i] : gmin;
-  }
+  float gmax, gmin;
+  blockRange(x, gmax, gmin);
   // Ties keep gmax, so an all-zero block gets +0 as its scale (numpy's where(-gmin > gmax, -gmin, gmax)).
   const float absmax = -gmin > gmax ? -gmin : gmax;
   const float delta = absmax / 127.0f;
@@ -188,16 +200,28 @@ void decodeToF32(FloatType type, const uint8_t* src, float* dst, size_t n) {
   throw std::invalid_argument("unknown float type");
 }
 
-void encodeSource(SourceType srcType, const uint8_t* src, FloatType dstType, uint8_t* dst, size_t n) {
-  // Widen a few thousand elements at a time so the scratch buffer stays in L1/L2.
+static bool simdEnabled = cpuHasAvx2();
+
+const char* setSimdEnabled(bool enabled) {
+  simdEnabled = enabled && cpuHasAvx2();
+  return simdEnabled ? "avx2" : "scalar";
+}
+
+size_t encodeSource(SourceType srcType, const uint8_t* src, FloatType dstType, uint8_t* dst, size_t n) {
+  size_t nonFinite = 0;
+  size_t done = simdEnabled ? encodeSourceAvx2(srcType, src, dstType, dst, n, nonFinite) : 0;
+  // The rest (or everything, without SIMD): widen a few thousand elements at a time into a buffer
+  // that stays in L1/L2, then encode.
   constexpr size_t chunk = kBlockSize * 256;
-  std::vector<float> scratch(chunk);
+  float scratch[chunk];
   const size_t srcBytes = sourceElementBytes(srcType);
-  for (size_t done = 0; done < n; done += chunk) {
+  for (; done < n; done += chunk) {
     const size_t count = n - done < chunk ? n - done : chunk;
-    sourceToF32(srcType, src + done * srcBytes, scratch.data(), count);
-    encodeF32(dstType, scratch.data(), dst + encodedBytes(dstType, done), count);
+    sourceToF32(srcType, src + done * srcBytes, scratch, count);
+    for (size_t i = 0; i < count; i++) nonFinite += !(std::fabs(scratch[i]) <= 3.40282347e38f);
+    encodeF32(dstType, scratch, dst + encodedBytes(dstType, done), count);
   }
+  return nonFinite;
 }
 
 }  // namespace glm

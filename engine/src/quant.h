@@ -34,7 +34,13 @@ void encodeF32(FloatType type, const float* src, uint8_t* dst, size_t n);
 // Decodes n values of `type` back to f32.
 void decodeToF32(FloatType type, const uint8_t* src, float* dst, size_t n);
 
-// Source bytes -> encoded bytes, widening through a small scratch buffer.
-void encodeSource(SourceType srcType, const uint8_t* src, FloatType dstType, uint8_t* dst, size_t n);
+// Source bytes -> encoded bytes: AVX2 for whole blocks where the CPU has it, scalar otherwise.
+// Both paths give identical bytes for finite input. Returns the number of NaN and infinite source
+// values, which no weight should hold (their encodings are unspecified).
+size_t encodeSource(SourceType srcType, const uint8_t* src, FloatType dstType, uint8_t* dst, size_t n);
+
+// Turns the SIMD path off (for tests comparing it with the scalar one) or back on where the CPU
+// supports it; returns the name of the path now in use.
+const char* setSimdEnabled(bool enabled);
 
 }  // namespace glm
