@@ -46,7 +46,7 @@ export function byteProgress(label: string, totalBytes: number, stream: NodeJS.W
       const seconds = (now - started) / 1000;
       const pct = totalBytes > 0 ? ((100 * done) / totalBytes).toFixed(1) : '100.0';
       const eta = done > 0 ? Math.round((seconds * (totalBytes - done)) / done) : 0;
-      stream.write(`${label}: ${pct}% ${(done / MB).toFixed(1)}/${(totalBytes / MB).toFixed(1)} MB, ${rate(done, seconds)}, ETA ${eta}s, ${detail}\n`);
+      stream.write(`${label}: ${pct}% ${(done / MB).toFixed(1)}/${(totalBytes / MB).toFixed(1)} MB, ${rate(done, seconds)}, ETA ${eta}s${detail ? `, ${detail}` : ''}\n`);
     },
     stop() {},
   };

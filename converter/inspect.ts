@@ -1,6 +1,6 @@
 /** `inspect`: a .m file's header and tensor table, as text or as one JSON object. */
 import { weightTypeName } from './dtypes.js';
-import { ARCH_NAMES, HEADER_KEYS, RopeStyle, type ModelHeader } from './model-header.js';
+import { ARCH_NAMES, HEADER_KEYS, HiddenAct, RopeStyle, type ModelHeader } from './model-header.js';
 import { readModelFile, type ModelFile } from './model-file.js';
 
 export interface InspectReport {
@@ -31,7 +31,19 @@ export function reportOf(model: ModelFile): InspectReport {
   };
 }
 
+/** The shortest decimal that reads back as the same float32 (1e-5, not 0.0000099999997). */
+function shortestF32(value: number): string {
+  for (let digits = 1; digits < 9; digits++) {
+    const text = String(Number(value.toPrecision(digits)));
+    if (Math.fround(Number(text)) === value) return text;
+  }
+  return String(value);
+}
+
 function headerValue(field: keyof ModelHeader, value: unknown): string {
+  const kind = HEADER_KEYS.find((k) => k.field === field)?.kind;
+  if (kind === 'f32') return shortestF32(value as number);
+  if (field === 'hiddenAct') return value === HiddenAct.Silu ? 'silu' : 'gelu';
   if (field === 'archType') return `0x${(value as number).toString(16)} (${ARCH_NAMES[value as ModelHeader['archType']]})`;
   if (field === 'weightType') return weightTypeName(value as ModelHeader['weightType']);
   if (field === 'ropeStyle') return value === RopeStyle.HalfSplit ? 'half-split' : 'interleaved';

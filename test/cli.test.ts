@@ -1,0 +1,50 @@
+/** The commands as a new user runs them: the acceptance sequence and the quick-start main job. */
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { cli, filesIn, removeDir, tempDir } from './helpers.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await tempDir();
+});
+afterAll(async () => removeDir(dir));
+
+it('fixture, convert and inspect work end to end', async () => {
+  const m = join(dir, 'm');
+  const fixture = cli('fixture', '--arch', 'glm4moe', '--out', m);
+  expect(fixture.status).toBe(0);
+  expect(fixture.stdout).toMatch(/wrote tiny glm4moe checkpoint to .*: \d+ tensors/);
+  expect(await filesIn(m)).toEqual(expect.arrayContaining(['config.json', 'model.safetensors.index.json', 'tokenizer.json', 'tokenizer_config.json']));
+
+  const out = join(dir, 'm.q40.m');
+  const convert = cli('convert', '--model', m, '--out', out, '--weights', 'q40');
+  expect(convert.stderr).toMatch(/convert: 100\.0% .* tensor \d+\/\d+ output\.weight/); // plain progress lines outside a terminal
+  expect(convert.status).toBe(0);
+  expect(convert.stdout).toMatch(/converted glm4moe checkpoint .* -> .*m\.q40\.m\n\s+weights\s+q40/);
+
+  const inspect = cli('inspect', out);
+  expect(inspect.status).toBe(0);
+  expect(inspect.stdout).toMatch(/glm4moe, q40 weights/);
+  expect(inspect.stdout).toMatch(/blk\.1\.ffn_gate\.7\.weight\s+q40\s+\[32, 64\]/);
+  expect(inspect.stdout).toMatch(/header \+ tensors = \d+ bytes = file size/);
+});
+
+it('the main job reports q40 and q80 conversions of the embedded default', () => {
+  const keep = join(dir, 'demo');
+  const demo = cli('demo', '--out-dir', keep);
+  expect(demo.status).toBe(0);
+  expect(demo.stdout).toMatch(/checkpoint: tiny glm4moe \(GLM-4\.5 layout\)/);
+  expect(demo.stdout).toMatch(/^q40: \d+ tensors, .* inspect ok .* mean RMSE vs source \d/m);
+  expect(demo.stdout).toMatch(/^q80: /m);
+  expect(existsSync(join(keep, 'glm4moe-tiny.q40.m'))).toBe(true);
+});
+
+it('rejects bad arguments with usage help and a non-zero exit', () => {
+  const bad = cli('convert', '--model', dir, '--out', join(dir, 'x.m'), '--weights', 'q41');
+  expect(bad.status).not.toBe(0);
+  expect(bad.stderr).toMatch(/argument 'q41' is invalid\. Allowed choices are f32, f16, q40, q80/);
+  const missing = cli('fixture', '--out', join(dir, 'y'));
+  expect(missing.status).not.toBe(0);
+  expect(missing.stderr).toMatch(/required option '--arch <arch>' not specified/);
+  expect(cli('--help').stdout).toMatch(/Commands:[\s\S]*fixture[\s\S]*convert[\s\S]*inspect[\s\S]*demo/);
+});
