@@ -156,7 +156,7 @@ describe('checkpoint variants', () => {
     const names = file.tensors.map((t) => t.name);
     for (const n of present) expect(names).toContain(n);
     for (const n of absent) expect(names).not.toContain(n);
-    expect(file.header.attentionBias).toBe(options.attentionBias ?? true);
+    expect(file.header.attentionBias).toBe('attentionBias' in options ? options.attentionBias : true);
     expect(file.header.qkNorm).toBe('qkNorm' in options ? options.qkNorm : false);
     const errors = await compareWithSource(model, out);
     expect(errors.filter((e) => e.maxAbsError > (e.maxAbsSource / 127) * 0.51 + e.maxAbsSource * 2 ** -11)).toEqual([]);

@@ -34,6 +34,20 @@ export interface Architecture {
   source(name: string, params: ModelParams, checkpoint: CheckpointNames): TensorSource;
 }
 
+/** The MoE and q/k-norm fields of a dense model. */
+export const DENSE_DEFAULTS = {
+  qkNorm: false,
+  nExperts: 0,
+  nActiveExperts: 0,
+  moeHiddenDim: 0,
+  nSharedExperts: 0,
+  firstDenseLayers: 0,
+  routedScalingFactor: 1,
+  normTopkProb: false,
+  nExpertGroups: 1,
+  topkGroups: 1,
+} as const satisfies Partial<ModelParams>;
+
 export function whole(tensor: string, shape: readonly number[]): TensorSource {
   return { tensor, shape, rowStart: 0 };
 }

@@ -5,7 +5,7 @@
  * GlmForCausalLM. The stored rotary_pos_emb.inv_freq (computed with base 10000) is ignored.
  */
 import { ArchType, HiddenAct, RopeStyle } from '../model-header.js';
-import { checkAttention, layerOf, unknownTensor, whole, type Architecture, type ModelParams } from './architecture.js';
+import { DENSE_DEFAULTS, checkAttention, layerOf, unknownTensor, whole, type Architecture, type ModelParams } from './architecture.js';
 import { fusedGateUpSource } from './fused-mlp.js';
 
 export const chatglm: Architecture = {
@@ -38,16 +38,7 @@ export const chatglm: Architecture = {
       ropeDim: headDim / 2,
       normEpsilon: config.number('layernorm_epsilon', 1e-5),
       attentionBias: config.bool('add_qkv_bias', false),
-      qkNorm: false,
-      nExperts: 0,
-      nActiveExperts: 0,
-      moeHiddenDim: 0,
-      nSharedExperts: 0,
-      firstDenseLayers: 0,
-      routedScalingFactor: 1,
-      normTopkProb: false,
-      nExpertGroups: 1,
-      topkGroups: 1,
+      ...DENSE_DEFAULTS,
     };
     if (headDim % 4 !== 0) config.fail('kv_channels', `${headDim} must be a multiple of 4 (rotary over half the head, in pairs)`);
     checkAttention(config, p, { heads: 'num_attention_heads', kvHeads: 'multi_query_group_num' });

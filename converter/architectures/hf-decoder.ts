@@ -5,6 +5,7 @@
 import type { ConfigReader } from '../config.js';
 import { HiddenAct, RopeStyle, type ArchType } from '../model-header.js';
 import {
+  DENSE_DEFAULTS,
   checkAttention,
   rotaryDims,
   whole,
@@ -36,16 +37,7 @@ export function parseDecoderConfig(config: ConfigReader, archType: ArchType, rop
     ropeDim: rotaryDims(config, headDim, config.ropeNumber('partial_rotary_factor', 0.5), 'partial_rotary_factor'),
     normEpsilon: config.number('rms_norm_eps'),
     attentionBias: config.bool('attention_bias', true),
-    qkNorm: false,
-    nExperts: 0,
-    nActiveExperts: 0,
-    moeHiddenDim: 0,
-    nSharedExperts: 0,
-    firstDenseLayers: 0,
-    routedScalingFactor: 1,
-    normTopkProb: false,
-    nExpertGroups: 1,
-    topkGroups: 1,
+    ...DENSE_DEFAULTS,
   };
   checkAttention(config, p, { heads: 'num_attention_heads', kvHeads: 'num_key_value_heads' });
   if (config.bool('tie_word_embeddings', false)) p.tiedEmbeddings = true;
