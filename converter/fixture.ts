@@ -9,6 +9,8 @@
  */
 import { mkdir, readdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SOURCE_DTYPE_IDS, WeightType } from './dtypes.js';
+import { native } from './native.js';
 import { INDEX_FILE, SINGLE_FILE, elementCount, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import {
   fixtureSpecialId,
@@ -465,44 +467,18 @@ function encodeBf16(src: Float32Array): Uint8Array {
   return new Uint8Array(out.buffer);
 }
 
-/** float32 bits → IEEE half bits, round to nearest even, with subnormals, overflow to infinity and NaN. */
-export function f32BitsToF16(b: number): number {
-  const sign = (b >>> 16) & 0x8000;
-  const exp = (b >>> 23) & 0xff;
-  const mant = b & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0);
-  const e = exp - 112; // rebias 127 → 15
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    const shift = 14 - e; // value / 2^-24 = (1.mant · 2^23) >> shift
-    if (shift > 24) return sign;
-    const full = mant | 0x800000;
-    const half = full >>> shift;
-    const rem = full & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    return sign | (half + (rem > mid || (rem === mid && (half & 1)) ? 1 : 0));
-  }
-  const half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  // a carry out of the mantissa correctly bumps the exponent (up to infinity)
-  return sign | (half + (rem > 0x1000 || (rem === 0x1000 && (half & 1)) ? 1 : 0));
-}
-
-function encodeF16(src: Float32Array): Uint8Array {
-  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  const out = new Uint16Array(src.length);
-  for (let i = 0; i < bits.length; i++) out[i] = f32BitsToF16(bits[i]!);
-  return new Uint8Array(out.buffer);
-}
-
-function encode(values: Float32Array, dtype: string): Uint8Array {
+async function encode(values: Float32Array, dtype: string): Promise<Uint8Array> {
+  const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
   switch (dtype) {
     case 'F32':
-      return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+      return bytes;
     case 'BF16':
       return encodeBf16(values);
-    case 'F16':
-      return encodeF16(values);
+    case 'F16': {
+      const out = new Uint8Array(values.length * 2);
+      await native().encode(bytes, SOURCE_DTYPE_IDS.F32, out, WeightType.F16, values.length, 1);
+      return out;
+    }
     default:
       throw new Error(`fixture: cannot encode ${dtype}`);
   }
@@ -616,9 +592,9 @@ export async function writeFixture(options: FixtureOptions): Promise<FixtureResu
       name: t.name,
       dtype: t.dtype,
       shape: t.shape,
-      data: function* () {
+      data: async function* () {
         for (const values of fixtureTensorValues(o.seed, t)) {
-          const bytes = encode(values, t.dtype);
+          const bytes = await encode(values, t.dtype);
           yield bytes;
           // resumed only after the consumer has written the chunk
           done += bytes.length;

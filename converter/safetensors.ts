@@ -224,7 +224,7 @@ export interface TensorToWrite {
   readonly name: string;
   readonly dtype: string;
   readonly shape: readonly number[];
-  readonly data: () => Iterable<Uint8Array>;
+  readonly data: () => Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
 }
 
 /**
@@ -253,7 +253,7 @@ export async function writeSafetensors(path: string, tensors: readonly TensorToW
     for (const t of tensors) {
       const expected = elementCount(t.shape) * DTYPE_BYTES[t.dtype]!;
       let written = 0;
-      for (const piece of t.data()) {
+      for await (const piece of t.data()) {
         await handle.write(piece);
         written += piece.length;
       }
