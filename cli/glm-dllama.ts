@@ -4,14 +4,15 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { convert } from '../converter/convert.js';
+import { CancelledError } from '../converter/errors.js';
 import { runDemo } from '../converter/demo.js';
 import { WEIGHT_TYPE_NAMES, type WeightTypeName } from '../converter/dtypes.js';
 import { FIXTURE_ARCHS, writeFixture, type FixtureArch, type FixtureDtype, type FixtureSize } from '../converter/fixture.js';
 import { formatReport, inspectModel } from '../converter/inspect.js';
 import { packageRoot } from '../converter/native.js';
-import { byteProgress } from './progress.js';
+import { lazyProgress } from './progress.js';
 
-const MB = 1024 * 1024;
+const MiB = 1024 * 1024;
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -27,8 +28,7 @@ function formatSeconds(seconds: number): string {
 function cancellation(): AbortSignal {
   const controller = new AbortController();
   const onSignal = () => {
-    if (controller.signal.aborted) process.exit(130);
-    process.stderr.write('\ncancelling...\n');
+    if (controller.signal.aborted) process.exit(130); // a second Ctrl-C does not wait
     controller.abort();
   };
   process.on('SIGINT', onSignal);
@@ -53,23 +53,21 @@ program
   .option('--no-attention-bias', 'omit q/k/v biases (as GLM-4-32B-0414)')
   .option('--qk-norm', 'add per-head q/k norms (glm4moe, as GLM-4.5)', false)
   .action(async (o: { arch: FixtureArch; out: string; seed: number; size: FixtureSize; dtype: FixtureDtype; attentionBias: boolean; qkNorm: boolean }) => {
-    let progress: ReturnType<typeof byteProgress> | undefined;
-    const result = await writeFixture({
-      arch: o.arch,
-      outDir: o.out,
-      seed: o.seed,
-      size: o.size,
-      dtype: o.dtype,
-      attentionBias: o.attentionBias,
-      qkNorm: o.qkNorm,
-      onProgress: (done, total) => {
-        progress ??= byteProgress('fixture', total);
-        progress.update(done, '');
-      },
-    });
-    progress?.stop();
+    const progress = lazyProgress('fixture');
+    const result = await progress.around(() =>
+      writeFixture({
+        arch: o.arch,
+        outDir: o.out,
+        seed: o.seed,
+        size: o.size,
+        dtype: o.dtype,
+        attentionBias: o.attentionBias,
+        qkNorm: o.qkNorm,
+        onProgress: (done, total) => progress.update(done, total, ''),
+      }),
+    );
     console.log(
-      `wrote ${o.size} ${o.arch} checkpoint to ${result.outDir}: ${result.tensors} tensors, ${(result.parameters / 1e6).toFixed(2)}M parameters, ${(result.bytes / MB).toFixed(1)} MB in ${result.files.length} files`,
+      `wrote ${o.size} ${o.arch} checkpoint to ${result.outDir}: ${result.tensors} tensors, ${(result.parameters / 1e6).toFixed(2)}M parameters, ${(result.bytes / MiB).toFixed(1)} MiB in ${result.files.length} files`,
     );
   });
 
@@ -81,20 +79,17 @@ program
   .addOption(new Option('--weights <type>', 'weight type of the matrices').choices(WEIGHT_TYPE_NAMES).default('q40'))
   .option('--threads <n>', 'encoder threads (default: all cores)', positiveInt)
   .action(async (o: { model: string; out: string; weights: WeightTypeName; threads?: number }) => {
-    const signal = cancellation();
-    let progress: ReturnType<typeof byteProgress> | undefined;
-    const result = await convert({
-      modelDir: o.model,
-      outFile: o.out,
-      weights: o.weights,
-      threads: o.threads,
-      signal,
-      onProgress: (p) => {
-        progress ??= byteProgress('convert', p.bytesTotal);
-        progress.update(p.bytesDone, `tensor ${p.tensorsDone}/${p.tensorsTotal} ${p.tensor}`);
-      },
-    });
-    progress?.stop();
+    const progress = lazyProgress('convert');
+    const result = await progress.around(() =>
+      convert({
+        modelDir: o.model,
+        outFile: o.out,
+        weights: o.weights,
+        threads: o.threads,
+        signal: cancellation(),
+        onProgress: (p) => progress.update(p.bytesDone, p.bytesTotal, `tensor ${p.tensorsDone}/${p.tensorsTotal} ${p.tensor}`),
+      }),
+    );
     const h = result.header;
     console.log(
       [
@@ -103,8 +98,8 @@ program
         `  model       dim ${h.dim}, ${h.nLayers} layers, ${h.nHeads} heads x ${h.headDim} (kv ${h.nKvHeads}), vocab ${h.vocabSize}` +
           (h.nExperts > 0 ? `, ${h.nExperts} experts top-${h.nActiveExperts} + ${h.nSharedExperts} shared` : ''),
         `  tensors     ${result.tensors}, ${(result.parameters / 1e6).toFixed(2)}M parameters`,
-        `  size        ${(result.sourceBytes / MB).toFixed(1)} MB read -> ${(result.bytes / MB).toFixed(1)} MB written`,
-        `  time        ${formatSeconds(result.seconds)} (${(result.sourceBytes / MB / result.seconds).toFixed(1)} MB/s of input)`,
+        `  size        ${(result.sourceBytes / MiB).toFixed(1)} MiB read -> ${(result.bytes / MiB).toFixed(1)} MiB written`,
+        `  time        ${formatSeconds(result.seconds)} (${(result.sourceBytes / MiB / result.seconds).toFixed(1)} MiB/s of input)`,
       ].join('\n'),
     );
   });
@@ -139,6 +134,6 @@ program
   });
 
 program.parseAsync().catch((e: unknown) => {
-  process.stderr.write(`glm-dllama: error: ${e instanceof Error ? e.message : String(e)}\n`);
-  process.exit(1);
+  process.stderr.write(`glm-dllama: ${e instanceof CancelledError ? '' : 'error: '}${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(e instanceof CancelledError ? 130 : 1);
 });

@@ -9,10 +9,10 @@ export interface Progress {
   stop(): void;
 }
 
-const MB = 1024 * 1024;
+const MiB = 1024 * 1024;
 
 function rate(doneBytes: number, seconds: number): string {
-  return seconds > 0 ? `${(doneBytes / MB / seconds).toFixed(1)} MB/s` : '-';
+  return seconds > 0 ? `${(doneBytes / MiB / seconds).toFixed(1)} MiB/s` : '-';
 }
 
 export function byteProgress(label: string, totalBytes: number, stream: NodeJS.WriteStream = process.stderr): Progress {
@@ -20,19 +20,20 @@ export function byteProgress(label: string, totalBytes: number, stream: NodeJS.W
   if (stream.isTTY && !process.env.CI) {
     const bar = new cliProgress.SingleBar(
       {
-        format: `${label} [{bar}] {percentage}% | {doneMB}/{totalMB} MB | {rate} | ETA {eta_formatted} | {detail}`,
+        format: `${label} [{bar}] {percentage}% | {doneMB}/{totalMB} MiB | {rate} | ETA {eta_formatted} | {detail}`,
         stream,
         hideCursor: true,
+        gracefulExit: false, // Ctrl-C is the command's to handle: it cancels the work, which stops the bar
         etaBuffer: 50,
       },
       cliProgress.Presets.shades_classic,
     );
-    const totalMB = (totalBytes / MB).toFixed(1);
+    const totalMB = (totalBytes / MiB).toFixed(1);
     bar.start(totalBytes, 0, { doneMB: '0.0', totalMB, rate: '-', detail: '' });
     return {
       update(done, detail) {
         const seconds = (performance.now() - started) / 1000;
-        bar.update(done, { doneMB: (done / MB).toFixed(1), totalMB, rate: rate(done, seconds), detail });
+        bar.update(done, { doneMB: (done / MiB).toFixed(1), totalMB, rate: rate(done, seconds), detail });
       },
       stop: () => bar.stop(),
     };
@@ -46,8 +47,29 @@ export function byteProgress(label: string, totalBytes: number, stream: NodeJS.W
       const seconds = (now - started) / 1000;
       const pct = totalBytes > 0 ? ((100 * done) / totalBytes).toFixed(1) : '100.0';
       const eta = done > 0 ? Math.round((seconds * (totalBytes - done)) / done) : 0;
-      stream.write(`${label}: ${pct}% ${(done / MB).toFixed(1)}/${(totalBytes / MB).toFixed(1)} MB, ${rate(done, seconds)}, ETA ${eta}s${detail ? `, ${detail}` : ''}\n`);
+      stream.write(`${label}: ${pct}% ${(done / MiB).toFixed(1)}/${(totalBytes / MiB).toFixed(1)} MiB, ${rate(done, seconds)}, ETA ${eta}s${detail ? `, ${detail}` : ''}\n`);
     },
     stop() {},
+  };
+}
+
+/**
+ * A progress display created on the first update (when the total is known) and always stopped when
+ * the work ends, so that a result or an error is never drawn over by the bar.
+ */
+export function lazyProgress(label: string) {
+  let progress: Progress | undefined;
+  return {
+    update(done: number, total: number, detail: string): void {
+      progress ??= byteProgress(label, total);
+      progress.update(done, detail);
+    },
+    async around<T>(work: () => Promise<T>): Promise<T> {
+      try {
+        return await work();
+      } finally {
+        progress?.stop();
+      }
+    },
   };
 }

@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { ConfigReader } from './config.js';
 import { BLOCK_SIZE, SOURCE_DTYPE_BYTES, SOURCE_DTYPE_IDS, WeightType, encodedBytes, isBlockType, weightTypeFromName, weightTypeName, type WeightTypeName } from './dtypes.js';
-import { InputError } from './errors.js';
+import { CancelledError, InputError } from './errors.js';
 import { architectureOf, type Architecture } from './architectures/index.js';
 import { encodeHeader, type ModelHeader } from './model-header.js';
 import { modelTensors, tensorElements, type TensorSpec } from './model-layout.js';
@@ -169,7 +169,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
     let pendingRead = next.done ? undefined : read(next.value, 0);
     let pendingWrite: Promise<unknown> = Promise.resolve();
     for (let i = 0; !next.done; i++) {
-      if (options.signal?.aborted) throw new Error('conversion cancelled');
+      if (options.signal?.aborted) throw new CancelledError('conversion');
       const chunk = next.value;
       const source = await pendingRead!;
       next = chunks.next();
@@ -194,6 +194,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
       });
     }
     await pendingWrite;
+    if (options.signal?.aborted) throw new CancelledError('conversion');
     await out.sync();
     await out.close();
     await rename(tmp, options.outFile);

@@ -11,3 +11,11 @@ export class InputError extends Error {
     this.name = 'InputError';
   }
 }
+
+/** The caller cancelled the work (its AbortSignal fired); nothing was left behind. */
+export class CancelledError extends Error {
+  constructor(what: string) {
+    super(`${what} cancelled`);
+    this.name = 'CancelledError';
+  }
+}

@@ -6,6 +6,6 @@ export { ArchType, RopeStyle, HEADER_KEYS, type ModelHeader } from './model-head
 export { modelTensors, type TensorSpec } from './model-layout.js';
 export { WeightType, WEIGHT_TYPE_NAMES, weightTypeFromName, weightTypeName, type WeightTypeName } from './dtypes.js';
 export { Checkpoint, type TensorInfo } from './safetensors.js';
-export { InputError } from './errors.js';
+export { CancelledError, InputError } from './errors.js';
 export { ARCHITECTURES } from './architectures/index.js';
 export { writeFixture, FIXTURE_ARCHS, type FixtureArch, type FixtureOptions, type FixtureResult } from './fixture.js';
