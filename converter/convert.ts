@@ -14,6 +14,7 @@ import { CancelledError, InputError } from './errors.js';
 import { architectureOf, type Architecture } from './architectures/index.js';
 import { encodeHeader, type ModelHeader } from './model-header.js';
 import { modelTensors, tensorElements, type TensorSpec } from './model-layout.js';
+import { writeFully } from './io.js';
 import { native } from './native.js';
 import { Checkpoint, elementCount, isConvertible, type ConvertibleDtype, type TensorInfo } from './safetensors.js';
 
@@ -138,7 +139,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
   const engine = native();
 
   // Two source and two output buffers, each large enough for the biggest chunk (f32 output of an f16 source doubles it).
-  const maxRowBytes = Math.max(...tensors.map((t) => t.rowLength * SOURCE_DTYPE_BYTES[t.dtype]));
+  const maxRowBytes = tensors.reduce((m, t) => Math.max(m, t.rowLength * SOURCE_DTYPE_BYTES[t.dtype]), 0);
   const sourceCapacity = Math.max(chunkBytes, maxRowBytes);
   const outputCapacity = sourceCapacity * 2;
   const sources = [Buffer.allocUnsafe(sourceCapacity), Buffer.allocUnsafe(sourceCapacity)];
@@ -150,9 +151,12 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
   const out = await open(tmp, 'w');
   let bytesWritten = 0;
   let bytesDone = 0;
+  // In flight while the loop runs; settled before cleanup so that no I/O outlives the handles.
+  let pendingRead: Promise<Buffer> | undefined;
+  let pendingWrite: Promise<void> = Promise.resolve();
   try {
     const header = encodeHeader(plan.header);
-    await out.write(header);
+    await writeFully(out, header);
     bytesWritten += header.length;
 
     const read = async (chunk: Chunk, slot: number): Promise<Buffer> => {
@@ -166,8 +170,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
 
     const chunks = chunksOf(tensors, chunkBytes);
     let next = chunks.next();
-    let pendingRead = next.done ? undefined : read(next.value, 0);
-    let pendingWrite: Promise<unknown> = Promise.resolve();
+    pendingRead = next.done ? undefined : read(next.value, 0);
     for (let i = 0; !next.done; i++) {
       if (options.signal?.aborted) throw new CancelledError('conversion');
       const chunk = next.value;
@@ -181,7 +184,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
         throw new InputError(chunk.tensor.info.file, `tensor ${chunk.tensor.info.name} holds ${nonFinite} NaN or infinite values (rows ${chunk.firstRow}-${chunk.firstRow + chunk.rows - 1} of the slice for ${chunk.tensor.spec.name})`);
       }
       await pendingWrite;
-      pendingWrite = out.write(encoded);
+      pendingWrite = writeFully(out, encoded);
       bytesWritten += encoded.length;
       bytesDone += source.length;
       const lastOfTensor = chunk.firstRow + chunk.rows === chunk.tensor.rows;
@@ -195,10 +198,13 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
     }
     await pendingWrite;
     if (options.signal?.aborted) throw new CancelledError('conversion');
+    const written = (await out.stat()).size;
+    if (written !== bytesWritten) throw new Error(`${tmp}: wrote ${written} bytes, expected ${bytesWritten}`);
     await out.sync();
     await out.close();
     await rename(tmp, options.outFile);
   } catch (e) {
+    await Promise.allSettled([pendingRead, pendingWrite]);
     await out.close().catch(() => undefined);
     await unlink(tmp).catch(() => undefined);
     throw e;

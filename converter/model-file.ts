@@ -3,7 +3,11 @@ import { open } from 'node:fs/promises';
 import { WeightType, weightTypeName } from './dtypes.js';
 import { ARCH_NAMES, decodeHeader, type ModelHeader } from './model-header.js';
 import { modelTensors, placeTensors, tensorElements, type PlacedTensor } from './model-layout.js';
+import { readFully } from './io.js';
 import { native } from './native.js';
+
+/** Far above any real header (8 bytes per key); a larger declared size is refused without allocating it. */
+const MAX_HEADER_BYTES = 64 * 1024;
 
 export interface ModelFile {
   readonly path: string;
@@ -22,11 +26,12 @@ export async function readModelFile(path: string): Promise<ModelFile> {
   try {
     const fileSize = (await handle.stat()).size;
     const prefix = Buffer.alloc(Math.min(fileSize, 8));
-    await handle.read(prefix, 0, prefix.length, 0);
+    await readFully(handle, prefix, 0, path);
     const declared = prefix.length === 8 ? prefix.readInt32LE(4) : 0;
-    const headerBytes = Buffer.alloc(Math.max(8, Math.min(fileSize, declared > 0 ? declared : 8)));
-    const { bytesRead } = await handle.read(headerBytes, 0, headerBytes.length, 0);
-    const { header, headerSize } = decodeHeader(headerBytes.subarray(0, bytesRead), path);
+    // decodeHeader checks the magic first, then that the declared size fits what was read.
+    const headerBytes = Buffer.alloc(Math.min(fileSize, Math.max(8, Math.min(declared, MAX_HEADER_BYTES))));
+    await readFully(handle, headerBytes, 0, path);
+    const { header, headerSize } = decodeHeader(headerBytes, path);
     const tensors = placeTensors(modelTensors(header), headerSize);
     const last = tensors[tensors.length - 1];
     const expected = last ? last.offset + last.bytes : headerSize;
@@ -50,7 +55,7 @@ export async function readTensor(model: ModelFile, name: string): Promise<Float3
   const bytes = Buffer.alloc(tensor.bytes);
   const handle = await open(model.path, 'r');
   try {
-    await handle.read(bytes, 0, bytes.length, tensor.offset);
+    await readFully(handle, bytes, tensor.offset, model.path);
   } finally {
     await handle.close();
   }

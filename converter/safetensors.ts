@@ -8,6 +8,7 @@ import { open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/p
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { InputError } from './errors.js';
+import { readFully, writeFully } from './io.js';
 
 /** Element sizes of every dtype the format defines; only F32, F16 and BF16 can be converted. */
 const DTYPE_BYTES: Readonly<Record<string, number>> = {
@@ -51,7 +52,7 @@ export async function readShardHeader(file: string): Promise<TensorInfo[]> {
   const handle = await open(file, 'r');
   try {
     const lengthBytes = Buffer.alloc(8);
-    await readFully(handle, lengthBytes, 0);
+    await readFully(handle, lengthBytes, 0, file);
     const headerLength = lengthBytes.readBigUInt64LE(0);
     if (headerLength > BigInt(fileSize - 8)) {
       throw new InputError(file, `header length ${headerLength} runs past the end of the file (${fileSize} bytes)`);
@@ -60,7 +61,7 @@ export async function readShardHeader(file: string): Promise<TensorInfo[]> {
       throw new InputError(file, `header length ${headerLength} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
     }
     const headerBytes = Buffer.alloc(Number(headerLength));
-    await readFully(handle, headerBytes, 8);
+    await readFully(handle, headerBytes, 8, file);
     return parseHeader(file, headerBytes, fileSize);
   } finally {
     await handle.close();
@@ -210,15 +211,6 @@ async function readIndex(indexPath: string): Promise<Record<string, string>> {
   return weightMap as Record<string, string>;
 }
 
-async function readFully(handle: FileHandle, into: Uint8Array, position: number, file = ''): Promise<void> {
-  let done = 0;
-  while (done < into.length) {
-    const { bytesRead } = await handle.read(into, done, into.length - done, position + done);
-    if (bytesRead === 0) throw new InputError(file, `unexpected end of file at byte ${position + done}; the file is truncated`);
-    done += bytesRead;
-  }
-}
-
 /** A tensor to write: its bytes come from `data`, called once, in pieces that add up to the declared size. */
 export interface TensorToWrite {
   readonly name: string;
@@ -248,13 +240,13 @@ export async function writeSafetensors(path: string, tensors: readonly TensorToW
   const tmp = `${path}.partial`;
   const handle = await open(tmp, 'w');
   try {
-    await handle.write(prefix);
-    await handle.write(json);
+    await writeFully(handle, prefix);
+    await writeFully(handle, Buffer.from(json));
     for (const t of tensors) {
       const expected = elementCount(t.shape) * DTYPE_BYTES[t.dtype]!;
       let written = 0;
       for await (const piece of t.data()) {
-        await handle.write(piece);
+        await writeFully(handle, piece);
         written += piece.length;
       }
       if (written !== expected) throw new Error(`tensor ${t.name}: wrote ${written} bytes, declared ${expected}`);

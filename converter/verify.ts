@@ -6,6 +6,7 @@ import { open } from 'node:fs/promises';
 import { SOURCE_DTYPE_BYTES, SOURCE_DTYPE_IDS, WeightType, encodedBytes, weightTypeName } from './dtypes.js';
 import { planConversion } from './convert.js';
 import { readModelFile } from './model-file.js';
+import { readFully } from './io.js';
 import { native } from './native.js';
 
 export interface TensorError {
@@ -43,7 +44,7 @@ export async function compareWithSource(modelDir: string, modelPath: string, chu
         await engine.encode(sourceBytes, SOURCE_DTYPE_IDS[t.dtype], widened, WeightType.F32, n, 1);
         const source = new Float32Array(widened.buffer, widened.byteOffset, n);
         const stored = Buffer.alloc(encodedBytes(placed.type, n));
-        await handle.read(stored, 0, stored.length, placed.offset + encodedBytes(placed.type, row * t.rowLength));
+        await readFully(handle, stored, placed.offset + encodedBytes(placed.type, row * t.rowLength), modelPath);
         const converted = engine.decode(stored, placed.type, n);
         for (let k = 0; k < n; k++) {
           const err = Math.abs(converted[k]! - source[k]!);
