@@ -14,7 +14,7 @@ import { CancelledError, InputError } from './errors.js';
 import { architectureOf, type Architecture } from './architectures/index.js';
 import { encodeHeader, type ModelHeader } from './model-header.js';
 import { modelTensors, tensorElements, type TensorSpec } from './model-layout.js';
-import { writeFully } from './io.js';
+import { WriteBack, writeFully } from './io.js';
 import { native } from './native.js';
 import { Checkpoint, elementCount, isConvertible, type ConvertibleDtype, type TensorInfo } from './safetensors.js';
 
@@ -111,6 +111,19 @@ export async function planConversion(modelDir: string, weightType: WeightType): 
   return { architecture, header, tensors, checkpoint };
 }
 
+/** Output bytes between two background flushes (see WriteBack). */
+const FLUSH_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Marks a promise that is awaited later, after other awaits, as handled now: otherwise a failure in
+ * the meantime would be reported as an unhandled rejection and end the process. It still rejects
+ * where it is awaited.
+ */
+function inFlight<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
+}
+
 interface Chunk {
   tensor: PlannedTensor;
   index: number;
@@ -154,6 +167,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
   // In flight while the loop runs; settled before cleanup so that no I/O outlives the handles.
   let pendingRead: Promise<Buffer> | undefined;
   let pendingWrite: Promise<void> = Promise.resolve();
+  const writeBack = new WriteBack(out, FLUSH_BYTES);
   try {
     const header = encodeHeader(plan.header);
     await writeFully(out, header);
@@ -170,13 +184,13 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
 
     const chunks = chunksOf(tensors, chunkBytes);
     let next = chunks.next();
-    pendingRead = next.done ? undefined : read(next.value, 0);
+    pendingRead = next.done ? undefined : inFlight(read(next.value, 0));
     for (let i = 0; !next.done; i++) {
       if (options.signal?.aborted) throw new CancelledError('conversion');
       const chunk = next.value;
       const source = await pendingRead!;
       next = chunks.next();
-      pendingRead = next.done ? undefined : read(next.value, (i + 1) % 2);
+      pendingRead = next.done ? undefined : inFlight(read(next.value, (i + 1) % 2));
       const elements = chunk.rows * chunk.tensor.rowLength;
       const encoded = outputs[i % 2]!.subarray(0, encodedBytes(chunk.tensor.spec.type, elements));
       const nonFinite = await engine.encode(source, SOURCE_DTYPE_IDS[chunk.tensor.dtype], encoded, chunk.tensor.spec.type, elements, threads);
@@ -184,8 +198,9 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
         throw new InputError(chunk.tensor.info.file, `tensor ${chunk.tensor.info.name} holds ${nonFinite} NaN or infinite values (rows ${chunk.firstRow}-${chunk.firstRow + chunk.rows - 1} of the slice for ${chunk.tensor.spec.name})`);
       }
       await pendingWrite;
-      pendingWrite = writeFully(out, encoded);
+      pendingWrite = inFlight(writeFully(out, encoded));
       bytesWritten += encoded.length;
+      writeBack.written(bytesWritten, pendingWrite);
       bytesDone += source.length;
       const lastOfTensor = chunk.firstRow + chunk.rows === chunk.tensor.rows;
       options.onProgress?.({
@@ -197,6 +212,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
       });
     }
     await pendingWrite;
+    await writeBack.finish();
     if (options.signal?.aborted) throw new CancelledError('conversion');
     const written = (await out.stat()).size;
     if (written !== bytesWritten) throw new Error(`${tmp}: wrote ${written} bytes, expected ${bytesWritten}`);
@@ -204,7 +220,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
     await out.close();
     await rename(tmp, options.outFile);
   } catch (e) {
-    await Promise.allSettled([pendingRead, pendingWrite]);
+    await Promise.allSettled([pendingRead, pendingWrite, writeBack.finish()]);
     await out.close().catch(() => undefined);
     await unlink(tmp).catch(() => undefined);
     throw e;

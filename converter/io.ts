@@ -20,3 +20,46 @@ export async function writeFully(handle: FileHandle, data: Uint8Array): Promise<
     done += bytesWritten;
   }
 }
+
+/**
+ * Write-back as a file is written instead of all at its final sync: every `every` bytes, an fdatasync
+ * starts in the background (one at a time), so the disk works while the writer computes and dirty
+ * pages stay few (they count against a container's memory). A failed flush is thrown by the next
+ * `written` call or by `finish`.
+ */
+export class WriteBack {
+  private pending: Promise<void> = Promise.resolve();
+  private running = false;
+  private error: unknown;
+  private flushedAt = 0;
+
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly every: number,
+  ) {}
+
+  /** `total` bytes have been handed to writes that complete with `queued`. */
+  written(total: number, queued: Promise<unknown>): void {
+    if (this.error) throw this.error;
+    if (this.running || total - this.flushedAt < this.every) return;
+    this.flushedAt = total;
+    this.running = true;
+    this.pending = queued
+      .then(() => this.handle.datasync())
+      .then(
+        () => undefined,
+        (e: unknown) => {
+          this.error ??= e;
+        },
+      )
+      .finally(() => {
+        this.running = false;
+      });
+  }
+
+  /** Waits for the flush in progress; throws if any failed. */
+  async finish(): Promise<void> {
+    await this.pending;
+    if (this.error) throw this.error;
+  }
+}

@@ -7,7 +7,7 @@
  *   npm run bench:convert [-- --arch glm4moe --weights q40 --threads 2 --repeat 5 --keep DIR]
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { convert } from '../converter/convert.js';
 import { writeFixture, type FixtureArch } from '../converter/fixture.js';
-import type { WeightTypeName } from '../converter/dtypes.js';
+import { encodedBytes, weightTypeFromName, type WeightTypeName } from '../converter/dtypes.js';
+import { native } from '../converter/native.js';
 
 const { values } = parseArgs({
   options: {
@@ -29,10 +30,35 @@ const { values } = parseArgs({
   },
 });
 
+/**
+ * This process's peak resident memory. Linux's VmHWM belongs to the process image alone; getrusage's
+ * maxRSS would also count the parent's memory at the fork that preceded exec.
+ */
+function peakRssKiB(): number {
+  const status = existsSync('/proc/self/status') ? readFileSync('/proc/self/status', 'utf8') : '';
+  const hwm = /^VmHWM:\s+(\d+) kB/m.exec(status);
+  return hwm ? Number(hwm[1]) : process.resourceUsage().maxRSS;
+}
+
+/** The native encoder alone, in memory: what the conversion would reach with free I/O. */
+async function benchEncoder(weights: WeightTypeName, threads: number): Promise<void> {
+  const n = 64 * 1024 * 1024;
+  const src = new Uint8Array(n * 2);
+  const words = new Uint16Array(src.buffer);
+  for (let i = 0; i < n; i++) words[i] = 0x3c00 + ((i * 2654435761) >>> 20); // bf16 values of varied magnitude
+  const type = weightTypeFromName(weights);
+  const dst = new Uint8Array(encodedBytes(type, n));
+  await native().encode(src, 2, dst, type, n, threads); // first touch of dst
+  const started = performance.now();
+  await native().encode(src, 2, dst, type, n, threads);
+  const seconds = (performance.now() - started) / 1000;
+  console.log(`encoder only (${native().setSimd(true)}, ${threads} threads, in memory): ${((n * 2) / 1e9 / seconds).toFixed(2)} GB/s of bf16 input`);
+}
+
 if (values.child) {
   // Child: one conversion, then a JSON line with its timing and this process's peak RSS.
   const result = await convert({ modelDir: values.child, outFile: values.out!, weights: values.weights as WeightTypeName, threads: Number(values.threads) });
-  console.log(JSON.stringify({ seconds: result.seconds, sourceBytes: result.sourceBytes, bytes: result.bytes, parameters: result.parameters, maxRssKiB: process.resourceUsage().maxRSS }));
+  console.log(JSON.stringify({ seconds: result.seconds, sourceBytes: result.sourceBytes, bytes: result.bytes, parameters: result.parameters, maxRssKiB: peakRssKiB() }));
 } else {
   const work = values.keep ?? (await mkdtemp(join(tmpdir(), 'glm-dllama-bench-')));
   const modelDir = join(work, `${values.arch}-bench`);
@@ -44,6 +70,7 @@ if (values.child) {
     }
     // Flush the freshly written checkpoint so that the kernel's write-back does not compete with the runs.
     spawnSync('sync');
+    await benchEncoder(values.weights as WeightTypeName, Number(values.threads));
     const script = fileURLToPath(import.meta.url);
     const runs = [];
     for (let i = 0; i < Number(values.repeat); i++) {
