@@ -1,8 +1,15 @@
 {
+  "variables": {
+    "engine_sources": [
+      "engine/src/quant.cpp", "engine/src/quant-avx2.cpp", "engine/src/model.cpp", "engine/src/thread-pool.cpp",
+      "engine/src/session.cpp", "engine/src/cpu/kernels.cpp", "engine/src/cpu/kernels-avx2.cpp",
+      "engine/src/graph/blocks.cpp", "engine/src/graph/glm.cpp", "engine/src/graph/glm4.cpp", "engine/src/graph/glm4moe.cpp"
+    ]
+  },
   "targets": [
     {
       "target_name": "glm_engine",
-      "sources": ["engine/src/quant.cpp", "engine/src/quant-avx2.cpp", "engine/src/addon.cpp"],
+      "sources": ["<@(engine_sources)", "engine/src/addon.cpp"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],

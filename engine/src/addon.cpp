@@ -3,11 +3,15 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "cpu/kernels.h"
+#include "model.h"
 #include "quant.h"
+#include "session.h"
 
 namespace {
 
@@ -150,7 +154,94 @@ Napi::Value SetSimd(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), glm::setSimdEnabled(info[0].ToBoolean().Value()));
 }
 
+// A loaded model and its inference session: new Engine(path, threads, maxSeqLen).
+class Engine : public Napi::ObjectWrap<Engine> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Engine",
+                       {InstanceMethod("evaluate", &Engine::Evaluate), InstanceMethod("reset", &Engine::Reset),
+                        InstanceMethod("rewind", &Engine::Rewind), InstanceAccessor("position", &Engine::Position, nullptr),
+                        InstanceAccessor("contextLength", &Engine::ContextLength, nullptr),
+                        InstanceAccessor("threads", &Engine::Threads, nullptr), InstanceAccessor("header", &Engine::Header, nullptr)});
+  }
+
+  explicit Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "Engine(path, threads, maxSeqLen): path must be a string");
+    const int threads = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 1;
+    const int maxSeqLen = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
+    try {
+      model_ = std::make_unique<glm::Model>(info[0].As<Napi::String>().Utf8Value());
+      session_ = std::make_unique<glm::Session>(*model_, std::max(1, threads), maxSeqLen);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+  }
+
+ private:
+  // evaluate(tokens: Int32Array, allLogits: boolean) -> Float32Array of n x vocab (or vocab) logits
+  Napi::Value Evaluate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      throw Napi::TypeError::New(env, "evaluate(tokens, allLogits): tokens must be an Int32Array");
+    }
+    Napi::Int32Array tokens = info[0].As<Napi::Int32Array>();
+    const bool all = info.Length() > 1 && info[1].ToBoolean().Value();
+    const int n = static_cast<int>(tokens.ElementLength());
+    const size_t vocab = static_cast<size_t>(model_->header().vocabSize);
+    Napi::Float32Array logits = Napi::Float32Array::New(env, (all ? n : 1) * vocab);
+    try {
+      session_->evaluate(tokens.Data(), n, logits.Data(), all);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    return logits;
+  }
+
+  Napi::Value Reset(const Napi::CallbackInfo& info) {
+    session_->reset();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Rewind(const Napi::CallbackInfo& info) {
+    try {
+      session_->rewind(info[0].As<Napi::Number>().Int32Value());
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(info.Env(), e.what());
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Position(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session_->position()); }
+  Napi::Value ContextLength(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session_->maxSeqLen()); }
+  Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session_->threads()); }
+
+  Napi::Value Header(const Napi::CallbackInfo& info) {
+    const glm::ModelHeader& h = model_->header();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("archType", static_cast<int>(h.arch));
+    o.Set("weightType", static_cast<int>(h.weightType));
+    o.Set("dim", h.dim);
+    o.Set("nLayers", h.nLayers);
+    o.Set("nHeads", h.nHeads);
+    o.Set("nKvHeads", h.nKvHeads);
+    o.Set("headDim", h.headDim);
+    o.Set("vocabSize", h.vocabSize);
+    o.Set("maxSeqLen", h.maxSeqLen);
+    o.Set("nExperts", h.nExperts);
+    o.Set("nActiveExperts", h.nActiveExperts);
+    return o;
+  }
+
+  std::unique_ptr<glm::Model> model_;
+  std::unique_ptr<glm::Session> session_;
+};
+
+Napi::Value KernelPath(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), glm::kernelPath()); }
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Engine", Engine::Define(env));
+  exports.Set("kernelPath", Napi::Function::New(env, KernelPath));
   exports.Set("setSimd", Napi::Function::New(env, SetSimd));
   exports.Set("encode", Napi::Function::New(env, Encode));
   exports.Set("decode", Napi::Function::New(env, Decode));

@@ -1,0 +1,110 @@
+#include "kernels-simd.h"
+
+#include "../quant.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#pragma GCC target("avx2,fma,f16c")
+#include <immintrin.h>
+
+#include <cstring>
+
+namespace glm::simd {
+
+namespace {
+
+inline float sum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float scaleOf(const uint8_t* block) {
+  uint16_t h;
+  std::memcpy(&h, block, 2);
+  return _cvtsh_ss(h);
+}
+
+// Signed int8 dot product of 32 pairs, as 8 int32 partial sums turned to float.
+inline __m256 dotBytes(__m256i a, __m256i b) {
+  const __m256i absA = _mm256_sign_epi8(a, a);
+  const __m256i signedB = _mm256_sign_epi8(b, a);
+  const __m256i pairs = _mm256_maddubs_epi16(absA, signedB);
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+
+}  // namespace
+
+bool available() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+
+float dotF32(const float* a, const float* b, size_t n) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+  }
+  float sum = sum8(_mm256_add_ps(acc0, acc1));
+  for (; i < n; i++) sum += a[i] * b[i];
+  return sum;
+}
+
+float dotF16(const uint16_t* a, const float* b, size_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 w = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
+    acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(b + i), acc);
+  }
+  float sum = sum8(acc);
+  for (; i < n; i++) sum += _cvtsh_ss(a[i]) * b[i];
+  return sum;
+}
+
+float dotQ40Q80(const uint8_t* w, const uint8_t* x, size_t blocks) {
+  const __m256i lowMask = _mm256_set1_epi8(0x0f);
+  const __m256i eight = _mm256_set1_epi8(8);
+  __m256 acc = _mm256_setzero_ps();
+  for (size_t b = 0; b < blocks; b++) {
+    const uint8_t* wb = w + b * kQ40BlockBytes;
+    const uint8_t* xb = x + b * kQ80BlockBytes;
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + 2));
+    // low nibbles are values 0..15, high nibbles 16..31
+    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+    const __m256i codes = _mm256_sub_epi8(_mm256_and_si256(both, lowMask), eight);
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2));
+    const __m256 d = _mm256_set1_ps(scaleOf(wb) * scaleOf(xb));
+    acc = _mm256_fmadd_ps(d, dotBytes(codes, q), acc);
+  }
+  return sum8(acc);
+}
+
+float dotQ80Q80(const uint8_t* w, const uint8_t* x, size_t blocks) {
+  __m256 acc = _mm256_setzero_ps();
+  for (size_t b = 0; b < blocks; b++) {
+    const uint8_t* wb = w + b * kQ80BlockBytes;
+    const uint8_t* xb = x + b * kQ80BlockBytes;
+    const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + 2));
+    const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2));
+    const __m256 d = _mm256_set1_ps(scaleOf(wb) * scaleOf(xb));
+    acc = _mm256_fmadd_ps(d, dotBytes(qw, qx), acc);
+  }
+  return sum8(acc);
+}
+
+}  // namespace glm::simd
+
+#else
+
+namespace glm::simd {
+bool available() { return false; }
+float dotF32(const float*, const float*, size_t) { return 0.0f; }
+float dotF16(const uint16_t*, const float*, size_t) { return 0.0f; }
+float dotQ40Q80(const uint8_t*, const uint8_t*, size_t) { return 0.0f; }
+float dotQ80Q80(const uint8_t*, const uint8_t*, size_t) { return 0.0f; }
+}  // namespace glm::simd
+
+#endif

@@ -1,0 +1,128 @@
+#include "kernels.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "kernels-simd.h"
+
+namespace glm {
+
+void quantizeActivationsQ80(const float* x, uint8_t* out, size_t n) {
+  for (size_t b = 0; b < n / kBlockSize; b++) {
+    const float* v = x + b * kBlockSize;
+    float amax = 0.0f;
+    for (size_t j = 0; j < kBlockSize; j++) amax = std::fmax(amax, std::fabs(v[j]));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    uint8_t* block = out + b * kQ80BlockBytes;
+    const uint16_t scale = f32ToF16(d);
+    std::memcpy(block, &scale, 2);
+    int8_t* q = reinterpret_cast<int8_t*>(block + 2);
+    for (size_t j = 0; j < kBlockSize; j++) q[j] = static_cast<int8_t>(std::nearbyint(v[j] * id));
+  }
+}
+
+namespace {
+
+float dotF32Scalar(const float* a, const float* b, size_t n) {
+  float sum = 0.0f;
+  for (size_t i = 0; i < n; i++) sum += a[i] * b[i];
+  return sum;
+}
+
+float dotF16Scalar(const uint16_t* a, const float* b, size_t n) {
+  float sum = 0.0f;
+  for (size_t i = 0; i < n; i++) sum += f16ToF32(a[i]) * b[i];
+  return sum;
+}
+
+float dotQ40Q80Scalar(const uint8_t* w, const uint8_t* x, size_t blocks) {
+  float sum = 0.0f;
+  for (size_t b = 0; b < blocks; b++) {
+    const uint8_t* wb = w + b * kQ40BlockBytes;
+    const uint8_t* xb = x + b * kQ80BlockBytes;
+    uint16_t dw, dx;
+    std::memcpy(&dw, wb, 2);
+    std::memcpy(&dx, xb, 2);
+    const int8_t* q = reinterpret_cast<const int8_t*>(xb + 2);
+    int acc = 0;
+    for (size_t j = 0; j < kBlockSize / 2; j++) {
+      acc += ((wb[2 + j] & 0x0f) - 8) * q[j];
+      acc += ((wb[2 + j] >> 4) - 8) * q[j + kBlockSize / 2];
+    }
+    sum += static_cast<float>(acc) * f16ToF32(dw) * f16ToF32(dx);
+  }
+  return sum;
+}
+
+float dotQ80Q80Scalar(const uint8_t* w, const uint8_t* x, size_t blocks) {
+  float sum = 0.0f;
+  for (size_t b = 0; b < blocks; b++) {
+    const uint8_t* wb = w + b * kQ80BlockBytes;
+    const uint8_t* xb = x + b * kQ80BlockBytes;
+    uint16_t dw, dx;
+    std::memcpy(&dw, wb, 2);
+    std::memcpy(&dx, xb, 2);
+    const int8_t* qw = reinterpret_cast<const int8_t*>(wb + 2);
+    const int8_t* qx = reinterpret_cast<const int8_t*>(xb + 2);
+    int acc = 0;
+    for (size_t j = 0; j < kBlockSize; j++) acc += qw[j] * qx[j];
+    sum += static_cast<float>(acc) * f16ToF32(dw) * f16ToF32(dx);
+  }
+  return sum;
+}
+
+struct DotKernels {
+  float (*f32)(const float*, const float*, size_t);
+  float (*f16)(const uint16_t*, const float*, size_t);
+  float (*q40)(const uint8_t*, const uint8_t*, size_t);
+  float (*q80)(const uint8_t*, const uint8_t*, size_t);
+  const char* name;
+};
+
+DotKernels chooseKernels() {
+  if (simd::available()) return {simd::dotF32, simd::dotF16, simd::dotQ40Q80, simd::dotQ80Q80, "avx2"};
+  return {dotF32Scalar, dotF16Scalar, dotQ40Q80Scalar, dotQ80Q80Scalar, "scalar"};
+}
+
+const DotKernels kernels = chooseKernels();
+
+}  // namespace
+
+const char* kernelPath() { return kernels.name; }
+
+float dotRow(FloatType type, const uint8_t* row, const float* x, const uint8_t* xq, size_t n) {
+  switch (type) {
+    case FloatType::F32:
+      return kernels.f32(reinterpret_cast<const float*>(row), x, n);
+    case FloatType::F16:
+      return kernels.f16(reinterpret_cast<const uint16_t*>(row), x, n);
+    case FloatType::Q40:
+      return kernels.q40(row, xq, n / kBlockSize);
+    case FloatType::Q80:
+      return kernels.q80(row, xq, n / kBlockSize);
+  }
+  return 0.0f;
+}
+
+void rmsNorm(const float* x, const float* weight, float* out, int n, float eps) {
+  float sum = 0.0f;
+  for (int i = 0; i < n; i++) sum += x[i] * x[i];
+  const float scale = 1.0f / std::sqrt(sum / static_cast<float>(n) + eps);
+  for (int i = 0; i < n; i++) out[i] = weight[i] * (x[i] * scale);
+}
+
+void softmax(float* x, int n) {
+  float max = x[0];
+  for (int i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+  float sum = 0.0f;
+  for (int i = 0; i < n; i++) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  for (int i = 0; i < n; i++) x[i] /= sum;
+}
+
+float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+}  // namespace glm

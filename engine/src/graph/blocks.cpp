@@ -1,0 +1,206 @@
+#include "blocks.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "../cpu/kernels.h"
+
+namespace glm {
+
+KvCache::KvCache(const ModelHeader& h, int maxSeqLen)
+    : maxSeqLen_(maxSeqLen), kvDim_(h.kvDim()), cache_(static_cast<size_t>(h.nLayers) * maxSeqLen * h.kvDim() * 2) {}
+
+float* KvCache::data(int layer, int pos, int which) {
+  return cache_.data() + ((static_cast<size_t>(layer) * 2 + which) * maxSeqLen_ + pos) * kvDim_;
+}
+
+void addInPlace(float* x, const float* y, size_t n) {
+  for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+template <typename T>
+static T* grow(std::vector<T>& buffer, size_t n) {
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
+
+void Blocks::rmsNorm(const float* x, const Tensor& w, float* out, int n) {
+  for (int t = 0; t < n; t++) glm::rmsNorm(x + static_cast<size_t>(t) * w.rows, w.f32(), out + static_cast<size_t>(t) * w.rows, w.rows, h_.normEpsilon);
+}
+
+void Blocks::matmul(const Tensor& w, const float* x, int n, float* out) {
+  const size_t cols = static_cast<size_t>(w.cols);
+  const uint8_t* xq = nullptr;
+  if (w.type == FloatType::Q40 || w.type == FloatType::Q80) {
+    const size_t rowBytes = encodedBytes(FloatType::Q80, cols);
+    uint8_t* q = grow(quantized_, rowBytes * n);
+    pool_.parallelFor(n, [&](int begin, int end) {
+      for (int t = begin; t < end; t++) quantizeActivationsQ80(x + t * cols, q + t * rowBytes, cols);
+    });
+    xq = q;
+  }
+  const size_t xqRow = encodedBytes(FloatType::Q80, cols);
+  // Row-major over weights, tokens inside: each weight row is read once per batch.
+  pool_.parallelFor(
+      w.rows,
+      [&](int begin, int end) {
+        for (int r = begin; r < end; r++) {
+          const uint8_t* row = w.row(r);
+          for (int t = 0; t < n; t++) {
+            out[static_cast<size_t>(t) * w.rows + r] =
+                dotRow(w.type, row, x + t * cols, xq ? xq + t * xqRow : nullptr, cols);
+          }
+        }
+      },
+      4);
+}
+
+void Blocks::rope(float* vectors, int n, int pos, int heads) {
+  const int hd = h_.headDim, rot = h_.ropeDim, half = rot / 2;
+  for (int t = 0; t < n; t++) {
+    const float p = static_cast<float>(pos + t);
+    for (int i = 0; i < half; i++) {
+      const float theta = p * std::pow(h_.ropeTheta, -2.0f * static_cast<float>(i) / static_cast<float>(rot));
+      const float c = std::cos(theta), s = std::sin(theta);
+      for (int head = 0; head < heads; head++) {
+        float* v = vectors + (static_cast<size_t>(t) * heads + head) * hd;
+        // interleaved pairs (2i, 2i+1) for GLM and GLM-4; half-split pairs (i, i + rot/2) for GLM-4.5
+        const int a = h_.ropeStyle == RopeStyle::Interleaved ? 2 * i : i;
+        const int b = h_.ropeStyle == RopeStyle::Interleaved ? 2 * i + 1 : i + half;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c - x1 * s;
+        v[b] = x1 * c + x0 * s;
+      }
+    }
+  }
+}
+
+void Blocks::attention(int layer, const float* x, int n, int pos, float* out) {
+  const LayerWeights& L = model_.layers[layer];
+  const int qDim = h_.qDim(), kvDim = h_.kvDim(), hd = h_.headDim;
+  float* q = grow(q_, static_cast<size_t>(n) * qDim);
+  float* k = grow(k_, static_cast<size_t>(n) * kvDim);
+  float* v = grow(v_, static_cast<size_t>(n) * kvDim);
+  matmul(L.wq, x, n, q);
+  matmul(L.wk, x, n, k);
+  matmul(L.wv, x, n, v);
+  if (h_.attentionBias) {
+    for (int t = 0; t < n; t++) {
+      addInPlace(q + static_cast<size_t>(t) * qDim, L.bq.f32(), qDim);
+      addInPlace(k + static_cast<size_t>(t) * kvDim, L.bk.f32(), kvDim);
+      addInPlace(v + static_cast<size_t>(t) * kvDim, L.bv.f32(), kvDim);
+    }
+  }
+  if (h_.qkNorm) {  // per-head RMSNorm after the bias, before RoPE
+    for (int i = 0; i < n * h_.nHeads; i++) glm::rmsNorm(q + static_cast<size_t>(i) * hd, L.qNorm.f32(), q + static_cast<size_t>(i) * hd, hd, h_.normEpsilon);
+    for (int i = 0; i < n * h_.nKvHeads; i++) glm::rmsNorm(k + static_cast<size_t>(i) * hd, L.kNorm.f32(), k + static_cast<size_t>(i) * hd, hd, h_.normEpsilon);
+  }
+  rope(q, n, pos, h_.nHeads);
+  rope(k, n, pos, h_.nKvHeads);
+  for (int t = 0; t < n; t++) {
+    std::copy_n(k + static_cast<size_t>(t) * kvDim, kvDim, cache_.keys(layer, pos + t));
+    std::copy_n(v + static_cast<size_t>(t) * kvDim, kvDim, cache_.values(layer, pos + t));
+  }
+
+  float* att = grow(att_, static_cast<size_t>(n) * qDim);
+  const int group = h_.nHeads / h_.nKvHeads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int contexts = pos + n;
+  pool_.parallelFor(n * h_.nHeads, [&](int begin, int end) {
+    std::vector<float> scores(contexts);
+    for (int item = begin; item < end; item++) {
+      const int t = item / h_.nHeads, head = item % h_.nHeads, kvHead = head / group;
+      const float* qh = q + (static_cast<size_t>(t) * h_.nHeads + head) * hd;
+      const int visible = pos + t + 1;  // causal
+      for (int j = 0; j < visible; j++) {
+        const float* kj = cache_.keys(layer, j) + kvHead * hd;
+        float dot = 0.0f;
+        for (int d = 0; d < hd; d++) dot += qh[d] * kj[d];
+        scores[j] = dot * scale;
+      }
+      softmax(scores.data(), visible);
+      float* o = att + (static_cast<size_t>(t) * h_.nHeads + head) * hd;
+      std::fill_n(o, hd, 0.0f);
+      for (int j = 0; j < visible; j++) {
+        const float* vj = cache_.values(layer, j) + kvHead * hd;
+        for (int d = 0; d < hd; d++) o[d] += scores[j] * vj[d];
+      }
+    }
+  });
+  matmul(L.wo, att, n, out);
+}
+
+void Blocks::ffn(const ExpertWeights& w, const float* x, int n, float* out) {
+  const size_t width = static_cast<size_t>(w.gate.rows);
+  float* g = grow(gate_, n * width);
+  float* u = grow(up_, n * width);
+  matmul(w.gate, x, n, g);
+  matmul(w.up, x, n, u);
+  for (size_t i = 0; i < n * width; i++) g[i] = silu(g[i]) * u[i];
+  matmul(w.down, g, n, out);
+}
+
+void Blocks::moe(const LayerWeights& L, const float* x, int n, float* out) {
+  const int experts = h_.nExperts, dim = h_.dim;
+  float* logits = grow(routerLogits_, static_cast<size_t>(n) * experts);
+  matmul(L.router, x, n, logits);  // f32 router: no activation quantization
+
+  // Per token: the chosen experts and their weights.
+  std::vector<std::vector<std::pair<int, float>>> routed(experts);  // expert -> (token, weight)
+  std::vector<float> scores(experts), choice(experts);
+  std::vector<int> order(experts);
+  const int perGroup = experts / h_.nExpertGroups;
+  for (int t = 0; t < n; t++) {
+    for (int e = 0; e < experts; e++) {
+      scores[e] = 1.0f / (1.0f + std::exp(-logits[static_cast<size_t>(t) * experts + e]));
+      choice[e] = scores[e] + L.routerBias.f32()[e];  // the correction bias only steers selection
+    }
+    if (h_.nExpertGroups > 1) {  // keep the topk_groups groups whose two best experts score highest
+      std::vector<std::pair<float, int>> groups;
+      for (int g = 0; g < h_.nExpertGroups; g++) {
+        std::vector<float> members(choice.begin() + g * perGroup, choice.begin() + (g + 1) * perGroup);
+        std::partial_sort(members.begin(), members.begin() + std::min(2, perGroup), members.end(), std::greater<float>());
+        groups.emplace_back(members[0] + (perGroup > 1 ? members[1] : 0.0f), g);
+      }
+      std::sort(groups.begin(), groups.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+      for (size_t r = h_.topkGroups; r < groups.size(); r++) {
+        std::fill_n(choice.begin() + groups[r].second * perGroup, perGroup, -INFINITY);
+      }
+    }
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + h_.nActiveExperts, order.end(),
+                      [&](int a, int b) { return choice[a] > choice[b] || (choice[a] == choice[b] && a < b); });
+    float sum = 0.0f;
+    for (int j = 0; j < h_.nActiveExperts; j++) sum += scores[order[j]];
+    for (int j = 0; j < h_.nActiveExperts; j++) {
+      float weight = scores[order[j]];
+      if (h_.normTopkProb) weight /= sum;
+      routed[order[j]].emplace_back(t, weight * h_.routedScalingFactor);
+    }
+  }
+
+  // Each expert runs once on the batch of tokens routed to it.
+  std::fill_n(out, static_cast<size_t>(n) * dim, 0.0f);
+  for (int e = 0; e < experts; e++) {
+    const auto& tokens = routed[e];
+    if (tokens.empty()) continue;
+    const int m = static_cast<int>(tokens.size());
+    float* in = grow(expertIn_, static_cast<size_t>(m) * dim);
+    for (int i = 0; i < m; i++) std::copy_n(x + static_cast<size_t>(tokens[i].first) * dim, dim, in + static_cast<size_t>(i) * dim);
+    float* y = grow(expertOut_, static_cast<size_t>(m) * dim);
+    ffn(L.experts[e], in, m, y);
+    for (int i = 0; i < m; i++) {
+      float* o = out + static_cast<size_t>(tokens[i].first) * dim;
+      const float* yi = y + static_cast<size_t>(i) * dim;
+      for (int d = 0; d < dim; d++) o[d] += tokens[i].second * yi[d];
+    }
+  }
+  if (L.hasShared) {
+    float* y = grow(expertOut_, static_cast<size_t>(n) * dim);
+    ffn(L.shared, x, n, y);
+    addInPlace(out, y, static_cast<size_t>(n) * dim);
+  }
+}
+
+}  // namespace glm

@@ -1,0 +1,93 @@
+// A .m model file mapped into memory: the header (docs/model-format.md) and typed views of every
+// tensor, in the order the format defines. Loading validates everything a forward pass relies on
+// and throws ModelError with a message naming the file.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "quant.h"
+
+namespace glm {
+
+class ModelError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class ArchType : int32_t { GLM = 0xABCD10, GLM4 = 0xABCD11, GLM4_MOE = 0xABCD12 };
+enum class RopeStyle : int32_t { Interleaved = 0, HalfSplit = 1 };
+
+struct ModelHeader {
+  int32_t version = 0;
+  ArchType arch = ArchType::GLM;
+  FloatType weightType = FloatType::F32;
+  int32_t hiddenAct = 1;
+  int32_t dim = 0, hiddenDim = 0, nLayers = 0, nHeads = 0, nKvHeads = 0, headDim = 0;
+  int32_t vocabSize = 0, maxSeqLen = 0;
+  RopeStyle ropeStyle = RopeStyle::Interleaved;
+  float ropeTheta = 10000.0f;
+  int32_t ropeDim = 0;
+  float normEpsilon = 1e-5f;
+  bool attentionBias = false, qkNorm = false;
+  int32_t nExperts = 0, nActiveExperts = 0, moeHiddenDim = 0, nSharedExperts = 0, firstDenseLayers = 0;
+  float routedScalingFactor = 1.0f;
+  bool normTopkProb = false;
+  int32_t nExpertGroups = 1, topkGroups = 1;
+
+  int qDim() const { return nHeads * headDim; }
+  int kvDim() const { return nKvHeads * headDim; }
+  bool isMoeLayer(int layer) const { return arch == ArchType::GLM4_MOE && layer >= firstDenseLayers; }
+};
+
+// A weight matrix [rows x cols] (or a vector: rows = n, cols = 1) inside the mapped file.
+struct Tensor {
+  const uint8_t* data = nullptr;
+  FloatType type = FloatType::F32;
+  int rows = 0;
+  int cols = 0;
+  const float* f32() const { return reinterpret_cast<const float*>(data); }
+  size_t rowBytes() const { return encodedBytes(type, static_cast<size_t>(cols)); }
+  const uint8_t* row(int r) const { return data + static_cast<size_t>(r) * rowBytes(); }
+};
+
+struct ExpertWeights {
+  Tensor gate, up, down;
+};
+
+struct LayerWeights {
+  Tensor attnNorm, wq, wk, wv, bq, bk, bv, qNorm, kNorm, wo, postAttnNorm, ffnNorm, postFfnNorm;
+  // Dense FFN (gate, up, down), or the MoE router, correction bias, experts and shared expert.
+  ExpertWeights dense;
+  Tensor router, routerBias;
+  std::vector<ExpertWeights> experts;
+  ExpertWeights shared;
+  bool hasShared = false;
+};
+
+class Model {
+ public:
+  // Maps and validates `path`; throws ModelError.
+  explicit Model(const std::string& path);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const std::string& path() const { return path_; }
+  const ModelHeader& header() const { return header_; }
+  size_t fileSize() const { return size_; }
+
+  Tensor embedding;
+  std::vector<LayerWeights> layers;
+  Tensor outputNorm, output;
+
+ private:
+  std::string path_;
+  ModelHeader header_;
+  void* map_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace glm
