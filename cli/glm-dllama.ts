@@ -10,6 +10,7 @@ import { WEIGHT_TYPE_NAMES, type WeightTypeName } from '../converter/dtypes.js';
 import { FIXTURE_ARCHS, writeFixture, type FixtureArch, type FixtureDtype, type FixtureSize } from '../converter/fixture.js';
 import { formatReport, inspectModel } from '../converter/inspect.js';
 import { packageRoot } from '../converter/native.js';
+import { registerEngineCommands } from './engine-commands.js';
 import { lazyProgress } from './progress.js';
 
 const MiB = 1024 * 1024;
@@ -38,7 +39,7 @@ function cancellation(): AbortSignal {
 
 const program = new Command()
   .name('glm-dllama')
-  .description('Convert GLM-family checkpoints to distributed-llama model files')
+  .description('Convert GLM-family checkpoints to distributed-llama model files and run them')
   .version((JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version)
   .showHelpAfterError();
 
@@ -132,6 +133,8 @@ program
     }
     console.log(report.kept ? `files kept in ${report.workDir}` : 'temporary files removed (use --out-dir DIR to keep them)');
   });
+
+registerEngineCommands(program);
 
 program.parseAsync().catch((e: unknown) => {
   process.stderr.write(`glm-dllama: ${e instanceof CancelledError ? '' : 'error: '}${e instanceof Error ? e.message : String(e)}\n`);

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench.h"
 #include "cpu/kernels.h"
 #include "model.h"
 #include "quant.h"
@@ -239,9 +240,40 @@ class Engine : public Napi::ObjectWrap<Engine> {
 
 Napi::Value KernelPath(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), glm::kernelPath()); }
 
+// bench(path, {promptTokens, genTokens, threads, repeat}) -> {prefillTps: number[], decodeTps: number[], peakRssBytes, threads}
+Napi::Value Bench(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject()) throw Napi::TypeError::New(env, "bench(path, options)");
+  Napi::Object o = info[1].As<Napi::Object>();
+  glm::BenchOptions options;
+  options.promptTokens = o.Get("promptTokens").As<Napi::Number>().Int32Value();
+  options.genTokens = o.Get("genTokens").As<Napi::Number>().Int32Value();
+  options.threads = o.Get("threads").As<Napi::Number>().Int32Value();
+  options.repeat = o.Get("repeat").As<Napi::Number>().Int32Value();
+  glm::BenchResult r;
+  try {
+    const glm::Model model(info[0].As<Napi::String>().Utf8Value());
+    r = glm::runBench(model, options);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  auto list = [&](const std::vector<double>& v) {
+    Napi::Array a = Napi::Array::New(env, v.size());
+    for (size_t i = 0; i < v.size(); i++) a.Set(i, v[i]);
+    return a;
+  };
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("prefillTps", list(r.prefillTps));
+  out.Set("decodeTps", list(r.decodeTps));
+  out.Set("peakRssBytes", static_cast<double>(r.peakRssBytes));
+  out.Set("threads", r.threads);
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", Engine::Define(env));
   exports.Set("kernelPath", Napi::Function::New(env, KernelPath));
+  exports.Set("bench", Napi::Function::New(env, Bench));
   exports.Set("setSimd", Napi::Function::New(env, SetSimd));
   exports.Set("encode", Napi::Function::New(env, Encode));
   exports.Set("decode", Napi::Function::New(env, Decode));

@@ -1,0 +1,151 @@
+/**
+ * glm-dllama's inference library over the native engine (engine/src): load a .m model, evaluate token
+ * ids, and the measurements built on that (log-probs, perplexity, KL divergence, speed). Text stays in
+ * the tokenizer; everything here works on token ids.
+ */
+import { availableParallelism } from 'node:os';
+import { native } from '../converter/native.js';
+
+/** The native session: one model and its KV cache. */
+interface NativeSession {
+  evaluate(tokens: Int32Array, allLogits: boolean): Float32Array;
+  reset(): void;
+  rewind(position: number): void;
+  readonly position: number;
+  readonly contextLength: number;
+  readonly threads: number;
+  readonly header: { vocabSize: number; maxSeqLen: number; nLayers: number; dim: number };
+}
+
+interface NativeInference {
+  Engine: new (path: string, threads: number, contextLength: number) => NativeSession;
+  bench(path: string, options: { promptTokens: number; genTokens: number; threads: number; repeat: number }): {
+    prefillTps: number[];
+    decodeTps: number[];
+    peakRssBytes: number;
+    threads: number;
+  };
+  kernelPath(): string;
+}
+
+const inference = (): NativeInference => native() as unknown as NativeInference;
+
+export interface LoadOptions {
+  /** Worker threads (default: all cores). */
+  threads?: number;
+  /** KV cache length in tokens (default: the model's, at most 4096). */
+  contextLength?: number;
+}
+
+/** A loaded model with its KV cache. Errors in the native code arrive as exceptions naming the file. */
+export class LoadedModel {
+  private readonly session: NativeSession;
+
+  constructor(
+    readonly path: string,
+    options: LoadOptions = {},
+  ) {
+    this.session = new (inference().Engine)(path, options.threads ?? availableParallelism(), options.contextLength ?? 0);
+  }
+
+  get vocabSize(): number {
+    return this.session.header.vocabSize;
+  }
+  get contextLength(): number {
+    return this.session.contextLength;
+  }
+  get position(): number {
+    return this.session.position;
+  }
+  get threads(): number {
+    return this.session.threads;
+  }
+
+  /** Evaluates tokens after those already in the cache; returns the logits of each (n x vocab) or of the last. */
+  evaluate(tokens: readonly number[] | Int32Array, allLogits = false): Float32Array {
+    return this.session.evaluate(tokens instanceof Int32Array ? tokens : Int32Array.from(tokens), allLogits);
+  }
+
+  reset(): void {
+    this.session.reset();
+  }
+
+  /** Keeps the first `position` tokens of the cache (a shared prefix) and drops the rest. */
+  rewind(position: number): void {
+    this.session.rewind(position);
+  }
+}
+
+/** Natural-log softmax of one row of logits, accumulated in float64. */
+export function logSoftmax(logits: Float32Array | number[]): Float64Array {
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  const logZ = max + Math.log(sum);
+  return Float64Array.from(logits, (v) => v - logZ);
+}
+
+export interface PositionLogprobs {
+  token: number;
+  /** log p(next token = i) for every vocabulary id i, unless `top` was asked for. */
+  logprobs?: number[];
+  /** The `top` most likely next tokens, most likely first. */
+  top?: { id: number; logprob: number }[];
+}
+
+/** For each input position, the distribution of the next token. */
+export function logprobs(model: LoadedModel, tokens: readonly number[], top?: number): { positions: PositionLogprobs[] } {
+  model.reset();
+  const logits = model.evaluate(tokens, true);
+  const vocab = model.vocabSize;
+  const positions = tokens.map((token, t) => {
+    const lp = logSoftmax(logits.subarray(t * vocab, (t + 1) * vocab));
+    if (!top) return { token, logprobs: Array.from(lp) };
+    const ids = Array.from(lp.keys()).sort((a, b) => lp[b]! - lp[a]! || a - b).slice(0, top);
+    return { token, top: ids.map((id) => ({ id, logprob: lp[id]! })) };
+  });
+  return { positions };
+}
+
+export interface BenchOptions {
+  promptTokens?: number;
+  genTokens?: number;
+  threads?: number;
+  repeat?: number;
+}
+
+export interface BenchResult {
+  prefill_tps: number;
+  decode_tps: number;
+  prefill_tps_all: number[];
+  decode_tps_all: number[];
+  peak_rss_bytes: number;
+  threads: number;
+  prompt_tokens: number;
+  gen_tokens: number;
+  kernels: string;
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length === 0 ? NaN : sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Prefill and decode speed: one prefill of promptTokens then genTokens greedy decodes, `repeat` times. */
+export function bench(modelPath: string, options: BenchOptions = {}): BenchResult {
+  const o = { promptTokens: 512, genTokens: 128, threads: availableParallelism(), repeat: 3, ...options };
+  const r = inference().bench(modelPath, o);
+  return {
+    prefill_tps: median(r.prefillTps),
+    decode_tps: median(r.decodeTps),
+    prefill_tps_all: r.prefillTps,
+    decode_tps_all: r.decodeTps,
+    peak_rss_bytes: r.peakRssBytes,
+    threads: r.threads,
+    prompt_tokens: o.promptTokens,
+    gen_tokens: o.genTokens,
+    kernels: inference().kernelPath(),
+  };
+}

@@ -1,0 +1,32 @@
+// Prefill and decode speed of a model, measured the same way for the CLI, the addon and glm-engine.
+#pragma once
+#include <cstddef>
+#include <vector>
+
+#include "model.h"
+
+namespace glm {
+
+struct BenchOptions {
+  int promptTokens = 512;
+  int genTokens = 128;
+  int threads = 1;
+  int repeat = 3;
+};
+
+struct BenchResult {
+  std::vector<double> prefillTps;  // one per repeat
+  std::vector<double> decodeTps;
+  size_t peakRssBytes = 0;
+  int threads = 0;
+};
+
+// Runs `repeat` times: one prefill of promptTokens (deterministic pseudo-random ids), then genTokens
+// greedy single-token decodes. Throws std::invalid_argument when the context is too small.
+BenchResult runBench(const Model& model, const BenchOptions& options);
+
+double median(std::vector<double> values);
+// Peak resident memory of this process (VmHWM on Linux, 0 where unknown).
+size_t peakRssBytes();
+
+}  // namespace glm

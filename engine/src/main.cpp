@@ -1,0 +1,178 @@
+// glm-engine: the engine without the TypeScript layer, for runners and worker machines.
+//   glm-engine logprobs --model M --tokens 1,2,3 [--top K] [--threads N]
+//   glm-engine bench --model M [--prompt-tokens 512] [--gen-tokens 128] [--threads N] [--repeat K] [--json]
+//   glm-engine info --model M
+// Errors go to stderr with a non-zero exit status.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench.h"
+#include "cpu/kernels.h"
+#include "model.h"
+#include "session.h"
+
+namespace {
+
+const char* kUsage =
+    "usage:\n"
+    "  glm-engine logprobs --model M --tokens 1,2,3 [--top K] [--threads N]\n"
+    "  glm-engine bench --model M [--prompt-tokens 512] [--gen-tokens 128] [--threads N] [--repeat K] [--json]\n"
+    "  glm-engine info --model M\n";
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Args {
+  std::string command;
+  std::map<std::string, std::string> options;
+
+  const std::string& required(const std::string& name) const {
+    auto it = options.find(name);
+    if (it == options.end()) throw UsageError("missing --" + name);
+    return it->second;
+  }
+  int number(const std::string& name, int fallback) const {
+    auto it = options.find(name);
+    if (it == options.end()) return fallback;
+    char* end = nullptr;
+    const long v = std::strtol(it->second.c_str(), &end, 10);
+    if (!end || *end || v < 0 || v > 1 << 30) throw UsageError("--" + name + " must be a non-negative integer");
+    return static_cast<int>(v);
+  }
+  bool flag(const std::string& name) const { return options.count(name) > 0; }
+};
+
+Args parse(int argc, char** argv) {
+  if (argc < 2) throw UsageError("no command");
+  Args args;
+  args.command = argv[1];
+  for (int i = 2; i < argc; i++) {
+    std::string a = argv[i];
+    if (a.rfind("--", 0) != 0) throw UsageError("unexpected argument " + a);
+    a = a.substr(2);
+    if (a == "json") {
+      args.options[a] = "1";
+    } else {
+      if (i + 1 >= argc) throw UsageError("--" + a + " needs a value");
+      args.options[a] = argv[++i];
+    }
+  }
+  return args;
+}
+
+int defaultThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+std::vector<int32_t> parseTokens(const std::string& list) {
+  std::vector<int32_t> tokens;
+  size_t at = 0;
+  while (at <= list.size()) {
+    const size_t comma = std::min(list.find(',', at), list.size());
+    const std::string item = list.substr(at, comma - at);
+    char* end = nullptr;
+    const long v = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end) throw UsageError("--tokens must be comma-separated integers, got \"" + item + "\"");
+    tokens.push_back(static_cast<int32_t>(v));
+    at = comma + 1;
+  }
+  return tokens;
+}
+
+void logprobs(const Args& args) {
+  const glm::Model model(args.required("model"));
+  const std::vector<int32_t> tokens = parseTokens(args.required("tokens"));
+  const int top = args.number("top", 0);
+  glm::Session session(model, args.number("threads", defaultThreads()), static_cast<int>(tokens.size()));
+  const int vocab = model.header().vocabSize;
+  std::vector<float> logits(tokens.size() * vocab);
+  session.evaluate(tokens.data(), static_cast<int>(tokens.size()), logits.data(), true);
+  std::printf("{\"positions\":[");
+  std::vector<int> order(vocab);
+  for (size_t t = 0; t < tokens.size(); t++) {
+    const float* l = logits.data() + t * vocab;
+    const double max = *std::max_element(l, l + vocab);
+    double sum = 0.0;
+    for (int i = 0; i < vocab; i++) sum += std::exp(static_cast<double>(l[i]) - max);
+    const double logZ = max + std::log(sum);
+    std::printf("%s{\"token\":%d,", t ? "," : "", tokens[t]);
+    if (top > 0) {
+      std::iota(order.begin(), order.end(), 0);
+      const int k = std::min(top, vocab);
+      std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) { return l[a] > l[b]; });
+      std::printf("\"top\":[");
+      for (int j = 0; j < k; j++) std::printf("%s{\"id\":%d,\"logprob\":%.9g}", j ? "," : "", order[j], l[order[j]] - logZ);
+      std::printf("]}");
+    } else {
+      std::printf("\"logprobs\":[");
+      for (int i = 0; i < vocab; i++) std::printf("%s%.9g", i ? "," : "", l[i] - logZ);
+      std::printf("]}");
+    }
+  }
+  std::printf("]}\n");
+}
+
+void bench(const Args& args) {
+  const glm::Model model(args.required("model"));
+  glm::BenchOptions o;
+  o.promptTokens = args.number("prompt-tokens", 512);
+  o.genTokens = args.number("gen-tokens", 128);
+  o.threads = args.number("threads", defaultThreads());
+  o.repeat = args.number("repeat", 3);
+  const glm::BenchResult r = glm::runBench(model, o);
+  const double prefill = glm::median(r.prefillTps), decode = glm::median(r.decodeTps);
+  if (args.flag("json")) {
+    auto list = [](const std::vector<double>& v) {
+      std::string s = "[";
+      for (size_t i = 0; i < v.size(); i++) s += (i ? "," : "") + std::to_string(v[i]);
+      return s + "]";
+    };
+    std::printf("{\"prefill_tps\":%.3f,\"decode_tps\":%.3f,\"prefill_tps_all\":%s,\"decode_tps_all\":%s,\"peak_rss_bytes\":%zu,"
+                "\"threads\":%d,\"prompt_tokens\":%d,\"gen_tokens\":%d,\"kernels\":\"%s\"}\n",
+                prefill, decode, list(r.prefillTps).c_str(), list(r.decodeTps).c_str(), r.peakRssBytes, r.threads,
+                o.promptTokens, o.genTokens, glm::kernelPath());
+  } else {
+    std::printf("prefill %d tokens: %.1f tok/s (median of %d)\ndecode %d tokens: %.1f tok/s\nthreads %d, kernels %s, peak RSS %.0f MiB\n",
+                o.promptTokens, prefill, o.repeat, o.genTokens, decode, r.threads, glm::kernelPath(), r.peakRssBytes / 1048576.0);
+  }
+}
+
+void info(const Args& args) {
+  const glm::Model model(args.required("model"));
+  const glm::ModelHeader& h = model.header();
+  std::printf("{\"arch\":%d,\"weights\":%d,\"dim\":%d,\"layers\":%d,\"heads\":%d,\"kv_heads\":%d,\"head_dim\":%d,\"vocab\":%d,"
+              "\"experts\":%d,\"active_experts\":%d,\"bytes\":%zu}\n",
+              static_cast<int>(h.arch), static_cast<int>(h.weightType), h.dim, h.nLayers, h.nHeads, h.nKvHeads, h.headDim,
+              h.vocabSize, h.nExperts, h.nActiveExperts, model.fileSize());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Args args = parse(argc, argv);
+    if (args.command == "logprobs") {
+      logprobs(args);
+    } else if (args.command == "bench") {
+      bench(args);
+    } else if (args.command == "info") {
+      info(args);
+    } else {
+      throw UsageError("unknown command " + args.command);
+    }
+    return 0;
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "glm-engine: %s\n%s", e.what(), kUsage);
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "glm-engine: error: %s\n", e.what());
+    return 1;
+  }
+}
