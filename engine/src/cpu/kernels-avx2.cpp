@@ -95,6 +95,43 @@ float dotQ80Q80(const uint8_t* w, const uint8_t* x, size_t blocks) {
   return sum8(acc);
 }
 
+// Decodes 32 q40 weights to int8 in [-8, 7].
+static inline __m256i q40Codes(const uint8_t* block) {
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2));
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+  return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0f)), _mm256_set1_epi8(8));
+}
+
+template <bool kQ40>
+static inline void dotX4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]) {
+  const size_t wBytes = kQ40 ? kQ40BlockBytes : kQ80BlockBytes;
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (size_t b = 0; b < blocks; b++) {
+    const uint8_t* wb = w + b * wBytes;
+    const __m256i codes = kQ40 ? q40Codes(wb) : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + 2));
+    const __m256i absW = _mm256_sign_epi8(codes, codes);
+    const float dw = scaleOf(wb);
+    for (int k = 0; k < 4; k++) {
+      const uint8_t* xb = x[k] + b * kQ80BlockBytes;
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2));
+      const __m256i pairs = _mm256_maddubs_epi16(absW, _mm256_sign_epi8(q, codes));
+      const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+      acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * scaleOf(xb)), sums, acc[k]);
+    }
+  }
+  for (int k = 0; k < 4; k++) out[k] = sum8(acc[k]);
+}
+
+void dotQ40Q80x4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]) { dotX4<true>(w, x, blocks, out); }
+void dotQ80Q80x4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]) { dotX4<false>(w, x, blocks, out); }
+
+void axpy(float a, const float* x, float* y, size_t n) {
+  const __m256 va = _mm256_set1_ps(a);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; i++) y[i] += a * x[i];
+}
+
 }  // namespace glm::simd
 
 #else
@@ -105,6 +142,9 @@ float dotF32(const float*, const float*, size_t) { return 0.0f; }
 float dotF16(const uint16_t*, const float*, size_t) { return 0.0f; }
 float dotQ40Q80(const uint8_t*, const uint8_t*, size_t) { return 0.0f; }
 float dotQ80Q80(const uint8_t*, const uint8_t*, size_t) { return 0.0f; }
+void dotQ40Q80x4(const uint8_t*, const uint8_t* const*, size_t, float*) {}
+void dotQ80Q80x4(const uint8_t*, const uint8_t* const*, size_t, float*) {}
+void axpy(float, const float*, float*, size_t) {}
 }  // namespace glm::simd
 
 #endif

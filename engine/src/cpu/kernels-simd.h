@@ -11,5 +11,8 @@ float dotF32(const float* a, const float* b, size_t n);
 float dotF16(const uint16_t* a, const float* b, size_t n);
 float dotQ40Q80(const uint8_t* w, const uint8_t* x, size_t blocks);
 float dotQ80Q80(const uint8_t* w, const uint8_t* x, size_t blocks);
+void dotQ40Q80x4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]);
+void dotQ80Q80x4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]);
+void axpy(float a, const float* x, float* y, size_t n);
 
 }  // namespace glm::simd

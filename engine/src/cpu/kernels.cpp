@@ -72,17 +72,32 @@ float dotQ80Q80Scalar(const uint8_t* w, const uint8_t* x, size_t blocks) {
   return sum;
 }
 
+void axpyScalar(float a, const float* x, float* y, size_t n) {
+  for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+template <float (*Dot)(const uint8_t*, const uint8_t*, size_t)>
+void dotX4Scalar(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]) {
+  for (int k = 0; k < 4; k++) out[k] = Dot(w, x[k], blocks);
+}
+
 struct DotKernels {
   float (*f32)(const float*, const float*, size_t);
   float (*f16)(const uint16_t*, const float*, size_t);
   float (*q40)(const uint8_t*, const uint8_t*, size_t);
   float (*q80)(const uint8_t*, const uint8_t*, size_t);
+  void (*q40x4)(const uint8_t*, const uint8_t* const*, size_t, float*);
+  void (*q80x4)(const uint8_t*, const uint8_t* const*, size_t, float*);
+  void (*axpy)(float, const float*, float*, size_t);
   const char* name;
 };
 
 DotKernels chooseKernels() {
-  if (simd::available()) return {simd::dotF32, simd::dotF16, simd::dotQ40Q80, simd::dotQ80Q80, "avx2"};
-  return {dotF32Scalar, dotF16Scalar, dotQ40Q80Scalar, dotQ80Q80Scalar, "scalar"};
+  if (simd::available()) {
+    return {simd::dotF32, simd::dotF16, simd::dotQ40Q80, simd::dotQ80Q80, simd::dotQ40Q80x4, simd::dotQ80Q80x4, simd::axpy, "avx2"};
+  }
+  return {dotF32Scalar, dotF16Scalar, dotQ40Q80Scalar, dotQ80Q80Scalar, dotX4Scalar<dotQ40Q80Scalar>, dotX4Scalar<dotQ80Q80Scalar>,
+          axpyScalar, "scalar"};
 }
 
 const DotKernels kernels = chooseKernels();
@@ -104,6 +119,22 @@ float dotRow(FloatType type, const uint8_t* row, const float* x, const uint8_t* 
   }
   return 0.0f;
 }
+
+void dotRow4(FloatType type, const uint8_t* row, const float* const x[4], const uint8_t* const xq[4], size_t n, float out[4]) {
+  switch (type) {
+    case FloatType::Q40:
+      kernels.q40x4(row, xq, n / kBlockSize, out);
+      return;
+    case FloatType::Q80:
+      kernels.q80x4(row, xq, n / kBlockSize, out);
+      return;
+    default:
+      for (int k = 0; k < 4; k++) out[k] = dotRow(type, row, x[k], xq ? xq[k] : nullptr, n);
+  }
+}
+
+float dot(const float* a, const float* b, size_t n) { return kernels.f32(a, b, n); }
+void axpy(float a, const float* x, float* y, size_t n) { kernels.axpy(a, x, y, n); }
 
 void rmsNorm(const float* x, const float* weight, float* out, int n, float eps) {
   float sum = 0.0f;

@@ -47,9 +47,19 @@ void Blocks::matmul(const Tensor& w, const float* x, int n, float* out) {
       [&](int begin, int end) {
         for (int r = begin; r < end; r++) {
           const uint8_t* row = w.row(r);
-          for (int t = 0; t < n; t++) {
-            out[static_cast<size_t>(t) * w.rows + r] =
-                dotRow(w.type, row, x + t * cols, xq ? xq + t * xqRow : nullptr, cols);
+          int t = 0;
+          for (; t + 4 <= n; t += 4) {  // four tokens per pass over the row
+            const float* xs[4] = {x + t * cols, x + (t + 1) * cols, x + (t + 2) * cols, x + (t + 3) * cols};
+            const uint8_t* qs[4] = {nullptr, nullptr, nullptr, nullptr};
+            if (xq) {
+              for (int k = 0; k < 4; k++) qs[k] = xq + (t + k) * xqRow;
+            }
+            float y[4];
+            dotRow4(w.type, row, xs, qs, cols, y);
+            for (int k = 0; k < 4; k++) out[static_cast<size_t>(t + k) * w.rows + r] = y[k];
+          }
+          for (; t < n; t++) {
+            out[static_cast<size_t>(t) * w.rows + r] = dotRow(w.type, row, x + t * cols, xq ? xq + t * xqRow : nullptr, cols);
           }
         }
       },
@@ -115,17 +125,12 @@ void Blocks::attention(int layer, const float* x, int n, int pos, float* out) {
       const int visible = pos + t + 1;  // causal
       for (int j = 0; j < visible; j++) {
         const float* kj = cache_.keys(layer, j) + kvHead * hd;
-        float dot = 0.0f;
-        for (int d = 0; d < hd; d++) dot += qh[d] * kj[d];
-        scores[j] = dot * scale;
+        scores[j] = dot(qh, kj, hd) * scale;
       }
       softmax(scores.data(), visible);
       float* o = att + (static_cast<size_t>(t) * h_.nHeads + head) * hd;
       std::fill_n(o, hd, 0.0f);
-      for (int j = 0; j < visible; j++) {
-        const float* vj = cache_.values(layer, j) + kvHead * hd;
-        for (int d = 0; d < hd; d++) o[d] += scores[j] * vj[d];
-      }
+      for (int j = 0; j < visible; j++) axpy(scores[j], cache_.values(layer, j) + kvHead * hd, o, hd);
     }
   });
   matmul(L.wo, att, n, out);

@@ -1,0 +1,98 @@
+/**
+ * The engine's own contracts: batched prefill equals token-by-token decoding, the cache rewinds, bad
+ * models and bad ids are exceptions (never a crash), and glm-engine prints what the library computes.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { convert } from '../converter/convert.js';
+import { LoadedModel, logprobs, logSoftmax, bench } from '../engine/index.js';
+import { cli, fixture, removeDir, tempDir } from './helpers.js';
+
+let dir: string;
+const models = new Map<string, string>();
+const tokens = Array.from({ length: 24 }, (_, i) => (i * 37 + 5) % 500);
+
+beforeAll(async () => {
+  dir = await tempDir();
+  for (const arch of ['glm4moe', 'glm4', 'chatglm'] as const) {
+    const checkpoint = await fixture(dir, { arch });
+    for (const weights of ['f32', 'q40'] as const) {
+      const out = join(dir, `${arch}.${weights}.m`);
+      await convert({ modelDir: checkpoint, outFile: out, weights });
+      models.set(`${arch}.${weights}`, out);
+    }
+  }
+});
+afterAll(async () => removeDir(dir));
+
+it.each(['glm4moe.f32', 'glm4moe.q40', 'glm4.f32', 'glm4.q40', 'chatglm.f32', 'chatglm.q40'])('%s: batched prefill equals one token at a time', (name) => {
+  const model = new LoadedModel(models.get(name)!, { threads: 2, contextLength: 64 });
+  const batched = model.evaluate(tokens, true);
+  expect(model.position).toBe(tokens.length);
+  expect(batched.every(Number.isFinite)).toBe(true);
+  model.reset();
+  const vocab = model.vocabSize;
+  let worst = 0;
+  for (let t = 0; t < tokens.length; t++) {
+    const one = model.evaluate([tokens[t]!]);
+    for (let i = 0; i < vocab; i++) worst = Math.max(worst, Math.abs(one[i]! - batched[t * vocab + i]!));
+  }
+  expect(worst).toBeLessThan(1e-5);
+});
+
+it('rewinds to a shared prefix and gives the same logits as a fresh run', () => {
+  const model = new LoadedModel(models.get('glm4moe.q40')!, { threads: 2, contextLength: 64 });
+  const full = model.evaluate(tokens, true);
+  model.rewind(10);
+  const tail = model.evaluate(tokens.slice(10), true);
+  const vocab = model.vocabSize;
+  expect(Array.from(tail)).toEqual(Array.from(full.subarray(10 * vocab)));
+});
+
+it('turns bad ids, overflows and bad files into exceptions', async () => {
+  const model = new LoadedModel(models.get('glm4.f32')!, { threads: 1, contextLength: 8 });
+  expect(() => model.evaluate([1, 576])).toThrow(/token id 576 at index 1 is outside the vocabulary \(0\.\.575\)/);
+  expect(() => model.evaluate(Array(9).fill(1))).toThrow(/context overflow: 9 tokens exceed the context of 8/);
+  const bytes = await readFile(models.get('glm4.f32')!);
+  const cut = join(dir, 'cut.m');
+  await writeFile(cut, bytes.subarray(0, bytes.length - 100));
+  expect(() => new LoadedModel(cut)).toThrow(/cut\.m: the tensors run past the end of the file .* it is truncated/);
+  expect(() => new LoadedModel(join(dir, 'missing.m'))).toThrow(/missing\.m: cannot open/);
+  await writeFile(join(dir, 'junk.m'), 'not a model at all');
+  expect(() => new LoadedModel(join(dir, 'junk.m'))).toThrow(/junk\.m: bad magic/);
+});
+
+it('log-probs are normalised and glm-engine prints the same as the CLI', () => {
+  const model = new LoadedModel(models.get('glm4moe.q40')!, { threads: 2 });
+  const result = logprobs(model, tokens.slice(0, 6));
+  for (const p of result.positions) {
+    const total = p.logprobs!.reduce((s, lp) => s + Math.exp(lp), 0);
+    expect(Math.abs(total - 1)).toBeLessThan(1e-9);
+  }
+  const args = ['logprobs', '--model', models.get('glm4moe.q40')!, '--tokens', tokens.slice(0, 6).join(','), '--top', '5', '--threads', '2'];
+  const fromCli = JSON.parse(cli(...args).stdout);
+  const engine = spawnSync(join(process.cwd(), 'build', 'Release', 'glm-engine'), args, { encoding: 'utf8' });
+  expect(engine.status).toBe(0);
+  const fromEngine = JSON.parse(engine.stdout);
+  expect(fromEngine.positions).toHaveLength(6);
+  fromEngine.positions.forEach((p: { token: number; top: { id: number; logprob: number }[] }, i: number) => {
+    expect(p.token).toBe(fromCli.positions[i].token);
+    expect(p.top.map((e) => e.id)).toEqual(fromCli.positions[i].top.map((e: { id: number }) => e.id));
+    p.top.forEach((e, j) => expect(Math.abs(e.logprob - fromCli.positions[i].top[j].logprob)).toBeLessThan(1e-5));
+  });
+  const bad = spawnSync(join(process.cwd(), 'build', 'Release', 'glm-engine'), ['logprobs', '--model', models.get('glm4moe.q40')!, '--tokens', '1,x'], { encoding: 'utf8' });
+  expect(bad.status).toBe(2);
+  expect(bad.stderr).toMatch(/--tokens must be comma-separated integers, got "x"/);
+});
+
+it('bench reports every repeat and the medians', () => {
+  const r = bench(models.get('glm4moe.q40')!, { promptTokens: 16, genTokens: 4, threads: 2, repeat: 3 });
+  expect(r.prefill_tps_all).toHaveLength(3);
+  expect(r.decode_tps_all).toHaveLength(3);
+  expect(r.prefill_tps).toBeGreaterThan(0);
+  expect(r.peak_rss_bytes).toBeGreaterThan(0);
+  const json = JSON.parse(cli('bench', '--model', models.get('glm4.q40')!, '--prompt-tokens', '8', '--gen-tokens', '2', '--repeat', '2', '--json').stdout);
+  expect(Object.keys(json)).toEqual(expect.arrayContaining(['prefill_tps', 'decode_tps', 'prefill_tps_all', 'decode_tps_all', 'peak_rss_bytes']));
+  expect(Array.from(logSoftmax([0, Math.log(3)]), Math.exp)).toEqual([expect.closeTo(0.25, 12), expect.closeTo(0.75, 12)]);
+});
