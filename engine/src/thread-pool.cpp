@@ -13,6 +13,7 @@ namespace glm {
 
 namespace {
 constexpr int kSpinIterations = 200000;  // about a millisecond of spinning before sleeping
+constexpr int kYieldAfter = 2000;
 }
 
 ThreadPool::ThreadPool(int threads) {
@@ -53,7 +54,14 @@ void ThreadPool::parallelFor(int n, const std::function<void(int, int)>& fn, int
   }
   wake_.notify_all();
   runPart(0);
-  while (pending_.load(std::memory_order_acquire) != 0) GLM_PAUSE();
+  // Spin while the workers finish; yield the core if that takes long (more threads than free cores).
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; spins++) {
+    if (spins < kYieldAfter) {
+      GLM_PAUSE();
+    } else {
+      std::this_thread::yield();
+    }
+  }
 }
 
 void ThreadPool::workerLoop(int index) {
@@ -61,8 +69,11 @@ void ThreadPool::workerLoop(int index) {
   for (;;) {
     int spins = 0;
     while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
-      GLM_PAUSE();
-      spins++;
+      if (spins++ < kYieldAfter) {
+        GLM_PAUSE();
+      } else {
+        std::this_thread::yield();
+      }
     }
     if (generation_.load(std::memory_order_acquire) == seen) {
       std::unique_lock<std::mutex> lock(mutex_);

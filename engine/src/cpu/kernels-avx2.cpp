@@ -33,6 +33,13 @@ inline __m256 dotBytes(__m256i a, __m256i b) {
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
 }
 
+// Decodes 32 q40 weights to int8 in [-8, 7].
+inline __m256i q40Codes(const uint8_t* block) {
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2));
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+  return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0f)), _mm256_set1_epi8(8));
+}
+
 }  // namespace
 
 bool available() {
@@ -65,21 +72,26 @@ float dotF16(const uint16_t* a, const float* b, size_t n) {
 }
 
 float dotQ40Q80(const uint8_t* w, const uint8_t* x, size_t blocks) {
-  const __m256i lowMask = _mm256_set1_epi8(0x0f);
-  const __m256i eight = _mm256_set1_epi8(8);
-  __m256 acc = _mm256_setzero_ps();
-  for (size_t b = 0; b < blocks; b++) {
+  // Two blocks per step into two accumulators, so consecutive FMAs do not wait on each other.
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  size_t b = 0;
+  for (; b + 2 <= blocks; b += 2) {
+    const uint8_t* w0 = w + b * kQ40BlockBytes;
+    const uint8_t* x0 = x + b * kQ80BlockBytes;
+    const uint8_t* w1 = w0 + kQ40BlockBytes;
+    const uint8_t* x1 = x0 + kQ80BlockBytes;
+    const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + 2));
+    const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1 + 2));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(scaleOf(w0) * scaleOf(x0)), dotBytes(q40Codes(w0), q0), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(scaleOf(w1) * scaleOf(x1)), dotBytes(q40Codes(w1), q1), acc1);
+  }
+  for (; b < blocks; b++) {
     const uint8_t* wb = w + b * kQ40BlockBytes;
     const uint8_t* xb = x + b * kQ80BlockBytes;
-    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + 2));
-    // low nibbles are values 0..15, high nibbles 16..31
-    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-    const __m256i codes = _mm256_sub_epi8(_mm256_and_si256(both, lowMask), eight);
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2));
-    const __m256 d = _mm256_set1_ps(scaleOf(wb) * scaleOf(xb));
-    acc = _mm256_fmadd_ps(d, dotBytes(codes, q), acc);
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(scaleOf(wb) * scaleOf(xb)), dotBytes(q40Codes(wb), q), acc0);
   }
-  return sum8(acc);
+  return sum8(_mm256_add_ps(acc0, acc1));
 }
 
 float dotQ80Q80(const uint8_t* w, const uint8_t* x, size_t blocks) {
@@ -95,15 +107,8 @@ float dotQ80Q80(const uint8_t* w, const uint8_t* x, size_t blocks) {
   return sum8(acc);
 }
 
-// Decodes 32 q40 weights to int8 in [-8, 7].
-static inline __m256i q40Codes(const uint8_t* block) {
-  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2));
-  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-  return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0f)), _mm256_set1_epi8(8));
-}
-
 template <bool kQ40>
-static inline void dotX4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]) {
+inline void dotX4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]) {
   const size_t wBytes = kQ40 ? kQ40BlockBytes : kQ80BlockBytes;
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
   for (size_t b = 0; b < blocks; b++) {
@@ -125,6 +130,33 @@ static inline void dotX4(const uint8_t* w, const uint8_t* const x[4], size_t blo
 void dotQ40Q80x4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]) { dotX4<true>(w, x, blocks, out); }
 void dotQ80Q80x4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]) { dotX4<false>(w, x, blocks, out); }
 
+void quantizeQ80(const float* x, uint8_t* out, size_t n) {
+  const __m256 signBit = _mm256_set1_ps(-0.0f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (size_t b = 0; b < n / kBlockSize; b++) {
+    const float* v = x + b * kBlockSize;
+    __m256 p[4];
+    __m256 amax = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+      p[k] = _mm256_loadu_ps(v + 8 * k);
+      amax = _mm256_max_ps(amax, _mm256_andnot_ps(signBit, p[k]));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float max = _mm_cvtss_f32(m);
+    const float d = max / 127.0f;
+    const __m256 id = _mm256_set1_ps(max != 0.0f ? 127.0f / max : 0.0f);
+    uint8_t* block = out + b * kQ80BlockBytes;
+    const uint16_t scale = f32ToF16(d);
+    std::memcpy(block, &scale, 2);
+    __m256i q[4];
+    for (int k = 0; k < 4; k++) q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(p[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(block + 2), _mm256_permutevar8x32_epi32(bytes, order));
+  }
+}
+
 void axpy(float a, const float* x, float* y, size_t n) {
   const __m256 va = _mm256_set1_ps(a);
   size_t i = 0;
@@ -145,6 +177,7 @@ float dotQ80Q80(const uint8_t*, const uint8_t*, size_t) { return 0.0f; }
 void dotQ40Q80x4(const uint8_t*, const uint8_t* const*, size_t, float*) {}
 void dotQ80Q80x4(const uint8_t*, const uint8_t* const*, size_t, float*) {}
 void axpy(float, const float*, float*, size_t) {}
+void quantizeQ80(const float*, uint8_t*, size_t) {}
 }  // namespace glm::simd
 
 #endif

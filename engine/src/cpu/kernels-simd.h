@@ -14,5 +14,6 @@ float dotQ80Q80(const uint8_t* w, const uint8_t* x, size_t blocks);
 void dotQ40Q80x4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]);
 void dotQ80Q80x4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]);
 void axpy(float a, const float* x, float* y, size_t n);
+void quantizeQ80(const float* x, uint8_t* out, size_t n);
 
 }  // namespace glm::simd

@@ -7,7 +7,8 @@
 
 namespace glm {
 
-void quantizeActivationsQ80(const float* x, uint8_t* out, size_t n) {
+namespace {
+void quantizeQ80Scalar(const float* x, uint8_t* out, size_t n) {
   for (size_t b = 0; b < n / kBlockSize; b++) {
     const float* v = x + b * kBlockSize;
     float amax = 0.0f;
@@ -21,8 +22,6 @@ void quantizeActivationsQ80(const float* x, uint8_t* out, size_t n) {
     for (size_t j = 0; j < kBlockSize; j++) q[j] = static_cast<int8_t>(std::nearbyint(v[j] * id));
   }
 }
-
-namespace {
 
 float dotF32Scalar(const float* a, const float* b, size_t n) {
   float sum = 0.0f;
@@ -89,15 +88,16 @@ struct DotKernels {
   void (*q40x4)(const uint8_t*, const uint8_t* const*, size_t, float*);
   void (*q80x4)(const uint8_t*, const uint8_t* const*, size_t, float*);
   void (*axpy)(float, const float*, float*, size_t);
+  void (*quantizeQ80)(const float*, uint8_t*, size_t);
   const char* name;
 };
 
 DotKernels chooseKernels() {
   if (simd::available()) {
-    return {simd::dotF32, simd::dotF16, simd::dotQ40Q80, simd::dotQ80Q80, simd::dotQ40Q80x4, simd::dotQ80Q80x4, simd::axpy, "avx2"};
+    return {simd::dotF32, simd::dotF16, simd::dotQ40Q80, simd::dotQ80Q80, simd::dotQ40Q80x4, simd::dotQ80Q80x4, simd::axpy, simd::quantizeQ80, "avx2"};
   }
   return {dotF32Scalar, dotF16Scalar, dotQ40Q80Scalar, dotQ80Q80Scalar, dotX4Scalar<dotQ40Q80Scalar>, dotX4Scalar<dotQ80Q80Scalar>,
-          axpyScalar, "scalar"};
+          axpyScalar, quantizeQ80Scalar, "scalar"};
 }
 
 const DotKernels kernels = chooseKernels();
@@ -105,6 +105,8 @@ const DotKernels kernels = chooseKernels();
 }  // namespace
 
 const char* kernelPath() { return kernels.name; }
+
+void quantizeActivationsQ80(const float* x, uint8_t* out, size_t n) { kernels.quantizeQ80(x, out, n); }
 
 float dotRow(FloatType type, const uint8_t* row, const float* x, const uint8_t* xq, size_t n) {
   switch (type) {
