@@ -71,64 +71,56 @@ float dotF16(const uint16_t* a, const float* b, size_t n) {
   return sum;
 }
 
-float dotQ40Q80(const uint8_t* w, const uint8_t* x, size_t blocks) {
-  // Two blocks per step into two accumulators, so consecutive FMAs do not wait on each other.
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+// Weight blocks decoded to int8 and the byte size of a block, for q40 and q80 weights.
+template <bool kQ40>
+inline __m256i weightCodes(const uint8_t* block) {
+  return kQ40 ? q40Codes(block) : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+}
+template <bool kQ40>
+constexpr size_t weightBlockBytes() {
+  return kQ40 ? kQ40BlockBytes : kQ80BlockBytes;
+}
+
+// One weight row against `count` (1 to 4) activation rows. Even blocks accumulate apart from odd
+// ones, so consecutive FMAs do not wait on each other; every count gives each row the same
+// arithmetic, so a batched prefill and token-by-token decoding agree bit for bit.
+template <bool kQ40, int count>
+inline void dotRows(const uint8_t* w, const uint8_t* const x[], size_t blocks, float out[]) {
+  __m256 even[count], odd[count];
+  for (int k = 0; k < count; k++) even[k] = odd[k] = _mm256_setzero_ps();
+  auto step = [&](size_t b, __m256* acc) {
+    const uint8_t* wb = w + b * weightBlockBytes<kQ40>();
+    const __m256i codes = weightCodes<kQ40>(wb);
+    const float dw = scaleOf(wb);
+    for (int k = 0; k < count; k++) {
+      const uint8_t* xb = x[k] + b * kQ80BlockBytes;
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2));
+      acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * scaleOf(xb)), dotBytes(codes, q), acc[k]);
+    }
+  };
   size_t b = 0;
   for (; b + 2 <= blocks; b += 2) {
-    const uint8_t* w0 = w + b * kQ40BlockBytes;
-    const uint8_t* x0 = x + b * kQ80BlockBytes;
-    const uint8_t* w1 = w0 + kQ40BlockBytes;
-    const uint8_t* x1 = x0 + kQ80BlockBytes;
-    const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + 2));
-    const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1 + 2));
-    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(scaleOf(w0) * scaleOf(x0)), dotBytes(q40Codes(w0), q0), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(scaleOf(w1) * scaleOf(x1)), dotBytes(q40Codes(w1), q1), acc1);
+    step(b, even);
+    step(b + 1, odd);
   }
-  for (; b < blocks; b++) {
-    const uint8_t* wb = w + b * kQ40BlockBytes;
-    const uint8_t* xb = x + b * kQ80BlockBytes;
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2));
-    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(scaleOf(wb) * scaleOf(xb)), dotBytes(q40Codes(wb), q), acc0);
-  }
-  return sum8(_mm256_add_ps(acc0, acc1));
+  if (b < blocks) step(b, even);
+  for (int k = 0; k < count; k++) out[k] = sum8(_mm256_add_ps(even[k], odd[k]));
+}
+
+float dotQ40Q80(const uint8_t* w, const uint8_t* x, size_t blocks) {
+  float out;
+  dotRows<true, 1>(w, &x, blocks, &out);
+  return out;
 }
 
 float dotQ80Q80(const uint8_t* w, const uint8_t* x, size_t blocks) {
-  __m256 acc = _mm256_setzero_ps();
-  for (size_t b = 0; b < blocks; b++) {
-    const uint8_t* wb = w + b * kQ80BlockBytes;
-    const uint8_t* xb = x + b * kQ80BlockBytes;
-    const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + 2));
-    const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2));
-    const __m256 d = _mm256_set1_ps(scaleOf(wb) * scaleOf(xb));
-    acc = _mm256_fmadd_ps(d, dotBytes(qw, qx), acc);
-  }
-  return sum8(acc);
+  float out;
+  dotRows<false, 1>(w, &x, blocks, &out);
+  return out;
 }
 
-template <bool kQ40>
-inline void dotX4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]) {
-  const size_t wBytes = kQ40 ? kQ40BlockBytes : kQ80BlockBytes;
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-  for (size_t b = 0; b < blocks; b++) {
-    const uint8_t* wb = w + b * wBytes;
-    const __m256i codes = kQ40 ? q40Codes(wb) : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + 2));
-    const __m256i absW = _mm256_sign_epi8(codes, codes);
-    const float dw = scaleOf(wb);
-    for (int k = 0; k < 4; k++) {
-      const uint8_t* xb = x[k] + b * kQ80BlockBytes;
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2));
-      const __m256i pairs = _mm256_maddubs_epi16(absW, _mm256_sign_epi8(q, codes));
-      const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
-      acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * scaleOf(xb)), sums, acc[k]);
-    }
-  }
-  for (int k = 0; k < 4; k++) out[k] = sum8(acc[k]);
-}
-
-void dotQ40Q80x4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]) { dotX4<true>(w, x, blocks, out); }
-void dotQ80Q80x4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]) { dotX4<false>(w, x, blocks, out); }
+void dotQ40Q80x4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]) { dotRows<true, 4>(w, x, blocks, out); }
+void dotQ80Q80x4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]) { dotRows<false, 4>(w, x, blocks, out); }
 
 void quantizeQ80(const float* x, uint8_t* out, size_t n) {
   const __m256 signBit = _mm256_set1_ps(-0.0f);
