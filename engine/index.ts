@@ -5,6 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { native } from '../converter/native.js';
+import { topIds } from './sampler.js';
 
 /** The native session: one model and its KV cache. */
 interface NativeSession {
@@ -102,7 +103,7 @@ export function logprobs(model: LoadedModel, tokens: readonly number[], top?: nu
   const positions = tokens.map((token, t) => {
     const lp = logSoftmax(logits.subarray(t * vocab, (t + 1) * vocab));
     if (!top) return { token, logprobs: Array.from(lp) };
-    const ids = Array.from(lp.keys()).sort((a, b) => lp[b]! - lp[a]! || a - b).slice(0, top);
+    const ids = topIds(lp, top);
     return { token, top: ids.map((id) => ({ id, logprob: lp[id]! })) };
   });
   return { positions };
@@ -149,3 +150,6 @@ export function bench(modelPath: string, options: BenchOptions = {}): BenchResul
     kernels: inference().kernelPath(),
   };
 }
+
+export { perplexity, klDivergence, type PerplexityResult, type KldResult, type ChunkNll } from './metrics.js';
+export { Sampler, Random, topIds, type SamplingOptions } from './sampler.js';

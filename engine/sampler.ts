@@ -1,0 +1,115 @@
+/**
+ * Next-token sampling: greedy at temperature 0, else temperature, top-k and top-p (nucleus) over the
+ * softmax, drawn from a seeded generator so a seed reproduces a generation.
+ */
+export interface SamplingOptions {
+  /** 0 picks the most likely token. Default 0.8. */
+  temperature?: number;
+  /** Keep the smallest set of tokens whose probability reaches this mass (1 disables). Default 0.95. */
+  topP?: number;
+  /** Keep only the k most likely tokens (0 disables). Default 40. */
+  topK?: number;
+  seed?: number;
+}
+
+/** xorshift128+ in 32-bit halves: small, fast, and the same on every platform. */
+export class Random {
+  private s0: number;
+  private s1: number;
+  private s2: number;
+  private s3: number;
+
+  constructor(seed: number) {
+    let x = seed >>> 0 || 0x9e3779b9;
+    const next = () => {
+      x = (x + 0x9e3779b9) >>> 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    this.s0 = next();
+    this.s1 = next();
+    this.s2 = next();
+    this.s3 = next() | 1;
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    // xoshiro128+
+    const result = (this.s0 + this.s3) >>> 0;
+    const t = this.s1 << 9;
+    this.s2 ^= this.s0;
+    this.s3 ^= this.s1;
+    this.s1 ^= this.s2;
+    this.s0 ^= this.s3;
+    this.s2 ^= t;
+    this.s3 = (this.s3 << 11) | (this.s3 >>> 21);
+    return result / 4294967296;
+  }
+}
+
+export class Sampler {
+  private readonly random: Random;
+  private readonly temperature: number;
+  private readonly topP: number;
+  private readonly topK: number;
+
+  constructor(options: SamplingOptions = {}) {
+    this.temperature = options.temperature ?? 0.8;
+    this.topP = options.topP ?? 0.95;
+    this.topK = options.topK ?? 40;
+    if (!(this.temperature >= 0)) throw new RangeError('temperature must be >= 0');
+    if (!(this.topP > 0 && this.topP <= 1)) throw new RangeError('top-p must be in (0, 1]');
+    if (!Number.isInteger(this.topK) || this.topK < 0) throw new RangeError('top-k must be a non-negative integer');
+    this.random = new Random(options.seed ?? Date.now());
+  }
+
+  sample(logits: Float32Array): number {
+    let best = 0;
+    for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
+    if (this.temperature === 0) return best;
+    // Candidates by descending logit: the top k, or (top-k off) every token within 1e-10 of the best's
+    // probability, which leaves the nucleus unchanged and spares sorting the whole vocabulary.
+    const ids = this.topK > 0 ? topIds(logits, this.topK) : withinRatio(logits, logits[best]! - this.temperature * Math.log(1e10));
+    const max = logits[ids[0]!]!;
+    const weights = ids.map((id) => Math.exp((logits[id]! - max) / this.temperature));
+    const total = weights.reduce((a, b) => a + b, 0);
+    let kept = ids.length;
+    let mass = 0;
+    for (let i = 0; i < ids.length; i++) {
+      mass += weights[i]! / total;
+      if (mass >= this.topP) {
+        kept = i + 1;
+        break;
+      }
+    }
+    const keptTotal = weights.slice(0, kept).reduce((a, b) => a + b, 0);
+    let draw = this.random.next() * keptTotal;
+    for (let i = 0; i < kept; i++) {
+      draw -= weights[i]!;
+      if (draw < 0) return ids[i]!;
+    }
+    return ids[kept - 1]!;
+  }
+}
+
+/** Ids of the k largest logits, largest first (ties: lower id first). */
+export function topIds(logits: ArrayLike<number>, k: number): number[] {
+  const ids: number[] = [];
+  const better = (a: number, b: number) => logits[a]! > logits[b]! || (logits[a] === logits[b] && a < b);
+  for (let i = 0; i < logits.length; i++) {
+    if (ids.length === k && !better(i, ids[k - 1]!)) continue;
+    let at = ids.length === k ? k - 1 : ids.length;
+    while (at > 0 && better(i, ids[at - 1]!)) at--;
+    ids.splice(at, 0, i);
+    if (ids.length > k) ids.pop();
+  }
+  return ids;
+}
+
+function withinRatio(logits: Float32Array, floor: number): number[] {
+  const ids: number[] = [];
+  for (let i = 0; i < logits.length; i++) if (logits[i]! >= floor) ids.push(i);
+  return ids.sort((a, b) => logits[b]! - logits[a]! || a - b);
+}

@@ -1,0 +1,85 @@
+/** Sampling, perplexity and KL divergence on the engine's outputs. */
+import { join } from 'node:path';
+import { convert } from '../converter/convert.js';
+import { LoadedModel, Sampler, klDivergence, logSoftmax, logprobs, perplexity, topIds } from '../engine/index.js';
+import { fixture, removeDir, tempDir } from './helpers.js';
+
+let dir: string;
+let f32: string;
+let q40: string;
+const ids = Array.from({ length: 40 }, (_, i) => (i * 53 + 11) % 512);
+
+beforeAll(async () => {
+  dir = await tempDir();
+  const checkpoint = await fixture(dir, { arch: 'glm4moe' });
+  f32 = join(dir, 'm.f32.m');
+  q40 = join(dir, 'm.q40.m');
+  await convert({ modelDir: checkpoint, outFile: f32, weights: 'f32' });
+  await convert({ modelDir: checkpoint, outFile: q40, weights: 'q40' });
+});
+afterAll(async () => removeDir(dir));
+
+describe('sampler', () => {
+  const logits = Float32Array.from([0.5, 2, -1, 2, 1.5]);
+
+  it('is greedy at temperature 0 and with top-k 1, and reproducible from a seed', () => {
+    expect(new Sampler({ temperature: 0 }).sample(logits)).toBe(1);
+    expect(new Sampler({ temperature: 1, topK: 1, seed: 3 }).sample(logits)).toBe(1);
+    expect(new Sampler({ temperature: 1, topP: 1e-6, seed: 3 }).sample(logits)).toBe(1);
+    const draw = (seed: number) => Array.from({ length: 50 }, ((s) => () => s.sample(logits))(new Sampler({ temperature: 1, topK: 0, topP: 1, seed })));
+    expect(draw(7)).toEqual(draw(7));
+    expect(draw(7)).not.toEqual(draw(8));
+  });
+
+  it('draws in proportion to the softmax at temperature 1', () => {
+    const sampler = new Sampler({ temperature: 1, topK: 0, topP: 1, seed: 42 });
+    const counts = new Array<number>(logits.length).fill(0);
+    const n = 20000;
+    for (let i = 0; i < n; i++) counts[sampler.sample(logits)]!++;
+    const p = Array.from(logSoftmax(logits), Math.exp);
+    counts.forEach((c, i) => expect(Math.abs(c / n - p[i]!)).toBeLessThan(0.015));
+  });
+
+  it('keeps exactly the nucleus and the top k', () => {
+    const sampler = new Sampler({ temperature: 1, topK: 2, topP: 1, seed: 1 });
+    const seen = new Set(Array.from({ length: 500 }, () => sampler.sample(logits)));
+    expect([...seen].sort()).toEqual([1, 3]);
+    expect(topIds(logits, 3)).toEqual([1, 3, 4]);
+  });
+});
+
+describe('perplexity and KL divergence', () => {
+  it('perplexity is exp of the mean NLL of the log-probs, chunk by chunk', () => {
+    const model = new LoadedModel(f32, { threads: 2, contextLength: 64 });
+    const result = perplexity(model, ids, 16);
+    expect(result.chunks.map((c) => c.start)).toEqual([0, 16, 32]);
+    let nll = 0;
+    let count = 0;
+    for (const start of [0, 16, 32]) {
+      const chunk = ids.slice(start, start + 16);
+      const lp = logprobs(model, chunk).positions;
+      for (let t = 0; t + 1 < chunk.length; t++) {
+        nll -= lp[t]!.logprobs![chunk[t + 1]!]!;
+        count++;
+      }
+    }
+    expect(result.predicted).toBe(count);
+    expect(result.perplexity).toBeCloseTo(Math.exp(nll / count), 9);
+    expect(() => perplexity(model, [1], 16)).toThrow(/at least 2 tokens/);
+  });
+
+  it('a model against itself has zero divergence; q40 against f32 a small one', () => {
+    const a = new LoadedModel(f32, { threads: 2, contextLength: 64 });
+    const b = new LoadedModel(f32, { threads: 2, contextLength: 64 });
+    const same = klDivergence(a, b, ids, 20);
+    expect(same.meanKld).toBeCloseTo(0, 12);
+    expect(same.top1Agreement).toBe(1);
+    const quantized = new LoadedModel(q40, { threads: 2, contextLength: 64 });
+    const q = klDivergence(quantized, a, ids, 20);
+    expect(q.positions).toBe(38);
+    expect(q.meanKld).toBeGreaterThan(1e-5);
+    expect(q.meanKld).toBeLessThan(0.1);
+    expect(q.maxKld).toBeGreaterThanOrEqual(q.meanKld);
+    expect(q.referencePerplexity).toBeCloseTo(perplexity(a, ids, 20).perplexity, 9);
+  });
+});
