@@ -81,46 +81,76 @@ constexpr size_t weightBlockBytes() {
   return kQ40 ? kQ40BlockBytes : kQ80BlockBytes;
 }
 
-// One weight row against `count` (1 to 4) activation rows. Even blocks accumulate apart from odd
-// ones, so consecutive FMAs do not wait on each other; every count gives each row the same
-// arithmetic, so a batched prefill and token-by-token decoding agree bit for bit.
-template <bool kQ40, int count>
-inline void dotRows(const uint8_t* w, const uint8_t* const x[], size_t blocks, float out[]) {
-  __m256 even[count], odd[count];
-  for (int k = 0; k < count; k++) even[k] = odd[k] = _mm256_setzero_ps();
-  auto step = [&](size_t b, __m256* acc) {
-    const uint8_t* wb = w + b * weightBlockBytes<kQ40>();
-    const __m256i codes = weightCodes<kQ40>(wb);
-    const float dw = scaleOf(wb);
-    for (int k = 0; k < count; k++) {
-      const uint8_t* xb = x[k] + b * kQ80BlockBytes;
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2));
-      acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * scaleOf(xb)), dotBytes(codes, q), acc[k]);
+// A tile of `rows` weight rows (stride `rowBytes`) against `tokens` activation rows: one accumulator
+// per pair, blocks in order. Every tile shape gives each pair the same arithmetic, so a batched
+// prefill and token-by-token decoding agree bit for bit.
+template <bool kQ40, int rows, int tokens>
+inline void dotTile(const uint8_t* w, size_t rowBytes, const uint8_t* const x[], size_t blocks, float* out, size_t outStride) {
+  __m256 acc[rows][tokens];
+  for (int r = 0; r < rows; r++)
+    for (int t = 0; t < tokens; t++) acc[r][t] = _mm256_setzero_ps();
+  for (size_t b = 0; b < blocks; b++) {
+    __m256i q[tokens];
+    float dx[tokens];
+    for (int t = 0; t < tokens; t++) {
+      const uint8_t* xb = x[t] + b * kQ80BlockBytes;
+      q[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2));
+      dx[t] = scaleOf(xb);
     }
-  };
-  size_t b = 0;
-  for (; b + 2 <= blocks; b += 2) {
-    step(b, even);
-    step(b + 1, odd);
+    for (int r = 0; r < rows; r++) {
+      const uint8_t* wb = w + r * rowBytes + b * weightBlockBytes<kQ40>();
+      const __m256i codes = weightCodes<kQ40>(wb);
+      const __m256i absW = _mm256_sign_epi8(codes, codes);
+      const float dw = scaleOf(wb);
+      for (int t = 0; t < tokens; t++) {
+        const __m256i pairs = _mm256_maddubs_epi16(absW, _mm256_sign_epi8(q[t], codes));
+        const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+        acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[t]), sums, acc[r][t]);
+      }
+    }
   }
-  if (b < blocks) step(b, even);
-  for (int k = 0; k < count; k++) out[k] = sum8(_mm256_add_ps(even[k], odd[k]));
+  for (int r = 0; r < rows; r++)
+    for (int t = 0; t < tokens; t++) out[t * outStride + r] = sum8(acc[r][t]);
 }
 
 float dotQ40Q80(const uint8_t* w, const uint8_t* x, size_t blocks) {
   float out;
-  dotRows<true, 1>(w, &x, blocks, &out);
+  dotTile<true, 1, 1>(w, 0, &x, blocks, &out, 1);
   return out;
 }
 
 float dotQ80Q80(const uint8_t* w, const uint8_t* x, size_t blocks) {
   float out;
-  dotRows<false, 1>(w, &x, blocks, &out);
+  dotTile<false, 1, 1>(w, 0, &x, blocks, &out, 1);
   return out;
 }
 
-void dotQ40Q80x4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]) { dotRows<true, 4>(w, x, blocks, out); }
-void dotQ80Q80x4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]) { dotRows<false, 4>(w, x, blocks, out); }
+template <bool kQ40>
+void matmulQ(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const uint8_t* const x[], int n, size_t blocks, float* out,
+             size_t outStride) {
+  int r = rowBegin;
+  if (n >= 4) {  // prefill is compute-bound: two rows by four tokens reuse each loaded block
+    for (; r + 2 <= rowEnd; r += 2) {
+      int t = 0;
+      for (; t + 4 <= n; t += 4) dotTile<kQ40, 2, 4>(w + r * rowBytes, rowBytes, x + t, blocks, out + t * outStride + r, outStride);
+      for (; t < n; t++) dotTile<kQ40, 2, 1>(w + r * rowBytes, rowBytes, x + t, blocks, out + t * outStride + r, outStride);
+    }
+  }
+  // Decode is memory-bound: one row after the other keeps a single sequential stream through the
+  // weights, which the hardware prefetcher follows (interleaving rows measured 3x slower).
+  for (; r < rowEnd; r++)
+    for (int t = 0; t < n; t++) dotTile<kQ40, 1, 1>(w + r * rowBytes, rowBytes, x + t, blocks, out + t * outStride + r, outStride);
+}
+
+void matmulQ40(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const uint8_t* const x[], int n, size_t blocks, float* out,
+               size_t outStride) {
+  matmulQ<true>(w, rowBytes, rowBegin, rowEnd, x, n, blocks, out, outStride);
+}
+
+void matmulQ80(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const uint8_t* const x[], int n, size_t blocks, float* out,
+               size_t outStride) {
+  matmulQ<false>(w, rowBytes, rowBegin, rowEnd, x, n, blocks, out, outStride);
+}
 
 void quantizeQ80(const float* x, uint8_t* out, size_t n) {
   const __m256 signBit = _mm256_set1_ps(-0.0f);
@@ -166,8 +196,8 @@ float dotF32(const float*, const float*, size_t) { return 0.0f; }
 float dotF16(const uint16_t*, const float*, size_t) { return 0.0f; }
 float dotQ40Q80(const uint8_t*, const uint8_t*, size_t) { return 0.0f; }
 float dotQ80Q80(const uint8_t*, const uint8_t*, size_t) { return 0.0f; }
-void dotQ40Q80x4(const uint8_t*, const uint8_t* const*, size_t, float*) {}
-void dotQ80Q80x4(const uint8_t*, const uint8_t* const*, size_t, float*) {}
+void matmulQ40(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t) {}
+void matmulQ80(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t) {}
 void axpy(float, const float*, float*, size_t) {}
 void quantizeQ80(const float*, uint8_t*, size_t) {}
 }  // namespace glm::simd

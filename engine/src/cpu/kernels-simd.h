@@ -11,8 +11,11 @@ float dotF32(const float* a, const float* b, size_t n);
 float dotF16(const uint16_t* a, const float* b, size_t n);
 float dotQ40Q80(const uint8_t* w, const uint8_t* x, size_t blocks);
 float dotQ80Q80(const uint8_t* w, const uint8_t* x, size_t blocks);
-void dotQ40Q80x4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]);
-void dotQ80Q80x4(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]);
+// Rows [rowBegin, rowEnd) of a quantized matrix against n q80 activation rows x[0..n).
+void matmulQ40(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const uint8_t* const x[], int n, size_t blocks, float* out,
+               size_t outStride);
+void matmulQ80(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const uint8_t* const x[], int n, size_t blocks, float* out,
+               size_t outStride);
 void axpy(float a, const float* x, float* y, size_t n);
 void quantizeQ80(const float* x, uint8_t* out, size_t n);
 

@@ -76,8 +76,10 @@ void axpyScalar(float a, const float* x, float* y, size_t n) {
 }
 
 template <float (*Dot)(const uint8_t*, const uint8_t*, size_t)>
-void dotX4Scalar(const uint8_t* w, const uint8_t* const x[4], size_t blocks, float out[4]) {
-  for (int k = 0; k < 4; k++) out[k] = Dot(w, x[k], blocks);
+void matmulScalar(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const uint8_t* const x[], int n, size_t blocks, float* out,
+                  size_t outStride) {
+  for (int r = rowBegin; r < rowEnd; r++)
+    for (int t = 0; t < n; t++) out[t * outStride + r] = Dot(w + r * rowBytes, x[t], blocks);
 }
 
 struct DotKernels {
@@ -85,8 +87,8 @@ struct DotKernels {
   float (*f16)(const uint16_t*, const float*, size_t);
   float (*q40)(const uint8_t*, const uint8_t*, size_t);
   float (*q80)(const uint8_t*, const uint8_t*, size_t);
-  void (*q40x4)(const uint8_t*, const uint8_t* const*, size_t, float*);
-  void (*q80x4)(const uint8_t*, const uint8_t* const*, size_t, float*);
+  void (*matmulQ40)(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t);
+  void (*matmulQ80)(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t);
   void (*axpy)(float, const float*, float*, size_t);
   void (*quantizeQ80)(const float*, uint8_t*, size_t);
   const char* name;
@@ -94,9 +96,9 @@ struct DotKernels {
 
 DotKernels chooseKernels() {
   if (simd::available()) {
-    return {simd::dotF32, simd::dotF16, simd::dotQ40Q80, simd::dotQ80Q80, simd::dotQ40Q80x4, simd::dotQ80Q80x4, simd::axpy, simd::quantizeQ80, "avx2"};
+    return {simd::dotF32, simd::dotF16, simd::dotQ40Q80, simd::dotQ80Q80, simd::matmulQ40, simd::matmulQ80, simd::axpy, simd::quantizeQ80, "avx2"};
   }
-  return {dotF32Scalar, dotF16Scalar, dotQ40Q80Scalar, dotQ80Q80Scalar, dotX4Scalar<dotQ40Q80Scalar>, dotX4Scalar<dotQ80Q80Scalar>,
+  return {dotF32Scalar, dotF16Scalar, dotQ40Q80Scalar, dotQ80Q80Scalar, matmulScalar<dotQ40Q80Scalar>, matmulScalar<dotQ80Q80Scalar>,
           axpyScalar, quantizeQ80Scalar, "scalar"};
 }
 
@@ -122,16 +124,18 @@ float dotRow(FloatType type, const uint8_t* row, const float* x, const uint8_t* 
   return 0.0f;
 }
 
-void dotRow4(FloatType type, const uint8_t* row, const float* const x[4], const uint8_t* const xq[4], size_t n, float out[4]) {
+void matmulRows(FloatType type, const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const float* const x[], const uint8_t* const xq[],
+                int n, size_t cols, float* out, size_t outStride) {
   switch (type) {
     case FloatType::Q40:
-      kernels.q40x4(row, xq, n / kBlockSize, out);
+      kernels.matmulQ40(w, rowBytes, rowBegin, rowEnd, xq, n, cols / kBlockSize, out, outStride);
       return;
     case FloatType::Q80:
-      kernels.q80x4(row, xq, n / kBlockSize, out);
+      kernels.matmulQ80(w, rowBytes, rowBegin, rowEnd, xq, n, cols / kBlockSize, out, outStride);
       return;
     default:
-      for (int k = 0; k < 4; k++) out[k] = dotRow(type, row, x[k], xq ? xq[k] : nullptr, n);
+      for (int r = rowBegin; r < rowEnd; r++)
+        for (int t = 0; t < n; t++) out[t * outStride + r] = dotRow(type, w + r * rowBytes, x[t], nullptr, cols);
   }
 }
 

@@ -17,9 +17,11 @@ void quantizeActivationsQ80(const float* x, uint8_t* out, size_t n);
 // q80 blocks (from quantizeActivationsQ80) for q40 and q80 weights. Accumulates in float32.
 float dotRow(FloatType type, const uint8_t* row, const float* x, const uint8_t* xq, size_t n);
 
-// Four dot products of one weight row with four activation rows at once (prefill): the row's blocks
-// are decoded once for all four.
-void dotRow4(FloatType type, const uint8_t* row, const float* const x[4], const uint8_t* const xq[4], size_t n, float out[4]);
+// out[t * outStride + r] = row r of w . x[t], for rows [rowBegin, rowEnd) and tokens t < n, where
+// w has `cols` values per row (rowBytes bytes), x[t] are f32 rows and xq[t] their q80 blocks (used for
+// q40 and q80 weights). Each weight block is loaded once for several tokens and rows.
+void matmulRows(FloatType type, const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const float* const x[], const uint8_t* const xq[],
+                int n, size_t cols, float* out, size_t outStride);
 
 // Plain float32 vectors (attention).
 float dot(const float* a, const float* b, size_t n);

@@ -41,28 +41,14 @@ void Blocks::matmul(const Tensor& w, const float* x, int n, float* out) {
     xq = q;
   }
   const size_t xqRow = encodedBytes(FloatType::Q80, cols);
-  // Row-major over weights, tokens inside: each weight row is read once per batch.
+  std::vector<const float*> xs(n);
+  std::vector<const uint8_t*> qs(n, nullptr);
+  for (int t = 0; t < n; t++) {
+    xs[t] = x + t * cols;
+    if (xq) qs[t] = xq + t * xqRow;
+  }
   pool_.parallelFor(
-      w.rows,
-      [&](int begin, int end) {
-        for (int r = begin; r < end; r++) {
-          const uint8_t* row = w.row(r);
-          int t = 0;
-          for (; t + 4 <= n; t += 4) {  // four tokens per pass over the row
-            const float* xs[4] = {x + t * cols, x + (t + 1) * cols, x + (t + 2) * cols, x + (t + 3) * cols};
-            const uint8_t* qs[4] = {nullptr, nullptr, nullptr, nullptr};
-            if (xq) {
-              for (int k = 0; k < 4; k++) qs[k] = xq + (t + k) * xqRow;
-            }
-            float y[4];
-            dotRow4(w.type, row, xs, qs, cols, y);
-            for (int k = 0; k < 4; k++) out[static_cast<size_t>(t + k) * w.rows + r] = y[k];
-          }
-          for (; t < n; t++) {
-            out[static_cast<size_t>(t) * w.rows + r] = dotRow(w.type, row, x + t * cols, xq ? xq + t * xqRow : nullptr, cols);
-          }
-        }
-      },
+      w.rows, [&](int begin, int end) { matmulRows(w.type, w.data, w.rowBytes(), begin, end, xs.data(), qs.data(), n, cols, out, w.rows); },
       4);
 }
 
