@@ -3,7 +3,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { convert } from '../converter/convert.js';
+import { convert, type ConvertProgress } from '../converter/convert.js';
+import { convertToGguf } from '../converter/gguf.js';
 import { CancelledError } from '../converter/errors.js';
 import { runDemo } from '../converter/demo.js';
 import { WEIGHT_TYPE_NAMES, type WeightTypeName } from '../converter/dtypes.js';
@@ -74,27 +75,27 @@ program
 
 program
   .command('convert')
-  .description('convert a Hugging Face checkpoint directory to a .m model file')
+  .description('convert a Hugging Face checkpoint directory to a .m model file (or a llama.cpp GGUF)')
   .requiredOption('--model <dir>', 'checkpoint directory (config.json + *.safetensors)')
-  .requiredOption('--out <file>', 'output .m file')
+  .requiredOption('--out <file>', 'output file')
   .addOption(new Option('--weights <type>', 'weight type of the matrices').choices(WEIGHT_TYPE_NAMES).default('q40'))
+  .addOption(new Option('--format <format>', 'm: distributed-llama model file; gguf: llama.cpp (q40/q80 become Q4_0/Q8_0)').choices(['m', 'gguf']).default('m'))
   .option('--threads <n>', 'encoder threads (default: all cores)', positiveInt)
-  .action(async (o: { model: string; out: string; weights: WeightTypeName; threads?: number }) => {
+  .action(async (o: { model: string; out: string; weights: WeightTypeName; format: 'm' | 'gguf'; threads?: number }) => {
     const progress = lazyProgress('convert');
-    const result = await progress.around(() =>
-      convert({
-        modelDir: o.model,
-        outFile: o.out,
-        weights: o.weights,
-        threads: o.threads,
-        signal: cancellation(),
-        onProgress: (p) => progress.update(p.bytesDone, p.bytesTotal, `tensor ${p.tensorsDone}/${p.tensorsTotal} ${p.tensor}`),
-      }),
-    );
+    const options = {
+      modelDir: o.model,
+      outFile: o.out,
+      weights: o.weights,
+      threads: o.threads,
+      signal: cancellation(),
+      onProgress: (p: ConvertProgress) => progress.update(p.bytesDone, p.bytesTotal, `tensor ${p.tensorsDone}/${p.tensorsTotal} ${p.tensor}`),
+    };
+    const result = await progress.around(() => (o.format === 'gguf' ? convertToGguf(options) : convert(options)));
     const h = result.header;
     console.log(
       [
-        `converted ${result.architecture} checkpoint ${o.model} -> ${result.outFile}`,
+        `converted ${'sourceArchitecture' in result ? `${result.sourceArchitecture} checkpoint ${o.model} -> GGUF (${result.architecture})` : `${result.architecture} checkpoint ${o.model} ->`} ${result.outFile}`,
         `  weights     ${o.weights}`,
         `  model       dim ${h.dim}, ${h.nLayers} layers, ${h.nHeads} heads x ${h.headDim} (kv ${h.nKvHeads}), vocab ${h.vocabSize}` +
           (h.nExperts > 0 ? `, ${h.nExperts} experts top-${h.nActiveExperts} + ${h.nSharedExperts} shared` : ''),

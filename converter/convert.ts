@@ -5,7 +5,7 @@
  * buffers, so memory stays bounded whatever the model size. Output goes to a temporary name and is
  * renamed only once complete.
  */
-import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { ConfigReader } from './config.js';
@@ -53,7 +53,7 @@ export interface ConvertResult {
   seconds: number;
 }
 
-interface PlannedTensor {
+export interface PlannedTensor {
   spec: TensorSpec;
   info: TensorInfo;
   dtype: ConvertibleDtype;
@@ -142,37 +142,55 @@ function* chunksOf(plan: readonly PlannedTensor[], chunkBytes: number): Generato
   }
 }
 
-export async function convert(options: ConvertOptions): Promise<ConvertResult> {
-  const started = performance.now();
-  const weightType = typeof options.weights === 'number' ? options.weights : weightTypeFromName(options.weights);
-  const threads = options.threads ?? availableParallelism();
-  const chunkBytes = options.chunkBytes ?? 8 * 1024 * 1024;
-  const plan = await planConversion(options.modelDir, weightType);
-  const { checkpoint, tensors } = plan;
-  const engine = native();
+/** What the streaming core needs besides the tensors: the encoder's threads, chunking, progress and cancellation. */
+export interface StreamOptions {
+  threads: number;
+  /** Source bytes read per chunk. */
+  chunkBytes: number;
+  onProgress?: (progress: ConvertProgress) => void;
+  signal?: AbortSignal;
+}
 
+/** One planned tensor to stream, followed by `padAfter` zero bytes (GGUF aligns every tensor). */
+export interface StreamItem {
+  tensor: PlannedTensor;
+  padAfter?: number;
+}
+
+/** The largest padding a StreamItem may ask for. */
+const MAX_PADDING = 4096;
+
+/**
+ * The streaming core shared by the .m and GGUF writers: appends `items` to `out` at its current position
+ * through a three-stage pipeline (read chunk i+1 from the checkpoint, encode chunk i natively, write chunk
+ * i-1), with two source and two output buffers and background write-back. `offset` is the number of bytes
+ * already in the file. Resolves to the bytes appended and the checkpoint bytes read; whether it resolves
+ * or throws, no read, write or flush it started is still in flight.
+ */
+export async function streamTensors(
+  out: FileHandle,
+  checkpoint: Checkpoint,
+  items: readonly StreamItem[],
+  offset: number,
+  options: StreamOptions,
+): Promise<{ bytesWritten: number; sourceBytes: number }> {
+  const engine = native();
   // Two source and two output buffers, each large enough for the biggest chunk (f32 output of an f16 source doubles it).
-  const maxRowBytes = tensors.reduce((m, t) => Math.max(m, t.rowLength * SOURCE_DTYPE_BYTES[t.dtype]), 0);
-  const sourceCapacity = Math.max(chunkBytes, maxRowBytes);
+  const maxRowBytes = items.reduce((m, { tensor: t }) => Math.max(m, t.rowLength * SOURCE_DTYPE_BYTES[t.dtype]), 0);
+  const sourceCapacity = Math.max(options.chunkBytes, maxRowBytes);
   const outputCapacity = sourceCapacity * 2;
   const sources = [Buffer.allocUnsafe(sourceCapacity), Buffer.allocUnsafe(sourceCapacity)];
   const outputs = [Buffer.allocUnsafe(outputCapacity), Buffer.allocUnsafe(outputCapacity)];
+  const zeros = Buffer.alloc(MAX_PADDING);
+  const tensors = items.map((item) => item.tensor);
   const bytesTotal = tensors.reduce((n, t) => n + t.rows * t.rowLength * SOURCE_DTYPE_BYTES[t.dtype], 0);
-
-  await mkdir(dirname(options.outFile), { recursive: true });
-  const tmp = join(dirname(options.outFile), `.${basename(options.outFile)}.${process.pid}.partial`);
-  const out = await open(tmp, 'w');
   let bytesWritten = 0;
   let bytesDone = 0;
-  // In flight while the loop runs; settled before cleanup so that no I/O outlives the handles.
+  // In flight while the loop runs; settled before returning so that no I/O outlives the caller's handles.
   let pendingRead: Promise<Buffer> | undefined;
   let pendingWrite: Promise<void> = Promise.resolve();
   const writeBack = new WriteBack(out, FLUSH_BYTES);
   try {
-    const header = encodeHeader(plan.header);
-    await writeFully(out, header);
-    bytesWritten += header.length;
-
     const read = async (chunk: Chunk, slot: number): Promise<Buffer> => {
       const t = chunk.tensor;
       const elementBytes = SOURCE_DTYPE_BYTES[t.dtype];
@@ -182,7 +200,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
       return view;
     };
 
-    const chunks = chunksOf(tensors, chunkBytes);
+    const chunks = chunksOf(tensors, options.chunkBytes);
     let next = chunks.next();
     pendingRead = next.done ? undefined : inFlight(read(next.value, 0));
     for (let i = 0; !next.done; i++) {
@@ -193,16 +211,20 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
       pendingRead = next.done ? undefined : inFlight(read(next.value, (i + 1) % 2));
       const elements = chunk.rows * chunk.tensor.rowLength;
       const encoded = outputs[i % 2]!.subarray(0, encodedBytes(chunk.tensor.spec.type, elements));
-      const nonFinite = await engine.encode(source, SOURCE_DTYPE_IDS[chunk.tensor.dtype], encoded, chunk.tensor.spec.type, elements, threads);
+      const nonFinite = await engine.encode(source, SOURCE_DTYPE_IDS[chunk.tensor.dtype], encoded, chunk.tensor.spec.type, elements, options.threads);
       if (nonFinite > 0) {
         throw new InputError(chunk.tensor.info.file, `tensor ${chunk.tensor.info.name} holds ${nonFinite} NaN or infinite values (rows ${chunk.firstRow}-${chunk.firstRow + chunk.rows - 1} of the slice for ${chunk.tensor.spec.name})`);
       }
-      await pendingWrite;
-      pendingWrite = inFlight(writeFully(out, encoded));
-      bytesWritten += encoded.length;
-      writeBack.written(bytesWritten, pendingWrite);
-      bytesDone += source.length;
       const lastOfTensor = chunk.firstRow + chunk.rows === chunk.tensor.rows;
+      const padding = lastOfTensor ? (items[chunk.index]!.padAfter ?? 0) : 0;
+      if (padding < 0 || padding > MAX_PADDING) throw new Error(`internal: padding of ${padding} bytes after ${chunk.tensor.spec.name}`);
+      await pendingWrite;
+      pendingWrite = inFlight(
+        padding > 0 ? writeFully(out, encoded).then(() => writeFully(out, zeros.subarray(0, padding))) : writeFully(out, encoded),
+      );
+      bytesWritten += encoded.length + padding;
+      writeBack.written(offset + bytesWritten, pendingWrite);
+      bytesDone += source.length;
       options.onProgress?.({
         tensor: chunk.tensor.spec.name,
         tensorsDone: chunk.index + (lastOfTensor ? 1 : 0),
@@ -213,17 +235,64 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
     }
     await pendingWrite;
     await writeBack.finish();
-    if (options.signal?.aborted) throw new CancelledError('conversion');
-    const written = (await out.stat()).size;
-    if (written !== bytesWritten) throw new Error(`${tmp}: wrote ${written} bytes, expected ${bytesWritten}`);
-    await out.sync();
-    await out.close();
-    await rename(tmp, options.outFile);
   } catch (e) {
     await Promise.allSettled([pendingRead, pendingWrite, writeBack.finish()]);
+    throw e;
+  }
+  return { bytesWritten, sourceBytes: bytesDone };
+}
+
+/**
+ * Writes `outFile` through a temporary name in the same folder: `body` writes the whole file into the
+ * handle and returns the size it must have; the file is synced and renamed only when that holds and the
+ * signal was not aborted. On any failure the temporary file is removed and the error rethrown.
+ */
+export async function writeFileAtomically(outFile: string, signal: AbortSignal | undefined, body: (out: FileHandle) => Promise<number>): Promise<void> {
+  await mkdir(dirname(outFile), { recursive: true });
+  const tmp = join(dirname(outFile), `.${basename(outFile)}.${process.pid}.partial`);
+  const out = await open(tmp, 'w');
+  try {
+    const expected = await body(out);
+    if (signal?.aborted) throw new CancelledError('conversion');
+    const written = (await out.stat()).size;
+    if (written !== expected) throw new Error(`${tmp}: wrote ${written} bytes, expected ${expected}`);
+    await out.sync();
+    await out.close();
+    await rename(tmp, outFile);
+  } catch (e) {
     await out.close().catch(() => undefined);
     await unlink(tmp).catch(() => undefined);
     throw e;
+  }
+}
+
+/** Resolves the weight type, threads and chunk size of convert-like options. */
+export function streamSettings(options: Pick<ConvertOptions, 'weights' | 'threads' | 'chunkBytes' | 'onProgress' | 'signal'>): { weightType: WeightType } & StreamOptions {
+  return {
+    weightType: typeof options.weights === 'number' ? options.weights : weightTypeFromName(options.weights),
+    threads: options.threads ?? availableParallelism(),
+    chunkBytes: options.chunkBytes ?? 8 * 1024 * 1024,
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  };
+}
+
+export async function convert(options: ConvertOptions): Promise<ConvertResult> {
+  const started = performance.now();
+  const settings = streamSettings(options);
+  const plan = await planConversion(options.modelDir, settings.weightType);
+  const { checkpoint, tensors } = plan;
+  let bytes = 0;
+  let sourceBytes = 0;
+  try {
+    await writeFileAtomically(options.outFile, options.signal, async (out) => {
+      const header = encodeHeader(plan.header);
+      await writeFully(out, header);
+      const streamed = await streamTensors(out, checkpoint, tensors.map((tensor) => ({ tensor })), header.length, settings);
+      bytes = header.length + streamed.bytesWritten;
+      sourceBytes = streamed.sourceBytes;
+      return bytes;
+    });
   } finally {
     await checkpoint.close();
   }
@@ -232,9 +301,9 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
     architecture: plan.architecture.name,
     header: plan.header,
     parameters: tensors.reduce((n, t) => n + tensorElements(t.spec), 0),
-    bytes: bytesWritten,
+    bytes,
     tensors: tensors.length,
-    sourceBytes: bytesDone,
+    sourceBytes,
     seconds: (performance.now() - started) / 1000,
   };
 }
