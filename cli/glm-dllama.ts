@@ -12,6 +12,7 @@ import { FIXTURE_ARCHS, writeFixture, type FixtureArch, type FixtureDtype, type 
 import { formatReport, inspectModel } from '../converter/inspect.js';
 import { packageRoot } from '../converter/native.js';
 import { registerEngineCommands } from './engine-commands.js';
+import { registerTokenizerCommands } from './tokenizer-commands.js';
 import { lazyProgress } from './progress.js';
 
 const MiB = 1024 * 1024;
@@ -81,13 +82,16 @@ program
   .addOption(new Option('--weights <type>', 'weight type of the matrices').choices(WEIGHT_TYPE_NAMES).default('q40'))
   .addOption(new Option('--format <format>', 'm: distributed-llama model file; gguf: llama.cpp (q40/q80 become Q4_0/Q8_0)').choices(['m', 'gguf']).default('m'))
   .option('--threads <n>', 'encoder threads (default: all cores)', positiveInt)
-  .action(async (o: { model: string; out: string; weights: WeightTypeName; format: 'm' | 'gguf'; threads?: number }) => {
+  .option('--tokenizer <file>', 'where to write the tokenizer (.t) (default: beside the model, when the checkpoint has one)')
+  .option('--no-tokenizer', 'write no .t')
+  .action(async (o: { model: string; out: string; weights: WeightTypeName; format: 'm' | 'gguf'; threads?: number; tokenizer?: string | false }) => {
     const progress = lazyProgress('convert');
     const options = {
       modelDir: o.model,
       outFile: o.out,
       weights: o.weights,
       threads: o.threads,
+      tokenizerFile: o.tokenizer === false ? null : o.tokenizer,
       signal: cancellation(),
       onProgress: (p: ConvertProgress) => progress.update(p.bytesDone, p.bytesTotal, `tensor ${p.tensorsDone}/${p.tensorsTotal} ${p.tensor}`),
     };
@@ -102,6 +106,9 @@ program
         `  tensors     ${result.tensors}, ${(result.parameters / 1e6).toFixed(2)}M parameters`,
         `  size        ${(result.sourceBytes / MiB).toFixed(1)} MiB read -> ${(result.bytes / MiB).toFixed(1)} MiB written`,
         `  time        ${formatSeconds(result.seconds)} (${(result.sourceBytes / MiB / result.seconds).toFixed(1)} MiB/s of input)`,
+        ...('tokenizer' in result && result.tokenizer
+          ? [`  tokenizer   ${result.tokenizer.outFile} (${result.tokenizer.vocabSize} ids, stop ids ${result.tokenizer.stopIds.join(', ')}${result.tokenizer.hasChatTemplate ? ', chat template' : ''})`]
+          : []),
       ].join('\n'),
     );
   });
@@ -135,6 +142,7 @@ program
     console.log(report.kept ? `files kept in ${report.workDir}` : 'temporary files removed (use --out-dir DIR to keep them)');
   });
 
+registerTokenizerCommands(program);
 registerEngineCommands(program);
 
 program.parseAsync().catch((e: unknown) => {

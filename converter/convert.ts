@@ -16,6 +16,7 @@ import { encodeHeader, type ModelHeader } from './model-header.js';
 import { modelTensors, tensorElements, type TensorSpec } from './model-layout.js';
 import { WriteBack, writeFully } from './io.js';
 import { native } from './native.js';
+import { hasTokenizer, loadTokenizer, saveTokenizer, tokenizerPathFor, type ConvertTokenizerResult } from '../tokenizer/load.js';
 import { Checkpoint, elementCount, isConvertible, type ConvertibleDtype, type TensorInfo } from './safetensors.js';
 
 export interface ConvertOptions {
@@ -29,6 +30,11 @@ export interface ConvertOptions {
   chunkBytes?: number;
   onProgress?: (progress: ConvertProgress) => void;
   signal?: AbortSignal;
+  /**
+   * Where to write the tokenizer (.t): by default beside the .m (`m.q40.m` -> `m.q40.t`) when the
+   * checkpoint has a tokenizer.json or tokenizer.model; null writes none.
+   */
+  tokenizerFile?: string | null;
 }
 
 export interface ConvertProgress {
@@ -51,6 +57,8 @@ export interface ConvertResult {
   /** Checkpoint bytes read. */
   sourceBytes: number;
   seconds: number;
+  /** The .t written beside the model, if any. */
+  tokenizer?: ConvertTokenizerResult;
 }
 
 export interface PlannedTensor {
@@ -280,6 +288,10 @@ export function streamSettings(options: Pick<ConvertOptions, 'weights' | 'thread
 export async function convert(options: ConvertOptions): Promise<ConvertResult> {
   const started = performance.now();
   const settings = streamSettings(options);
+  const tokenizerFile =
+    options.tokenizerFile === null ? undefined : (options.tokenizerFile ?? (hasTokenizer(options.modelDir) ? tokenizerPathFor(options.outFile) : undefined));
+  // Loaded (and so checked) before the weights; written after them, so a failure leaves neither file.
+  const tokenizer = tokenizerFile ? await loadTokenizer(options.modelDir) : undefined;
   const plan = await planConversion(options.modelDir, settings.weightType);
   const { checkpoint, tensors } = plan;
   let bytes = 0;
@@ -296,7 +308,9 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
   } finally {
     await checkpoint.close();
   }
+  const savedTokenizer = tokenizer && tokenizerFile ? await saveTokenizer(tokenizer, tokenizerFile) : undefined;
   return {
+    ...(savedTokenizer ? { tokenizer: savedTokenizer } : {}),
     outFile: options.outFile,
     architecture: plan.architecture.name,
     header: plan.header,

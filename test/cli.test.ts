@@ -29,6 +29,18 @@ it('fixture, convert and inspect work end to end', async () => {
   expect(inspect.stdout).toMatch(/header \+ tensors = \d+ bytes = file size/);
 });
 
+it('writes the tokenizer beside the model unless told otherwise', async () => {
+  const m = join(dir, 'tok');
+  expect(cli('fixture', '--arch', 'glm4', '--out', m).status).toBe(0);
+  const out = join(dir, 'tok-out');
+  expect(cli('convert', '--model', m, '--out', join(out, 'a.q80.m'), '--weights', 'q80').stdout).toMatch(/tokenizer\s+.*a\.q80\.t \(526 ids, stop ids 512, 519, 521, chat template\)/);
+  expect(cli('convert', '--model', m, '--out', join(out, 'b.m'), '--tokenizer', join(out, 'custom.t')).status).toBe(0);
+  expect(cli('convert', '--model', m, '--out', join(out, 'c.m'), '--no-tokenizer').status).toBe(0);
+  expect(await filesIn(out)).toEqual(['a.q80.m', 'a.q80.t', 'b.m', 'c.m', 'custom.t']);
+  const tokens = JSON.parse(cli('tokenize', '--tokenizer', join(out, 'custom.t'), '--json', 'Hello').stdout);
+  expect(tokens.ids.length).toBeGreaterThan(0);
+});
+
 it('the main job reports q40 and q80 conversions of the embedded default', () => {
   const keep = join(dir, 'demo');
   const demo = cli('demo', '--out-dir', keep);

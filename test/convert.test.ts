@@ -137,7 +137,7 @@ it.each([
   expect(Buffer.from(converted.buffer, converted.byteOffset, converted.byteLength).equals(Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength))).toBe(true);
 });
 
-it('is deterministic and leaves only the output file', async () => {
+it('is deterministic and leaves only the model and its tokenizer', async () => {
   const sub = await tempDir();
   try {
     const a = join(sub, 'a.m');
@@ -145,7 +145,8 @@ it('is deterministic and leaves only the output file', async () => {
     await convert({ modelDir: checkpoints.get('glm4moe')!, outFile: a, weights: 'q40', threads: 1 });
     await convert({ modelDir: checkpoints.get('glm4moe')!, outFile: b, weights: 'q40', threads: 2, chunkBytes: 4096 });
     expect((await readFile(a)).equals(await readFile(b))).toBe(true);
-    expect(await filesIn(sub)).toEqual(['a.m', 'b.m']);
+    expect(await filesIn(sub)).toEqual(['a.m', 'a.t', 'b.m', 'b.t']);
+    expect((await readFile(join(sub, 'a.t'))).equals(await readFile(join(sub, 'b.t')))).toBe(true);
   } finally {
     await removeDir(sub);
   }

@@ -160,7 +160,7 @@ it('refuses q40 and q80 for rows that are not whole blocks, and converts them to
   const ok = cli('convert', '--model', model, '--out', join(outDir, 'f32.m'), '--weights', 'f32');
   expect(ok.status).toBe(0);
   expect(ok.stdout).toMatch(/converted glm checkpoint/);
-  expect(await filesIn(outDir)).toEqual(['f32.m']);
+  expect(await filesIn(outDir)).toEqual(['f32.m', 'f32.t']);
 });
 
 it('refuses a directory that is not a checkpoint', async () => {
