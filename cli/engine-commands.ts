@@ -1,11 +1,95 @@
 /** The engine's commands: log-probs and speed on token ids. Thin: parse, call engine/, print. */
 import { Command, InvalidArgumentError } from 'commander';
-import { bench, LoadedModel, logprobs } from '../engine/index.js';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { bench, GenerationSession, klDivergence, LoadedModel, logprobs, perplexity, type GenerateOptions, type GenerationStats } from '../engine/index.js';
+import { applyChatTemplate, loadTokenizer, StreamDecoder, tokenizerPathFor, type ChatMessage, type LoadedTokenizer } from '../tokenizer/index.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
   return n;
+}
+
+function probability(value: string): number {
+  const n = Number(value);
+  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('expected a number between 0 and 1');
+  return n;
+}
+
+function nonNegative(value: string): number {
+  const n = Number(value);
+  if (!(n >= 0) || !Number.isFinite(n)) throw new InvalidArgumentError('expected a non-negative number');
+  return n;
+}
+
+/** The tokenizer given, or the .t written beside the model by convert. */
+async function tokenizerFor(model: string, tokenizer?: string): Promise<LoadedTokenizer> {
+  const path = tokenizer ?? tokenizerPathFor(model);
+  if (!tokenizer && !existsSync(path)) throw new Error(`${model}: no tokenizer found beside it (${path}); pass --tokenizer FILE`);
+  return loadTokenizer(path);
+}
+
+interface SamplingFlags {
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  seed?: number;
+  threads?: number;
+  ctx?: number;
+}
+
+function withSampling(command: Command): Command {
+  return command
+    .option('--max-tokens <n>', 'most tokens to generate', positiveInt, 256)
+    .option('--temperature <t>', '0 is greedy', nonNegative, 0.8)
+    .option('--top-p <p>', 'nucleus mass (1 disables)', probability, 0.95)
+    .option('--top-k <k>', 'candidates kept (0 disables)', (v: string) => (v === '0' ? 0 : positiveInt(v)), 40)
+    .option('--seed <n>', 'random seed (default: time)', positiveInt)
+    .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+    .option('--ctx <n>', 'context length in tokens (default: the model\'s, at most 4096)', positiveInt);
+}
+
+function generateOptions(o: SamplingFlags, tokenizer: LoadedTokenizer): GenerateOptions {
+  return {
+    maxTokens: o.maxTokens,
+    temperature: o.temperature,
+    topP: o.topP,
+    topK: o.topK,
+    seed: o.seed,
+    stopIds: tokenizer.stopIds,
+    vocabLimit: tokenizer.tokenizer.vocabSize,
+  };
+}
+
+/** Streams a generation's text to stdout (stop tokens are not printed); returns the text and stats. */
+function streamReply(session: GenerationSession, tokenizer: LoadedTokenizer, ids: readonly number[], options: GenerateOptions): { text: string; stats: GenerationStats } {
+  const stream = new StreamDecoder(tokenizer.tokenizer, { skipSpecialTokens: true });
+  const stops = new Set(options.stopIds);
+  let text = '';
+  const run = session.generate(ids, options);
+  for (let step = run.next(); ; step = run.next()) {
+    if (step.done) {
+      const rest = stream.flush();
+      process.stdout.write(rest);
+      return { text: text + rest, stats: step.value };
+    }
+    if (stops.has(step.value)) continue;
+    const piece = stream.push(step.value);
+    text += piece;
+    process.stdout.write(piece);
+  }
+}
+
+function statsLine(s: GenerationStats): string {
+  const reused = s.reusedTokens > 0 ? ` (${s.reusedTokens} reused from the cache)` : '';
+  return `[${s.promptTokens} prompt tokens${reused} at ${((s.promptTokens - s.reusedTokens) / s.prefillSeconds).toFixed(1)} tok/s, ${s.generatedTokens} generated at ${(s.generatedTokens / s.decodeSeconds).toFixed(1)} tok/s, finish: ${s.finishReason}]\n`;
+}
+
+async function textIds(tokenizer: LoadedTokenizer, file: string): Promise<number[]> {
+  return tokenizer.tokenizer.encodeIds(await readFile(file, 'utf8'), { addSpecialTokens: false });
 }
 
 function tokenList(value: string): number[] {
@@ -17,6 +101,107 @@ function tokenList(value: string): number[] {
 }
 
 export function registerEngineCommands(program: Command): void {
+  withSampling(
+    program
+      .command('generate')
+      .description('continue a prompt, streaming the text')
+      .requiredOption('--model <file>', '.m model file')
+      .option('--tokenizer <file>', '.t or tokenizer.json (default: the .t beside the model)')
+      .requiredOption('--prompt <text>', 'the text to continue'),
+  )
+    .option('--chat', 'frame the prompt as one user message with the chat template', false)
+    .action(async (o: SamplingFlags & { model: string; tokenizer?: string; prompt: string; chat: boolean }) => {
+      const tokenizer = await tokenizerFor(o.model, o.tokenizer);
+      const ids =
+        o.chat && tokenizer.chatTemplate
+          ? applyChatTemplate(tokenizer.tokenizer, tokenizer.chatTemplate, { messages: [{ role: 'user', content: o.prompt }] }, tokenizer.templateTokens).ids
+          : tokenizer.tokenizer.encodeIds(o.prompt);
+      const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx }));
+      const { stats } = streamReply(session, tokenizer, ids, generateOptions(o, tokenizer));
+      process.stdout.write('\n');
+      process.stderr.write(statsLine(stats));
+    });
+
+  withSampling(
+    program
+      .command('chat')
+      .description('talk with the model (the chat template from the tokenizer; one message per line on stdin when it is not a terminal)')
+      .requiredOption('--model <file>', '.m model file')
+      .option('--tokenizer <file>', '.t or tokenizer.json (default: the .t beside the model)')
+      .option('--system <text>', 'a system message'),
+  ).action(async (o: SamplingFlags & { model: string; tokenizer?: string; system?: string }) => {
+    const tokenizer = await tokenizerFor(o.model, o.tokenizer);
+    if (!tokenizer.chatTemplate) throw new Error(`${tokenizer.file}: the tokenizer has no chat template`);
+    const template = tokenizer.chatTemplate;
+    const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx }));
+    const messages: ChatMessage[] = o.system ? [{ role: 'system', content: o.system }] : [];
+    const terminal = process.stdin.isTTY === true;
+    const lines = createInterface({ input: process.stdin, terminal });
+    if (terminal) process.stdout.write('> ');
+    for await (const line of lines) {
+      if (line.trim() === '') {
+        if (terminal) process.stdout.write('> ');
+        continue;
+      }
+      messages.push({ role: 'user', content: line });
+      const prompt = applyChatTemplate(tokenizer.tokenizer, template, { messages }, tokenizer.templateTokens);
+      const { text, stats } = streamReply(session, tokenizer, prompt.ids, generateOptions(o, tokenizer));
+      messages.push({ role: 'assistant', content: text.trim() });
+      process.stdout.write('\n');
+      process.stderr.write(statsLine(stats));
+      if (terminal) process.stdout.write('> ');
+    }
+  });
+
+  program
+    .command('perplexity')
+    .description('perplexity of the model over a text, and the mean NLL of each chunk')
+    .requiredOption('--model <file>', '.m model file')
+    .option('--tokenizer <file>', '.t or tokenizer.json (default: the .t beside the model)')
+    .requiredOption('--text <file>', 'UTF-8 text')
+    .option('--ctx <n>', 'tokens per chunk', positiveInt, 512)
+    .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+    .option('--json', 'print one JSON object', false)
+    .action(async (o: { model: string; tokenizer?: string; text: string; ctx: number; threads?: number; json: boolean }) => {
+      const tokenizer = await tokenizerFor(o.model, o.tokenizer);
+      const ids = await textIds(tokenizer, o.text);
+      const result = perplexity(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx }), ids, o.ctx);
+      if (o.json) {
+        console.log(JSON.stringify(result));
+        return;
+      }
+      for (const c of result.chunks) console.log(`chunk at token ${c.start}: ${c.tokens} tokens, NLL ${c.nll.toFixed(4)}`);
+      console.log(`perplexity ${result.perplexity.toFixed(4)} over ${result.predicted} predicted tokens (mean NLL ${result.nll.toFixed(4)})`);
+    });
+
+  program
+    .command('kld')
+    .description('KL divergence and top-1 agreement of a model against a reference model (e.g. q40 against f32) over a text')
+    .requiredOption('--model <file>', '.m model file')
+    .requiredOption('--reference <file>', 'the reference .m file')
+    .option('--tokenizer <file>', '.t or tokenizer.json (default: the .t beside the model)')
+    .requiredOption('--text <file>', 'UTF-8 text')
+    .option('--ctx <n>', 'tokens per chunk', positiveInt, 512)
+    .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+    .option('--json', 'print one JSON object', false)
+    .action(async (o: { model: string; reference: string; tokenizer?: string; text: string; ctx: number; threads?: number; json: boolean }) => {
+      const tokenizer = await tokenizerFor(o.model, o.tokenizer);
+      const ids = await textIds(tokenizer, o.text);
+      const load = (path: string) => new LoadedModel(path, { threads: o.threads, contextLength: o.ctx });
+      const r = klDivergence(load(o.model), load(o.reference), ids, o.ctx);
+      if (o.json) {
+        console.log(JSON.stringify(r));
+        return;
+      }
+      console.log(
+        [
+          `KL divergence: mean ${r.meanKld.toExponential(4)}, max ${r.maxKld.toExponential(4)} nats over ${r.positions} positions`,
+          `top-1 agreement: ${(100 * r.top1Agreement).toFixed(2)}%`,
+          `perplexity: ${r.perplexity.toFixed(4)} (reference ${r.referencePerplexity.toFixed(4)})`,
+        ].join('\n'),
+      );
+    });
+
   program
     .command('logprobs')
     .description('for each input token, the log-softmax of the next-token distribution, as JSON')

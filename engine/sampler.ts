@@ -10,6 +10,11 @@ export interface SamplingOptions {
   /** Keep only the k most likely tokens (0 disables). Default 40. */
   topK?: number;
   seed?: number;
+  /**
+   * Only ids below this are drawn: a model's vocabulary is padded past its tokenizer's (GLM: 151552
+   * rows, 151365 tokens), and a padding id has no text.
+   */
+  vocabLimit?: number;
 }
 
 /** xorshift128+ in 32-bit halves: small, fast, and the same on every platform. */
@@ -54,8 +59,10 @@ export class Sampler {
   private readonly temperature: number;
   private readonly topP: number;
   private readonly topK: number;
+  private readonly vocabLimit: number;
 
   constructor(options: SamplingOptions = {}) {
+    this.vocabLimit = options.vocabLimit ?? Infinity;
     this.temperature = options.temperature ?? 0.8;
     this.topP = options.topP ?? 0.95;
     this.topK = options.topK ?? 40;
@@ -65,7 +72,8 @@ export class Sampler {
     this.random = new Random(options.seed ?? Date.now());
   }
 
-  sample(logits: Float32Array): number {
+  sample(allLogits: Float32Array): number {
+    const logits = allLogits.length > this.vocabLimit ? allLogits.subarray(0, this.vocabLimit) : allLogits;
     let best = 0;
     for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
     if (this.temperature === 0) return best;
