@@ -20,3 +20,16 @@ void axpy(float a, const float* x, float* y, size_t n);
 void quantizeQ80(const float* x, uint8_t* out, size_t n);
 
 }  // namespace glm::simd
+
+// The quantized dot products and matmuls again with AVX-512 VNNI (kernels-vnni.cpp).
+namespace glm::vnni {
+
+bool available();
+float dotQ40Q80(const uint8_t* w, const uint8_t* x, size_t blocks);
+float dotQ80Q80(const uint8_t* w, const uint8_t* x, size_t blocks);
+void matmulQ40(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const uint8_t* const x[], int n, size_t blocks, float* out,
+               size_t outStride);
+void matmulQ80(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const uint8_t* const x[], int n, size_t blocks, float* out,
+               size_t outStride);
+
+}  // namespace glm::vnni

@@ -95,6 +95,9 @@ struct DotKernels {
 };
 
 DotKernels chooseKernels() {
+  if (vnni::available()) {
+    return {simd::dotF32, simd::dotF16, vnni::dotQ40Q80, vnni::dotQ80Q80, vnni::matmulQ40, vnni::matmulQ80, simd::axpy, simd::quantizeQ80, "avx512-vnni"};
+  }
   if (simd::available()) {
     return {simd::dotF32, simd::dotF16, simd::dotQ40Q80, simd::dotQ80Q80, simd::matmulQ40, simd::matmulQ80, simd::axpy, simd::quantizeQ80, "avx2"};
   }

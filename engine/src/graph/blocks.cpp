@@ -106,7 +106,9 @@ void Blocks::attention(int layer, const float* x, int n, int pos, float* out) {
   pool_.parallelFor(n * h_.nHeads, [&](int begin, int end) {
     std::vector<float> scores(contexts);
     for (int item = begin; item < end; item++) {
-      const int t = item / h_.nHeads, head = item % h_.nHeads, kvHead = head / group;
+      // Head-major: each thread gets whole heads over every token, so the long causal rows of the
+      // last tokens are shared out evenly.
+      const int head = item / n, t = item % n, kvHead = head / group;
       const float* qh = q + (static_cast<size_t>(t) * h_.nHeads + head) * hd;
       const int visible = pos + t + 1;  // causal
       for (int j = 0; j < visible; j++) {
