@@ -72,11 +72,40 @@ void quantizeQ80(const float* x, uint8_t* out, size_t n) {
   }
 }
 
-void axpy(float a, const float* x, float* y, size_t n) {
-  const __m256 va = _mm256_set1_ps(a);
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  for (; i < n; i++) y[i] += a * x[i];
+void attentionScores(const float* q, const float* keys, size_t stride, int count, int dim, float scale, float* scores) {
+  if (dim % 16 != 0) {
+    for (int j = 0; j < count; j++) scores[j] = scale * dotF32(q, keys + j * stride, dim);
+    return;
+  }
+  for (int j = 0; j < count; j++) {
+    const float* k = keys + j * stride;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int d = 0; d < dim; d += 16) {
+      acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), _mm256_loadu_ps(k + d + 8), acc1);
+    }
+    scores[j] = scale * sum8(_mm256_add_ps(acc0, acc1));
+  }
+}
+
+void attentionValues(const float* p, const float* values, size_t stride, int count, int dim, float* out) {
+  int d = 0;
+  // 64 output values at a time stay in eight registers while the rows stream by.
+  for (; d + 64 <= dim; d += 64) {
+    __m256 acc[8];
+    for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
+    for (int j = 0; j < count; j++) {
+      const __m256 w = _mm256_set1_ps(p[j]);
+      const float* v = values + j * stride + d;
+      for (int k = 0; k < 8; k++) acc[k] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * k), acc[k]);
+    }
+    for (int k = 0; k < 8; k++) _mm256_storeu_ps(out + d + 8 * k, acc[k]);
+  }
+  for (; d < dim; d++) {
+    float sum = 0.0f;
+    for (int j = 0; j < count; j++) sum += p[j] * values[j * stride + d];
+    out[d] = sum;
+  }
 }
 
 }  // namespace glm::simd
@@ -91,7 +120,8 @@ float dotQ40Q80(const uint8_t*, const uint8_t*, size_t) { return 0.0f; }
 float dotQ80Q80(const uint8_t*, const uint8_t*, size_t) { return 0.0f; }
 void matmulQ40(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t) {}
 void matmulQ80(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t) {}
-void axpy(float, const float*, float*, size_t) {}
+void attentionScores(const float*, const float*, size_t, int, int, float, float*) {}
+void attentionValues(const float*, const float*, size_t, int, int, float*) {}
 void quantizeQ80(const float*, uint8_t*, size_t) {}
 }  // namespace glm::simd
 

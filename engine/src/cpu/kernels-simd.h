@@ -16,7 +16,8 @@ void matmulQ40(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, cons
                size_t outStride);
 void matmulQ80(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const uint8_t* const x[], int n, size_t blocks, float* out,
                size_t outStride);
-void axpy(float a, const float* x, float* y, size_t n);
+void attentionScores(const float* q, const float* keys, size_t stride, int count, int dim, float scale, float* scores);
+void attentionValues(const float* p, const float* values, size_t stride, int count, int dim, float* out);
 void quantizeQ80(const float* x, uint8_t* out, size_t n);
 
 }  // namespace glm::simd

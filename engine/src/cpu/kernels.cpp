@@ -71,8 +71,14 @@ float dotQ80Q80Scalar(const uint8_t* w, const uint8_t* x, size_t blocks) {
   return sum;
 }
 
-void axpyScalar(float a, const float* x, float* y, size_t n) {
-  for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+void attentionScoresScalar(const float* q, const float* keys, size_t stride, int count, int dim, float scale, float* scores) {
+  for (int j = 0; j < count; j++) scores[j] = scale * dotF32Scalar(q, keys + j * stride, dim);
+}
+
+void attentionValuesScalar(const float* p, const float* values, size_t stride, int count, int dim, float* out) {
+  for (int d = 0; d < dim; d++) out[d] = 0.0f;
+  for (int j = 0; j < count; j++)
+    for (int d = 0; d < dim; d++) out[d] += p[j] * values[j * stride + d];
 }
 
 template <float (*Dot)(const uint8_t*, const uint8_t*, size_t)>
@@ -89,20 +95,21 @@ struct DotKernels {
   float (*q80)(const uint8_t*, const uint8_t*, size_t);
   void (*matmulQ40)(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t);
   void (*matmulQ80)(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t);
-  void (*axpy)(float, const float*, float*, size_t);
+  void (*attentionScores)(const float*, const float*, size_t, int, int, float, float*);
+  void (*attentionValues)(const float*, const float*, size_t, int, int, float*);
   void (*quantizeQ80)(const float*, uint8_t*, size_t);
   const char* name;
 };
 
 DotKernels chooseKernels() {
   if (vnni::available()) {
-    return {simd::dotF32, simd::dotF16, vnni::dotQ40Q80, vnni::dotQ80Q80, vnni::matmulQ40, vnni::matmulQ80, simd::axpy, simd::quantizeQ80, "avx512-vnni"};
+    return {simd::dotF32, simd::dotF16, vnni::dotQ40Q80, vnni::dotQ80Q80, vnni::matmulQ40, vnni::matmulQ80, simd::attentionScores, simd::attentionValues, simd::quantizeQ80, "avx512-vnni"};
   }
   if (simd::available()) {
-    return {simd::dotF32, simd::dotF16, simd::dotQ40Q80, simd::dotQ80Q80, simd::matmulQ40, simd::matmulQ80, simd::axpy, simd::quantizeQ80, "avx2"};
+    return {simd::dotF32, simd::dotF16, simd::dotQ40Q80, simd::dotQ80Q80, simd::matmulQ40, simd::matmulQ80, simd::attentionScores, simd::attentionValues, simd::quantizeQ80, "avx2"};
   }
   return {dotF32Scalar, dotF16Scalar, dotQ40Q80Scalar, dotQ80Q80Scalar, matmulScalar<dotQ40Q80Scalar>, matmulScalar<dotQ80Q80Scalar>,
-          axpyScalar, quantizeQ80Scalar, "scalar"};
+          attentionScoresScalar, attentionValuesScalar, quantizeQ80Scalar, "scalar"};
 }
 
 const DotKernels kernels = chooseKernels();
@@ -142,8 +149,13 @@ void matmulRows(FloatType type, const uint8_t* w, size_t rowBytes, int rowBegin,
   }
 }
 
-float dot(const float* a, const float* b, size_t n) { return kernels.f32(a, b, n); }
-void axpy(float a, const float* x, float* y, size_t n) { kernels.axpy(a, x, y, n); }
+void attentionScores(const float* q, const float* keys, size_t stride, int count, int dim, float scale, float* scores) {
+  kernels.attentionScores(q, keys, stride, count, dim, scale, scores);
+}
+
+void attentionValues(const float* p, const float* values, size_t stride, int count, int dim, float* out) {
+  kernels.attentionValues(p, values, stride, count, dim, out);
+}
 
 void rmsNorm(const float* x, const float* weight, float* out, int n, float eps) {
   float sum = 0.0f;

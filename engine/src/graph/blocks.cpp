@@ -111,14 +111,11 @@ void Blocks::attention(int layer, const float* x, int n, int pos, float* out) {
       const int head = item / n, t = item % n, kvHead = head / group;
       const float* qh = q + (static_cast<size_t>(t) * h_.nHeads + head) * hd;
       const int visible = pos + t + 1;  // causal
-      for (int j = 0; j < visible; j++) {
-        const float* kj = cache_.keys(layer, j) + kvHead * hd;
-        scores[j] = dot(qh, kj, hd) * scale;
-      }
+      const size_t stride = static_cast<size_t>(h_.kvDim());
+      attentionScores(qh, cache_.keys(layer, 0) + kvHead * hd, stride, visible, hd, scale, scores.data());
       softmax(scores.data(), visible);
-      float* o = att + (static_cast<size_t>(t) * h_.nHeads + head) * hd;
-      std::fill_n(o, hd, 0.0f);
-      for (int j = 0; j < visible; j++) axpy(scores[j], cache_.values(layer, j) + kvHead * hd, o, hd);
+      attentionValues(scores.data(), cache_.values(layer, 0) + kvHead * hd, stride, visible, hd,
+                      att + (static_cast<size_t>(t) * h_.nHeads + head) * hd);
     }
   });
   matmul(L.wo, att, n, out);
