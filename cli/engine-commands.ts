@@ -1,10 +1,12 @@
 /** The engine's commands: log-probs and speed on token ids. Thin: parse, call engine/, print. */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { bench, GenerationSession, klDivergence, LoadedModel, logprobs, perplexity, type GenerateOptions, type GenerationStats } from '../engine/index.js';
+import { bench, GenerationSession, klDivergence, LoadedModel, logprobs, perplexity, type GenerateOptions, type GenerationStats, type KvCacheType } from '../engine/index.js';
 import { applyChatTemplate, loadTokenizer, StreamDecoder, tokenizerPathFor, type ChatMessage, type LoadedTokenizer } from '../tokenizer/index.js';
+
+const kvCacheOption = () => new Option('--kv-cache <type>', 'keys and values in f32 (exact) or f16 (half the memory)').choices(['f32', 'f16']).default('f32');
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -32,6 +34,7 @@ async function tokenizerFor(model: string, tokenizer?: string): Promise<LoadedTo
 }
 
 interface SamplingFlags {
+  kvCache: KvCacheType;
   maxTokens: number;
   temperature: number;
   topP: number;
@@ -49,7 +52,8 @@ function withSampling(command: Command): Command {
     .option('--top-k <k>', 'candidates kept (0 disables)', (v: string) => (v === '0' ? 0 : positiveInt(v)), 40)
     .option('--seed <n>', 'random seed (default: time)', positiveInt)
     .option('--threads <n>', 'threads (default: all cores)', positiveInt)
-    .option('--ctx <n>', 'context length in tokens (default: the model\'s, at most 4096)', positiveInt);
+    .option('--ctx <n>', 'context length in tokens (default: the model\'s, at most 4096)', positiveInt)
+    .addOption(kvCacheOption());
 }
 
 function generateOptions(o: SamplingFlags, tokenizer: LoadedTokenizer): GenerateOptions {
@@ -116,7 +120,7 @@ export function registerEngineCommands(program: Command): void {
         o.chat && tokenizer.chatTemplate
           ? applyChatTemplate(tokenizer.tokenizer, tokenizer.chatTemplate, { messages: [{ role: 'user', content: o.prompt }] }, tokenizer.templateTokens).ids
           : tokenizer.tokenizer.encodeIds(o.prompt);
-      const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx }));
+      const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache }));
       const { stats } = streamReply(session, tokenizer, ids, generateOptions(o, tokenizer));
       process.stdout.write('\n');
       process.stderr.write(statsLine(stats));
@@ -133,7 +137,7 @@ export function registerEngineCommands(program: Command): void {
     const tokenizer = await tokenizerFor(o.model, o.tokenizer);
     if (!tokenizer.chatTemplate) throw new Error(`${tokenizer.file}: the tokenizer has no chat template`);
     const template = tokenizer.chatTemplate;
-    const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx }));
+    const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache }));
     const messages: ChatMessage[] = o.system ? [{ role: 'system', content: o.system }] : [];
     const terminal = process.stdin.isTTY === true;
     const lines = createInterface({ input: process.stdin, terminal });
@@ -209,8 +213,9 @@ export function registerEngineCommands(program: Command): void {
     .requiredOption('--tokens <ids>', 'comma-separated token ids', tokenList)
     .option('--top <k>', 'print only the k most likely next tokens per position', positiveInt)
     .option('--threads <n>', 'threads (default: all cores)', positiveInt)
-    .action((o: { model: string; tokens: number[]; top?: number; threads?: number }) => {
-      const model = new LoadedModel(o.model, { threads: o.threads, contextLength: o.tokens.length });
+    .addOption(kvCacheOption())
+    .action((o: { model: string; tokens: number[]; top?: number; threads?: number; kvCache: KvCacheType }) => {
+      const model = new LoadedModel(o.model, { threads: o.threads, contextLength: o.tokens.length, kvCache: o.kvCache });
       console.log(JSON.stringify(logprobs(model, o.tokens, o.top)));
     });
 
@@ -222,8 +227,9 @@ export function registerEngineCommands(program: Command): void {
     .option('--gen-tokens <n>', 'generated tokens', positiveInt, 128)
     .option('--threads <n>', 'threads (default: all cores)', positiveInt)
     .option('--repeat <k>', 'runs to take the median of', positiveInt, 3)
+    .addOption(kvCacheOption())
     .option('--json', 'print one JSON object', false)
-    .action((o: { model: string; promptTokens: number; genTokens: number; threads?: number; repeat: number; json: boolean }) => {
+    .action((o: { model: string; promptTokens: number; genTokens: number; threads?: number; repeat: number; kvCache: KvCacheType; json: boolean }) => {
       const r = bench(o.model, o);
       if (o.json) {
         console.log(JSON.stringify(r));
@@ -234,7 +240,7 @@ export function registerEngineCommands(program: Command): void {
         [
           `prefill ${r.prompt_tokens} tokens: ${r.prefill_tps.toFixed(1)} tok/s (median of ${r.prefill_tps_all.length}, range ${spread(r.prefill_tps_all)})`,
           `decode  ${r.gen_tokens} tokens: ${r.decode_tps.toFixed(1)} tok/s (range ${spread(r.decode_tps_all)})`,
-          `threads ${r.threads}, kernels ${r.kernels}, peak RSS ${(r.peak_rss_bytes / 2 ** 20).toFixed(0)} MiB`,
+          `threads ${r.threads}, kernels ${r.kernels}, KV cache ${r.kv_cache}, peak RSS ${(r.peak_rss_bytes / 2 ** 20).toFixed(0)} MiB`,
         ].join('\n'),
       );
     });

@@ -19,8 +19,8 @@ interface NativeSession {
 }
 
 interface NativeInference {
-  Engine: new (path: string, threads: number, contextLength: number) => NativeSession;
-  bench(path: string, options: { promptTokens: number; genTokens: number; threads: number; repeat: number }): {
+  Engine: new (path: string, threads: number, contextLength: number, kvF16: boolean) => NativeSession;
+  bench(path: string, options: { promptTokens: number; genTokens: number; threads: number; repeat: number; kvCache: KvCacheType }): {
     prefillTps: number[];
     decodeTps: number[];
     peakRssBytes: number;
@@ -36,7 +36,11 @@ export interface LoadOptions {
   threads?: number;
   /** KV cache length in tokens (default: the model's, at most 4096). */
   contextLength?: number;
+  /** f32 (default, exact) or f16 keys and values: half the memory and the attention traffic. */
+  kvCache?: KvCacheType;
 }
+
+export type KvCacheType = 'f32' | 'f16';
 
 /** A loaded model with its KV cache. Errors in the native code arrive as exceptions naming the file. */
 export class LoadedModel {
@@ -46,7 +50,7 @@ export class LoadedModel {
     readonly path: string,
     options: LoadOptions = {},
   ) {
-    this.session = new (inference().Engine)(path, options.threads ?? availableParallelism(), options.contextLength ?? 0);
+    this.session = new (inference().Engine)(path, options.threads ?? availableParallelism(), options.contextLength ?? 0, options.kvCache === 'f16');
   }
 
   get vocabSize(): number {
@@ -114,6 +118,7 @@ export interface BenchOptions {
   genTokens?: number;
   threads?: number;
   repeat?: number;
+  kvCache?: KvCacheType;
 }
 
 export interface BenchResult {
@@ -125,6 +130,7 @@ export interface BenchResult {
   threads: number;
   prompt_tokens: number;
   gen_tokens: number;
+  kv_cache: KvCacheType;
   kernels: string;
 }
 
@@ -136,7 +142,7 @@ export function median(values: readonly number[]): number {
 
 /** Prefill and decode speed: one prefill of promptTokens then genTokens greedy decodes, `repeat` times. */
 export function bench(modelPath: string, options: BenchOptions = {}): BenchResult {
-  const o = { promptTokens: 512, genTokens: 128, threads: availableParallelism(), repeat: 3, ...options };
+  const o = { promptTokens: 512, genTokens: 128, threads: availableParallelism(), repeat: 3, kvCache: 'f32' as KvCacheType, ...options };
   const r = inference().bench(modelPath, o);
   return {
     prefill_tps: median(r.prefillTps),
@@ -147,6 +153,7 @@ export function bench(modelPath: string, options: BenchOptions = {}): BenchResul
     threads: r.threads,
     prompt_tokens: o.promptTokens,
     gen_tokens: o.genTokens,
+    kv_cache: o.kvCache,
     kernels: inference().kernelPath(),
   };
 }

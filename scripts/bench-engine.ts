@@ -1,7 +1,7 @@
 /**
  * `npm run bench:engine`: this engine against llama.cpp on the bench fixture (GLM-4.5 layout, ~300M
  * parameters), at q40 and q80, same weights (the .m and the GGUF export of one checkpoint), same thread
- * count, flash attention off. Prefill of N prompt tokens in one batch, then G greedy decodes; medians
+ * count, flash attention off, f16 KV cache in both (llama.cpp's default). Prefill of N prompt tokens in one batch, then G greedy decodes; medians
  * over repeats; each engine in its own process (llama.cpp with UV_THREADPOOL_SIZE=1, see the reference
  * notes). Prints both engines' tokens/s and the ratios. Run it on an otherwise idle machine: both
  * engines' threads spin between steps, and a busy core slows either one by a large factor.
@@ -56,7 +56,7 @@ try {
     if (!existsSync(m)) await convert({ modelDir: checkpoint, outFile: m, weights });
     if (!existsSync(gguf)) await convertToGguf({ modelDir: checkpoint, outFile: gguf, weights });
     const ours = runJson(join(packageRoot(), 'build', 'Release', 'glm-engine'), [
-      'bench', '--model', m, '--threads', threads, '--prompt-tokens', promptTokens, '--gen-tokens', genTokens, '--repeat', repeat, '--json',
+      'bench', '--model', m, '--threads', threads, '--prompt-tokens', promptTokens, '--gen-tokens', genTokens, '--repeat', repeat, '--kv-cache', 'f16', '--json',
     ]);
     const theirs = runJson(process.execPath, [join(packageRoot(), 'scripts', 'llama-cpp-bench.mjs'), gguf, promptTokens, genTokens, threads, repeat], {
       ...process.env,
@@ -68,7 +68,7 @@ try {
   const titles = ['weights', `prefill ${promptTokens} (glm-dllama)`, '(llama.cpp)', 'ratio', `decode ${genTokens} (glm-dllama)`, '(llama.cpp)', 'ratio'];
   const widths = titles.map((t, i) => Math.max(t.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
-  console.log(`bench:engine, glm4moe bench fixture, ${threads} threads, tokens/s (median of ${repeat})`);
+  console.log(`bench:engine, glm4moe bench fixture, ${threads} threads, f16 KV cache, tokens/s (median of ${repeat})`);
   console.log([line(titles), ...rows.map(line)].join('\n'));
 } finally {
   if (!values.keep) await rm(work, { recursive: true, force: true });

@@ -41,6 +41,21 @@ it.each(['glm4moe.f32', 'glm4moe.q40', 'glm4.f32', 'glm4.q40', 'chatglm.f32', 'c
   expect(worst).toBe(0); // same arithmetic per token on both paths
 });
 
+it('an f16 KV cache stays close to the f32 one, and decodes like it prefills', () => {
+  const exact = new LoadedModel(models.get('glm4moe.f32')!, { threads: 2, contextLength: 64 });
+  const half = new LoadedModel(models.get('glm4moe.f32')!, { threads: 2, contextLength: 64, kvCache: 'f16' });
+  const a = exact.evaluate(tokens, true);
+  const b = half.evaluate(tokens, true);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+  expect(worst).toBeGreaterThan(0);
+  expect(worst).toBeLessThan(0.01);
+  half.reset();
+  const vocab = half.vocabSize;
+  const last = tokens.map((t) => half.evaluate([t])).at(-1)!;
+  expect(Array.from(last)).toEqual(Array.from(b.subarray((tokens.length - 1) * vocab)));
+});
+
 it('rewinds to a shared prefix and gives the same logits as a fresh run', () => {
   const model = new LoadedModel(models.get('glm4moe.q40')!, { threads: 2, contextLength: 64 });
   const full = model.evaluate(tokens, true);

@@ -155,7 +155,7 @@ Napi::Value SetSimd(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), glm::setSimdEnabled(info[0].ToBoolean().Value()));
 }
 
-// A loaded model and its inference session: new Engine(path, threads, maxSeqLen).
+// A loaded model and its inference session: new Engine(path, threads, maxSeqLen, kvF16).
 class Engine : public Napi::ObjectWrap<Engine> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -171,9 +171,10 @@ class Engine : public Napi::ObjectWrap<Engine> {
     if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "Engine(path, threads, maxSeqLen): path must be a string");
     const int threads = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 1;
     const int maxSeqLen = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
+    const glm::FloatType kvType = info.Length() > 3 && info[3].ToBoolean().Value() ? glm::FloatType::F16 : glm::FloatType::F32;
     try {
       model_ = std::make_unique<glm::Model>(info[0].As<Napi::String>().Utf8Value());
-      session_ = std::make_unique<glm::Session>(*model_, std::max(1, threads), maxSeqLen);
+      session_ = std::make_unique<glm::Session>(*model_, std::max(1, threads), maxSeqLen, kvType);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
@@ -250,6 +251,7 @@ Napi::Value Bench(const Napi::CallbackInfo& info) {
   options.genTokens = o.Get("genTokens").As<Napi::Number>().Int32Value();
   options.threads = o.Get("threads").As<Napi::Number>().Int32Value();
   options.repeat = o.Get("repeat").As<Napi::Number>().Int32Value();
+  options.kvType = o.Get("kvCache").ToString().Utf8Value() == "f16" ? glm::FloatType::F16 : glm::FloatType::F32;
   glm::BenchResult r;
   try {
     const glm::Model model(info[0].As<Napi::String>().Utf8Value());

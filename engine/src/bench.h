@@ -12,6 +12,7 @@ struct BenchOptions {
   int genTokens = 128;
   int threads = 1;
   int repeat = 3;
+  FloatType kvType = FloatType::F32;
 };
 
 struct BenchResult {

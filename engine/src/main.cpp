@@ -23,8 +23,8 @@ namespace {
 
 const char* kUsage =
     "usage:\n"
-    "  glm-engine logprobs --model M --tokens 1,2,3 [--top K] [--threads N]\n"
-    "  glm-engine bench --model M [--prompt-tokens 512] [--gen-tokens 128] [--threads N] [--repeat K] [--json]\n"
+    "  glm-engine logprobs --model M --tokens 1,2,3 [--top K] [--threads N] [--kv-cache f32|f16]\n"
+    "  glm-engine bench --model M [--prompt-tokens 512] [--gen-tokens 128] [--threads N] [--repeat K] [--kv-cache f32|f16] [--json]\n"
     "  glm-engine info --model M\n";
 
 struct UsageError : std::runtime_error {
@@ -69,6 +69,13 @@ Args parse(int argc, char** argv) {
   return args;
 }
 
+glm::FloatType kvCacheType(const Args& args) {
+  auto it = args.options.find("kv-cache");
+  if (it == args.options.end() || it->second == "f32") return glm::FloatType::F32;
+  if (it->second == "f16") return glm::FloatType::F16;
+  throw UsageError("--kv-cache must be f32 or f16");
+}
+
 int defaultThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
 
 std::vector<int32_t> parseTokens(const std::string& list) {
@@ -90,7 +97,7 @@ void logprobs(const Args& args) {
   const glm::Model model(args.required("model"));
   const std::vector<int32_t> tokens = parseTokens(args.required("tokens"));
   const int top = args.number("top", 0);
-  glm::Session session(model, args.number("threads", defaultThreads()), static_cast<int>(tokens.size()));
+  glm::Session session(model, args.number("threads", defaultThreads()), static_cast<int>(tokens.size()), kvCacheType(args));
   const int vocab = model.header().vocabSize;
   std::vector<float> logits(tokens.size() * vocab);
   session.evaluate(tokens.data(), static_cast<int>(tokens.size()), logits.data(), true);
@@ -126,6 +133,7 @@ void bench(const Args& args) {
   o.genTokens = args.number("gen-tokens", 128);
   o.threads = args.number("threads", defaultThreads());
   o.repeat = args.number("repeat", 3);
+  o.kvType = kvCacheType(args);
   const glm::BenchResult r = glm::runBench(model, o);
   const double prefill = glm::median(r.prefillTps), decode = glm::median(r.decodeTps);
   if (args.flag("json")) {
@@ -135,9 +143,9 @@ void bench(const Args& args) {
       return s + "]";
     };
     std::printf("{\"prefill_tps\":%.3f,\"decode_tps\":%.3f,\"prefill_tps_all\":%s,\"decode_tps_all\":%s,\"peak_rss_bytes\":%zu,"
-                "\"threads\":%d,\"prompt_tokens\":%d,\"gen_tokens\":%d,\"kernels\":\"%s\"}\n",
+                "\"threads\":%d,\"prompt_tokens\":%d,\"gen_tokens\":%d,\"kv_cache\":\"%s\",\"kernels\":\"%s\"}\n",
                 prefill, decode, list(r.prefillTps).c_str(), list(r.decodeTps).c_str(), r.peakRssBytes, r.threads,
-                o.promptTokens, o.genTokens, glm::kernelPath());
+                o.promptTokens, o.genTokens, o.kvType == glm::FloatType::F16 ? "f16" : "f32", glm::kernelPath());
   } else {
     std::printf("prefill %d tokens: %.1f tok/s (median of %d)\ndecode %d tokens: %.1f tok/s\nthreads %d, kernels %s, peak RSS %.0f MiB\n",
                 o.promptTokens, prefill, o.repeat, o.genTokens, decode, r.threads, glm::kernelPath(), r.peakRssBytes / 1048576.0);

@@ -14,10 +14,10 @@ int contextOf(const Model& model, int maxSeqLen) {
 }
 }  // namespace
 
-Session::Session(const Model& model, int threads, int maxSeqLen)
+Session::Session(const Model& model, int threads, int maxSeqLen, FloatType kvType)
     : model_(model),
       pool_(threads),
-      cache_(model.header(), contextOf(model, maxSeqLen)),
+      cache_(model.header(), contextOf(model, maxSeqLen), kvType),
       blocks_(model, pool_, cache_),
       layer_(layerFunction(model.header().arch)) {}
 

@@ -14,7 +14,8 @@ namespace glm {
 class Session {
  public:
   // maxSeqLen 0: the model's context, capped at kDefaultContext to keep the KV cache modest.
-  Session(const Model& model, int threads, int maxSeqLen);
+  // kvType: f32 (exact) or f16 keys and values.
+  Session(const Model& model, int threads, int maxSeqLen, FloatType kvType = FloatType::F32);
 
   static constexpr int kDefaultContext = 4096;
 

@@ -72,23 +72,30 @@ void quantizeQ80(const float* x, uint8_t* out, size_t n) {
   }
 }
 
-void attentionScores(const float* q, const float* keys, size_t stride, int count, int dim, float scale, float* scores) {
-  if (dim % 16 != 0) {
-    for (int j = 0; j < count; j++) scores[j] = scale * dotF32(q, keys + j * stride, dim);
-    return;
-  }
+// Eight cached values (f32, or f16 as uint16_t) widened to f32.
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline float load1(const float* p) { return *p; }
+inline float load1(const uint16_t* p) { return _cvtsh_ss(*p); }
+
+template <typename T>
+void attentionScores(const float* q, const T* keys, size_t stride, int count, int dim, float scale, float* scores) {
   for (int j = 0; j < count; j++) {
-    const float* k = keys + j * stride;
+    const T* k = keys + j * stride;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (int d = 0; d < dim; d += 16) {
-      acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), acc0);
-      acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), _mm256_loadu_ps(k + d + 8), acc1);
+    int d = 0;
+    for (; d + 16 <= dim; d += 16) {
+      acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load8(k + d), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), load8(k + d + 8), acc1);
     }
-    scores[j] = scale * sum8(_mm256_add_ps(acc0, acc1));
+    float sum = sum8(_mm256_add_ps(acc0, acc1));
+    for (; d < dim; d++) sum += q[d] * load1(k + d);
+    scores[j] = scale * sum;
   }
 }
 
-void attentionValues(const float* p, const float* values, size_t stride, int count, int dim, float* out) {
+template <typename T>
+void attentionValues(const float* p, const T* values, size_t stride, int count, int dim, float* out) {
   int d = 0;
   // 64 output values at a time stay in eight registers while the rows stream by.
   for (; d + 64 <= dim; d += 64) {
@@ -96,17 +103,22 @@ void attentionValues(const float* p, const float* values, size_t stride, int cou
     for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
     for (int j = 0; j < count; j++) {
       const __m256 w = _mm256_set1_ps(p[j]);
-      const float* v = values + j * stride + d;
-      for (int k = 0; k < 8; k++) acc[k] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * k), acc[k]);
+      const T* v = values + j * stride + d;
+      for (int k = 0; k < 8; k++) acc[k] = _mm256_fmadd_ps(w, load8(v + 8 * k), acc[k]);
     }
     for (int k = 0; k < 8; k++) _mm256_storeu_ps(out + d + 8 * k, acc[k]);
   }
   for (; d < dim; d++) {
     float sum = 0.0f;
-    for (int j = 0; j < count; j++) sum += p[j] * values[j * stride + d];
+    for (int j = 0; j < count; j++) sum += p[j] * load1(values + j * stride + d);
     out[d] = sum;
   }
 }
+
+template void attentionScores<float>(const float*, const float*, size_t, int, int, float, float*);
+template void attentionScores<uint16_t>(const float*, const uint16_t*, size_t, int, int, float, float*);
+template void attentionValues<float>(const float*, const float*, size_t, int, int, float*);
+template void attentionValues<uint16_t>(const float*, const uint16_t*, size_t, int, int, float*);
 
 }  // namespace glm::simd
 
@@ -120,8 +132,14 @@ float dotQ40Q80(const uint8_t*, const uint8_t*, size_t) { return 0.0f; }
 float dotQ80Q80(const uint8_t*, const uint8_t*, size_t) { return 0.0f; }
 void matmulQ40(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t) {}
 void matmulQ80(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t) {}
-void attentionScores(const float*, const float*, size_t, int, int, float, float*) {}
-void attentionValues(const float*, const float*, size_t, int, int, float*) {}
+template <typename T>
+void attentionScores(const float*, const T*, size_t, int, int, float, float*) {}
+template <typename T>
+void attentionValues(const float*, const T*, size_t, int, int, float*) {}
+template void attentionScores<float>(const float*, const float*, size_t, int, int, float, float*);
+template void attentionScores<uint16_t>(const float*, const uint16_t*, size_t, int, int, float, float*);
+template void attentionValues<float>(const float*, const float*, size_t, int, int, float*);
+template void attentionValues<uint16_t>(const float*, const uint16_t*, size_t, int, int, float*);
 void quantizeQ80(const float*, uint8_t*, size_t) {}
 }  // namespace glm::simd
 

@@ -16,8 +16,10 @@ void matmulQ40(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, cons
                size_t outStride);
 void matmulQ80(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const uint8_t* const x[], int n, size_t blocks, float* out,
                size_t outStride);
-void attentionScores(const float* q, const float* keys, size_t stride, int count, int dim, float scale, float* scores);
-void attentionValues(const float* p, const float* values, size_t stride, int count, int dim, float* out);
+template <typename T>
+void attentionScores(const float* q, const T* keys, size_t stride, int count, int dim, float scale, float* scores);
+template <typename T>
+void attentionValues(const float* p, const T* values, size_t stride, int count, int dim, float* out);
 void quantizeQ80(const float* x, uint8_t* out, size_t n);
 
 }  // namespace glm::simd

@@ -71,14 +71,23 @@ float dotQ80Q80Scalar(const uint8_t* w, const uint8_t* x, size_t blocks) {
   return sum;
 }
 
-void attentionScoresScalar(const float* q, const float* keys, size_t stride, int count, int dim, float scale, float* scores) {
-  for (int j = 0; j < count; j++) scores[j] = scale * dotF32Scalar(q, keys + j * stride, dim);
+inline float widen(float v) { return v; }
+inline float widen(uint16_t v) { return f16ToF32(v); }
+
+template <typename T>
+void attentionScoresScalar(const float* q, const T* keys, size_t stride, int count, int dim, float scale, float* scores) {
+  for (int j = 0; j < count; j++) {
+    float sum = 0.0f;
+    for (int d = 0; d < dim; d++) sum += q[d] * widen(keys[j * stride + d]);
+    scores[j] = scale * sum;
+  }
 }
 
-void attentionValuesScalar(const float* p, const float* values, size_t stride, int count, int dim, float* out) {
+template <typename T>
+void attentionValuesScalar(const float* p, const T* values, size_t stride, int count, int dim, float* out) {
   for (int d = 0; d < dim; d++) out[d] = 0.0f;
   for (int j = 0; j < count; j++)
-    for (int d = 0; d < dim; d++) out[d] += p[j] * values[j * stride + d];
+    for (int d = 0; d < dim; d++) out[d] += p[j] * widen(values[j * stride + d]);
 }
 
 template <float (*Dot)(const uint8_t*, const uint8_t*, size_t)>
@@ -95,21 +104,24 @@ struct DotKernels {
   float (*q80)(const uint8_t*, const uint8_t*, size_t);
   void (*matmulQ40)(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t);
   void (*matmulQ80)(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t);
-  void (*attentionScores)(const float*, const float*, size_t, int, int, float, float*);
-  void (*attentionValues)(const float*, const float*, size_t, int, int, float*);
+  void (*scoresF32)(const float*, const float*, size_t, int, int, float, float*);
+  void (*scoresF16)(const float*, const uint16_t*, size_t, int, int, float, float*);
+  void (*valuesF32)(const float*, const float*, size_t, int, int, float*);
+  void (*valuesF16)(const float*, const uint16_t*, size_t, int, int, float*);
   void (*quantizeQ80)(const float*, uint8_t*, size_t);
   const char* name;
 };
 
 DotKernels chooseKernels() {
   if (vnni::available()) {
-    return {simd::dotF32, simd::dotF16, vnni::dotQ40Q80, vnni::dotQ80Q80, vnni::matmulQ40, vnni::matmulQ80, simd::attentionScores, simd::attentionValues, simd::quantizeQ80, "avx512-vnni"};
+    return {simd::dotF32, simd::dotF16, vnni::dotQ40Q80, vnni::dotQ80Q80, vnni::matmulQ40, vnni::matmulQ80, simd::attentionScores<float>, simd::attentionScores<uint16_t>, simd::attentionValues<float>, simd::attentionValues<uint16_t>, simd::quantizeQ80, "avx512-vnni"};
   }
   if (simd::available()) {
-    return {simd::dotF32, simd::dotF16, simd::dotQ40Q80, simd::dotQ80Q80, simd::matmulQ40, simd::matmulQ80, simd::attentionScores, simd::attentionValues, simd::quantizeQ80, "avx2"};
+    return {simd::dotF32, simd::dotF16, simd::dotQ40Q80, simd::dotQ80Q80, simd::matmulQ40, simd::matmulQ80, simd::attentionScores<float>, simd::attentionScores<uint16_t>, simd::attentionValues<float>, simd::attentionValues<uint16_t>, simd::quantizeQ80, "avx2"};
   }
   return {dotF32Scalar, dotF16Scalar, dotQ40Q80Scalar, dotQ80Q80Scalar, matmulScalar<dotQ40Q80Scalar>, matmulScalar<dotQ80Q80Scalar>,
-          attentionScoresScalar, attentionValuesScalar, quantizeQ80Scalar, "scalar"};
+          attentionScoresScalar<float>, attentionScoresScalar<uint16_t>, attentionValuesScalar<float>, attentionValuesScalar<uint16_t>,
+          quantizeQ80Scalar, "scalar"};
 }
 
 const DotKernels kernels = chooseKernels();
@@ -149,12 +161,20 @@ void matmulRows(FloatType type, const uint8_t* w, size_t rowBytes, int rowBegin,
   }
 }
 
-void attentionScores(const float* q, const float* keys, size_t stride, int count, int dim, float scale, float* scores) {
-  kernels.attentionScores(q, keys, stride, count, dim, scale, scores);
+void attentionScores(const float* q, const uint8_t* keys, FloatType type, size_t stride, int count, int dim, float scale, float* scores) {
+  if (type == FloatType::F16) {
+    kernels.scoresF16(q, reinterpret_cast<const uint16_t*>(keys), stride, count, dim, scale, scores);
+  } else {
+    kernels.scoresF32(q, reinterpret_cast<const float*>(keys), stride, count, dim, scale, scores);
+  }
 }
 
-void attentionValues(const float* p, const float* values, size_t stride, int count, int dim, float* out) {
-  kernels.attentionValues(p, values, stride, count, dim, out);
+void attentionValues(const float* p, const uint8_t* values, FloatType type, size_t stride, int count, int dim, float* out) {
+  if (type == FloatType::F16) {
+    kernels.valuesF16(p, reinterpret_cast<const uint16_t*>(values), stride, count, dim, out);
+  } else {
+    kernels.valuesF32(p, reinterpret_cast<const float*>(values), stride, count, dim, out);
+  }
 }
 
 void rmsNorm(const float* x, const float* weight, float* out, int n, float eps) {

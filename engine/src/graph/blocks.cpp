@@ -3,16 +3,28 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <stdexcept>
 
 #include "../cpu/kernels.h"
 
 namespace glm {
 
-KvCache::KvCache(const ModelHeader& h, int maxSeqLen)
-    : maxSeqLen_(maxSeqLen), kvDim_(h.kvDim()), cache_(static_cast<size_t>(h.nLayers) * maxSeqLen * h.kvDim() * 2) {}
+KvCache::KvCache(const ModelHeader& h, int maxSeqLen, FloatType type)
+    : maxSeqLen_(maxSeqLen),
+      kvDim_(h.kvDim()),
+      type_(type),
+      cache_(encodedBytes(type, static_cast<size_t>(h.nLayers) * maxSeqLen * h.kvDim() * 2)) {
+  if (type != FloatType::F32 && type != FloatType::F16) throw std::invalid_argument("the KV cache holds f32 or f16");
+}
 
-float* KvCache::data(int layer, int pos, int which) {
-  return cache_.data() + ((static_cast<size_t>(layer) * 2 + which) * maxSeqLen_ + pos) * kvDim_;
+const uint8_t* KvCache::row(int layer, int pos, int which) const {
+  const size_t index = ((static_cast<size_t>(layer) * 2 + which) * maxSeqLen_ + pos) * kvDim_;
+  return cache_.data() + encodedBytes(type_, index);
+}
+
+void KvCache::store(int layer, int pos, const float* key, const float* value) {
+  encodeF32(type_, key, const_cast<uint8_t*>(row(layer, pos, 0)), kvDim_);
+  encodeF32(type_, value, const_cast<uint8_t*>(row(layer, pos, 1)), kvDim_);
 }
 
 void addInPlace(float* x, const float* y, size_t n) {
@@ -94,10 +106,7 @@ void Blocks::attention(int layer, const float* x, int n, int pos, float* out) {
   }
   rope(q, n, pos, h_.nHeads);
   rope(k, n, pos, h_.nKvHeads);
-  for (int t = 0; t < n; t++) {
-    std::copy_n(k + static_cast<size_t>(t) * kvDim, kvDim, cache_.keys(layer, pos + t));
-    std::copy_n(v + static_cast<size_t>(t) * kvDim, kvDim, cache_.values(layer, pos + t));
-  }
+  for (int t = 0; t < n; t++) cache_.store(layer, pos + t, k + static_cast<size_t>(t) * kvDim, v + static_cast<size_t>(t) * kvDim);
 
   float* att = grow(att_, static_cast<size_t>(n) * qDim);
   const int group = h_.nHeads / h_.nKvHeads;
@@ -112,9 +121,10 @@ void Blocks::attention(int layer, const float* x, int n, int pos, float* out) {
       const float* qh = q + (static_cast<size_t>(t) * h_.nHeads + head) * hd;
       const int visible = pos + t + 1;  // causal
       const size_t stride = static_cast<size_t>(h_.kvDim());
-      attentionScores(qh, cache_.keys(layer, 0) + kvHead * hd, stride, visible, hd, scale, scores.data());
+      const size_t offset = encodedBytes(cache_.type(), static_cast<size_t>(kvHead) * hd);
+      attentionScores(qh, cache_.keys(layer) + offset, cache_.type(), stride, visible, hd, scale, scores.data());
       softmax(scores.data(), visible);
-      attentionValues(scores.data(), cache_.values(layer, 0) + kvHead * hd, stride, visible, hd,
+      attentionValues(scores.data(), cache_.values(layer) + offset, cache_.type(), stride, visible, hd,
                       att + (static_cast<size_t>(t) * h_.nHeads + head) * hd);
     }
   });

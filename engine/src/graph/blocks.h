@@ -11,18 +11,24 @@
 
 namespace glm {
 
+// Keys and values of every layer and position, in f32 (exact) or f16 (half the memory and traffic).
 class KvCache {
  public:
-  KvCache(const ModelHeader& h, int maxSeqLen);
+  KvCache(const ModelHeader& h, int maxSeqLen, FloatType type);
   int maxSeqLen() const { return maxSeqLen_; }
-  float* keys(int layer, int pos) { return data(layer, pos, 0); }
-  float* values(int layer, int pos) { return data(layer, pos, 1); }
+  FloatType type() const { return type_; }
+  // Stores the key and value rows (kvDim floats each) of one position.
+  void store(int layer, int pos, const float* key, const float* value);
+  // The first key / value row of a layer; rows of consecutive positions are kvDim elements apart.
+  const uint8_t* keys(int layer) const { return row(layer, 0, 0); }
+  const uint8_t* values(int layer) const { return row(layer, 0, 1); }
 
  private:
-  float* data(int layer, int pos, int which);
+  const uint8_t* row(int layer, int pos, int which) const;
   int maxSeqLen_;
   int kvDim_;
-  std::vector<float> cache_;
+  FloatType type_;
+  std::vector<uint8_t> cache_;
 };
 
 class Blocks {
