@@ -10,7 +10,7 @@ import { runDemo } from '../converter/demo.js';
 import { WEIGHT_TYPE_NAMES, type WeightTypeName } from '../converter/dtypes.js';
 import { FIXTURE_ARCHS, writeFixture, type FixtureArch, type FixtureDtype, type FixtureSize } from '../converter/fixture.js';
 import { formatReport, inspectModel } from '../converter/inspect.js';
-import { packageRoot } from '../converter/native.js';
+import { packageRoot } from '../engine/native.js';
 import { registerEngineCommands } from './engine-commands.js';
 import { registerTokenizerCommands } from './tokenizer-commands.js';
 import { lazyProgress } from './progress.js';

@@ -15,7 +15,7 @@ import { architectureOf, type Architecture } from './architectures/index.js';
 import { encodeHeader, type ModelHeader } from './model-header.js';
 import { modelTensors, tensorElements, type TensorSpec } from './model-layout.js';
 import { WriteBack, writeFully } from './io.js';
-import { native } from './native.js';
+import { native } from '../engine/native.js';
 import { hasTokenizer, loadTokenizer, saveTokenizer, tokenizerPathFor, type ConvertTokenizerResult } from '../tokenizer/load.js';
 import { Checkpoint, elementCount, isConvertible, type ConvertibleDtype, type TensorInfo } from './safetensors.js';
 

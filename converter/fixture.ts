@@ -10,7 +10,7 @@
 import { mkdir, readdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SOURCE_DTYPE_IDS, WeightType } from './dtypes.js';
-import { native } from './native.js';
+import { native } from '../engine/native.js';
 import { INDEX_FILE, SINGLE_FILE, elementCount, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import {
   fixtureSpecialId,

@@ -4,7 +4,7 @@ import { WeightType, weightTypeName } from './dtypes.js';
 import { ARCH_NAMES, decodeHeader, type ModelHeader } from './model-header.js';
 import { modelTensors, placeTensors, tensorElements, type PlacedTensor } from './model-layout.js';
 import { readFully } from './io.js';
-import { native } from './native.js';
+import { native } from '../engine/native.js';
 
 /** Far above any real header (8 bytes per key); a larger declared size is refused without allocating it. */
 const MAX_HEADER_BYTES = 64 * 1024;

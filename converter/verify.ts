@@ -7,7 +7,7 @@ import { SOURCE_DTYPE_BYTES, SOURCE_DTYPE_IDS, WeightType, encodedBytes, weightT
 import { planConversion } from './convert.js';
 import { readModelFile } from './model-file.js';
 import { readFully } from './io.js';
-import { native } from './native.js';
+import { native } from '../engine/native.js';
 
 export interface TensorError {
   name: string;

@@ -4,7 +4,7 @@
  * the tokenizer; everything here works on token ids.
  */
 import { availableParallelism } from 'node:os';
-import { native } from '../converter/native.js';
+import { native } from './native.js';
 import { topIds } from './sampler.js';
 
 /** The native session: one model and its KV cache. */

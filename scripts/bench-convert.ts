@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { convert } from '../converter/convert.js';
 import { writeFixture, type FixtureArch } from '../converter/fixture.js';
 import { encodedBytes, weightTypeFromName, type WeightTypeName } from '../converter/dtypes.js';
-import { native } from '../converter/native.js';
+import { native } from '../engine/native.js';
 
 const { values } = parseArgs({
   options: {

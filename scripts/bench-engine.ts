@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { convert } from '../converter/convert.js';
 import { convertToGguf } from '../converter/gguf.js';
 import { writeFixture } from '../converter/fixture.js';
-import { packageRoot } from '../converter/native.js';
+import { packageRoot } from '../engine/native.js';
 import { median } from '../engine/index.js';
 
 const { values } = parseArgs({

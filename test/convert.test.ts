@@ -12,7 +12,7 @@ import { ArchType, RopeStyle, toF32, type ModelHeader } from '../converter/model
 import { Checkpoint, type ConvertibleDtype } from '../converter/safetensors.js';
 import { SOURCE_DTYPE_BYTES, SOURCE_DTYPE_IDS, WEIGHT_TYPE_NAMES, WeightType, type WeightTypeName } from '../converter/dtypes.js';
 import { FIXTURE_ARCHS, type FixtureArch } from '../converter/fixture.js';
-import { native } from '../converter/native.js';
+import { native } from '../engine/native.js';
 import { fixture, removeDir, tempDir, filesIn } from './helpers.js';
 
 let dir: string;

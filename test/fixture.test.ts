@@ -14,7 +14,7 @@ import {
 } from '../converter/fixture.js';
 import { byteToUnicodeTable, fixtureEncode, GLM4_SPECIAL_TOKENS, GLM45_SPECIAL_TOKENS } from '../converter/fixture-tokenizer.js';
 import { Checkpoint, INDEX_FILE, elementCount, readShardHeader, type TensorInfo } from '../converter/safetensors.js';
-import { native } from '../converter/native.js';
+import { native } from '../engine/native.js';
 
 let root: string;
 

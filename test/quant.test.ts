@@ -4,7 +4,7 @@
  * trunc(x/delta + 8.5) clipped to 0..15, element j low nibble / j+16 high nibble), q80 (absmax/127,
  * rounding half to even).
  */
-import { native } from '../converter/native.js';
+import { native } from '../engine/native.js';
 import { WeightType, encodedBytes } from '../converter/dtypes.js';
 
 const engine = native();

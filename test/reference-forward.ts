@@ -29,7 +29,7 @@ import { WeightType } from '../converter/dtypes.js';
 import { ArchType, RopeStyle, type ModelHeader } from '../converter/model-header.js';
 import { readModelFile, readTensor, type ModelFile } from '../converter/model-file.js';
 import { isMoeLayer } from '../converter/model-layout.js';
-import { native } from '../converter/native.js';
+import { native } from '../engine/native.js';
 
 export interface ReferenceOptions {
   /** 'exact' (default): float64 throughout. 'ggml': round matmul inputs as ggml's CPU backend does (see above). */

@@ -18,16 +18,4 @@ void glm4MoeLayer(Blocks& blocks, const LayerWeights& w, int layer, float* x, in
   addInPlace(x, s.b, size);
 }
 
-LayerFn layerFunction(ArchType arch) {
-  switch (arch) {
-    case ArchType::GLM:
-      return glmLayer;
-    case ArchType::GLM4:
-      return glm4Layer;
-    case ArchType::GLM4_MOE:
-      return glm4MoeLayer;
-  }
-  return nullptr;
-}
-
 }  // namespace glm

@@ -1,4 +1,4 @@
-/** The native engine addon (engine/src), built by `npm ci` into build/Release. */
+/** The native engine addon (engine/src), built by `npm ci` into build/Release: the engine and the converter's encoders. */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
