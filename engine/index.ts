@@ -10,6 +10,7 @@ import { topIds } from './sampler.js';
 /** The native session: one model and its KV cache. */
 interface NativeSession {
   evaluate(tokens: Int32Array, allLogits: boolean): Float32Array;
+  perplexity(ids: Int32Array, contextLength: number): { start: number; tokens: number; nll: number }[];
   reset(): void;
   rewind(position: number): void;
   readonly position: number;
@@ -73,6 +74,11 @@ export class LoadedModel {
 
   reset(): void {
     this.session.reset();
+  }
+
+  /** Mean NLL of each chunk of `contextLength` ids, each evaluated from an empty cache (see metrics.ts). */
+  chunkNll(ids: readonly number[], contextLength: number): { start: number; tokens: number; nll: number }[] {
+    return this.session.perplexity(Int32Array.from(ids), contextLength);
   }
 
   /** Keeps the first `position` tokens of the cache (a shared prefix) and drops the rest. */

@@ -31,22 +31,13 @@ function chunksOf(ids: readonly number[], contextLength: number): { start: numbe
 }
 
 export function perplexity(model: LoadedModel, ids: readonly number[], contextLength = Math.min(512, model.contextLength)): PerplexityResult {
-  const vocab = model.vocabSize;
+  chunksOf(ids, contextLength); // the same argument checks as klDivergence
+  const chunks = model.chunkNll(ids, contextLength);
   let total = 0;
   let predicted = 0;
-  const chunks: ChunkNll[] = [];
-  for (const chunk of chunksOf(ids, contextLength)) {
-    model.reset();
-    const logits = model.evaluate(chunk.ids, true);
-    let nll = 0;
-    for (let t = 0; t + 1 < chunk.ids.length; t++) {
-      nll -= logSoftmax(logits.subarray(t * vocab, (t + 1) * vocab))[chunk.ids[t + 1]!]!;
-    }
-    const count = chunk.ids.length - 1;
-    if (count === 0) continue;
-    chunks.push({ start: chunk.start, tokens: chunk.ids.length, nll: nll / count });
-    total += nll;
-    predicted += count;
+  for (const c of chunks) {
+    total += c.nll * (c.tokens - 1);
+    predicted += c.tokens - 1;
   }
   return { perplexity: Math.exp(total / predicted), nll: total / predicted, predicted, chunks };
 }

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { convert } from '../converter/convert.js';
-import { LoadedModel, logprobs, logSoftmax, bench } from '../engine/index.js';
+import { LoadedModel, logprobs, logSoftmax, bench, perplexity } from '../engine/index.js';
 import { cli, fixture, removeDir, tempDir } from './helpers.js';
 
 let dir: string;
@@ -99,6 +99,36 @@ it('log-probs are normalised and glm-engine prints the same as the CLI', () => {
   const bad = spawnSync(join(process.cwd(), 'build', 'Release', 'glm-engine'), ['logprobs', '--model', models.get('glm4moe.q40')!, '--tokens', '1,x'], { encoding: 'utf8' });
   expect(bad.status).toBe(2);
   expect(bad.stderr).toMatch(/--tokens must be comma-separated integers, got "x"/);
+});
+
+it('glm-engine generates greedily and measures perplexity like the library', async () => {
+  const engine = join(process.cwd(), 'build', 'Release', 'glm-engine');
+  const path = models.get('glm4.q40')!;
+  const prompt = tokens.slice(0, 5);
+  const run = spawnSync(engine, ['generate', '--model', path, '--tokens', prompt.join(','), '--max-tokens', '6', '--threads', '2'], { encoding: 'utf8' });
+  expect(run.status).toBe(0);
+  const model = new LoadedModel(path, { threads: 2, contextLength: 32 });
+  let logits = model.evaluate(prompt);
+  const greedy: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const next = logits.indexOf(Math.max(...logits));
+    greedy.push(next);
+    logits = model.evaluate([next]);
+  }
+  expect(JSON.parse(run.stdout).ids).toEqual(greedy);
+
+  const idsFile = join(dir, 'ids.txt');
+  await writeFile(idsFile, `${tokens.join(', ')}\n`);
+  const p = spawnSync(engine, ['perplexity', '--model', path, '--tokens-file', idsFile, '--ctx', '10', '--threads', '2'], { encoding: 'utf8' });
+  expect(p.status).toBe(0);
+  const fromEngine = JSON.parse(p.stdout);
+  const fromLibrary = perplexity(new LoadedModel(path, { threads: 2, contextLength: 10 }), tokens, 10);
+  expect(fromEngine.chunks.map((c: { start: number }) => c.start)).toEqual([0, 10, 20]);
+  expect(fromEngine.perplexity).toBeCloseTo(fromLibrary.perplexity, 6);
+  await writeFile(idsFile, '1, 2, x');
+  const bad = spawnSync(engine, ['perplexity', '--model', path, '--tokens-file', idsFile], { encoding: 'utf8' });
+  expect(bad.status).toBe(1);
+  expect(bad.stderr).toMatch(/ids\.txt: expected token ids separated by commas or spaces/);
 });
 
 it('bench reports every repeat and the medians', () => {

@@ -10,6 +10,7 @@
 
 #include "bench.h"
 #include "cpu/kernels.h"
+#include "metrics.h"
 #include "model.h"
 #include "quant.h"
 #include "session.h"
@@ -161,6 +162,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Engine",
                        {InstanceMethod("evaluate", &Engine::Evaluate), InstanceMethod("reset", &Engine::Reset),
+                        InstanceMethod("perplexity", &Engine::Perplexity),
                         InstanceMethod("rewind", &Engine::Rewind), InstanceAccessor("position", &Engine::Position, nullptr),
                         InstanceAccessor("contextLength", &Engine::ContextLength, nullptr),
                         InstanceAccessor("threads", &Engine::Threads, nullptr), InstanceAccessor("header", &Engine::Header, nullptr)});
@@ -198,6 +200,31 @@ class Engine : public Napi::ObjectWrap<Engine> {
       throw Napi::Error::New(env, e.what());
     }
     return logits;
+  }
+
+  // perplexity(ids: Int32Array, contextLength) -> [{start, tokens, nll}]
+  Napi::Value Perplexity(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      throw Napi::TypeError::New(env, "perplexity(ids, contextLength): ids must be an Int32Array");
+    }
+    Napi::Int32Array ids = info[0].As<Napi::Int32Array>();
+    std::vector<glm::ChunkNll> chunks;
+    try {
+      chunks = glm::chunkPerplexity(*session_, std::vector<int32_t>(ids.Data(), ids.Data() + ids.ElementLength()),
+                                    info[1].As<Napi::Number>().Int32Value());
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    Napi::Array out = Napi::Array::New(env, chunks.size());
+    for (size_t i = 0; i < chunks.size(); i++) {
+      Napi::Object c = Napi::Object::New(env);
+      c.Set("start", chunks[i].start);
+      c.Set("tokens", chunks[i].tokens);
+      c.Set("nll", chunks[i].nll);
+      out.Set(i, c);
+    }
+    return out;
   }
 
   Napi::Value Reset(const Napi::CallbackInfo& info) {

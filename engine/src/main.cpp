@@ -1,6 +1,8 @@
 // glm-engine: the engine without the TypeScript layer, for runners and worker machines.
 //   glm-engine logprobs --model M --tokens 1,2,3 [--top K] [--threads N]
 //   glm-engine bench --model M [--prompt-tokens 512] [--gen-tokens 128] [--threads N] [--repeat K] [--json]
+//   glm-engine generate --model M --tokens 1,2,3 [--max-tokens 64] [--stop-ids a,b]
+//   glm-engine perplexity --model M --tokens-file F [--ctx 512]
 //   glm-engine info --model M
 // Errors go to stderr with a non-zero exit status.
 #include <algorithm>
@@ -16,6 +18,7 @@
 
 #include "bench.h"
 #include "cpu/kernels.h"
+#include "metrics.h"
 #include "model.h"
 #include "session.h"
 
@@ -25,6 +28,8 @@ const char* kUsage =
     "usage:\n"
     "  glm-engine logprobs --model M --tokens 1,2,3 [--top K] [--threads N] [--kv-cache f32|f16]\n"
     "  glm-engine bench --model M [--prompt-tokens 512] [--gen-tokens 128] [--threads N] [--repeat K] [--kv-cache f32|f16] [--json]\n"
+    "  glm-engine generate --model M --tokens 1,2,3 [--max-tokens 64] [--stop-ids a,b] [--threads N]   (greedy)\n"
+    "  glm-engine perplexity --model M --tokens-file F [--ctx 512] [--threads N]   (F: ids separated by commas or spaces)\n"
     "  glm-engine info --model M\n";
 
 struct UsageError : std::runtime_error {
@@ -126,6 +131,58 @@ void logprobs(const Args& args) {
   std::printf("]}\n");
 }
 
+// Greedy continuation of the ids; prints the generated ids as JSON. (Text and sampling live in the
+// TypeScript library; this is the engine alone, for runners.)
+void generate(const Args& args) {
+  const glm::Model model(args.required("model"));
+  const std::vector<int32_t> prompt = parseTokens(args.required("tokens"));
+  const int maxTokens = args.number("max-tokens", 64);
+  std::vector<int32_t> stops;
+  if (args.options.count("stop-ids")) stops = parseTokens(args.required("stop-ids"));
+  glm::Session session(model, args.number("threads", defaultThreads()), static_cast<int>(prompt.size()) + maxTokens, kvCacheType(args));
+  std::vector<float> logits(model.header().vocabSize);
+  session.evaluate(prompt.data(), static_cast<int>(prompt.size()), logits.data(), false);
+  std::printf("{\"ids\":[");
+  for (int g = 0; g < maxTokens; g++) {
+    const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    std::printf("%s%d", g ? "," : "", next);
+    if (std::find(stops.begin(), stops.end(), next) != stops.end() || g + 1 == maxTokens) break;
+    session.evaluate(&next, 1, logits.data(), false);
+  }
+  std::printf("]}\n");
+}
+
+void perplexity(const Args& args) {
+  const glm::Model model(args.required("model"));
+  const std::string file = args.required("tokens-file");
+  FILE* f = std::fopen(file.c_str(), "r");
+  if (!f) throw std::runtime_error(file + ": cannot open");
+  std::vector<int32_t> ids;
+  long v;
+  int c;
+  while (std::fscanf(f, "%ld", &v) == 1) {
+    ids.push_back(static_cast<int32_t>(v));
+    while ((c = std::fgetc(f)) == ',' || c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+    }
+    if (c != EOF) std::ungetc(c, f);
+  }
+  const bool clean = std::feof(f);
+  std::fclose(f);
+  if (!clean) throw std::runtime_error(file + ": expected token ids separated by commas or spaces");
+  const int ctx = args.number("ctx", 512);
+  glm::Session session(model, args.number("threads", defaultThreads()), ctx, kvCacheType(args));
+  const std::vector<glm::ChunkNll> chunks = glm::chunkPerplexity(session, ids, ctx);
+  double total = 0.0;
+  int predicted = 0;
+  std::printf("{\"chunks\":[");
+  for (size_t i = 0; i < chunks.size(); i++) {
+    std::printf("%s{\"start\":%d,\"tokens\":%d,\"nll\":%.9g}", i ? "," : "", chunks[i].start, chunks[i].tokens, chunks[i].nll);
+    total += chunks[i].nll * (chunks[i].tokens - 1);
+    predicted += chunks[i].tokens - 1;
+  }
+  std::printf("],\"predicted\":%d,\"nll\":%.9g,\"perplexity\":%.9g}\n", predicted, total / predicted, std::exp(total / predicted));
+}
+
 void bench(const Args& args) {
   const glm::Model model(args.required("model"));
   glm::BenchOptions o;
@@ -170,6 +227,10 @@ int main(int argc, char** argv) {
       logprobs(args);
     } else if (args.command == "bench") {
       bench(args);
+    } else if (args.command == "generate") {
+      generate(args);
+    } else if (args.command == "perplexity") {
+      perplexity(args);
     } else if (args.command == "info") {
       info(args);
     } else {

@@ -22,6 +22,7 @@ class Session {
   int position() const { return position_; }
   int maxSeqLen() const { return cache_.maxSeqLen(); }
   int threads() const { return pool_.size(); }
+  int vocabSize() const { return model_.header().vocabSize; }
   // Forgets the evaluated tokens (the cache is overwritten from position 0).
   void reset() { position_ = 0; }
   // Rewinds to an earlier position, keeping the cache before it (a shared prompt prefix).
