@@ -78,20 +78,36 @@ inline __m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(
 inline float load1(const float* p) { return *p; }
 inline float load1(const uint16_t* p) { return _cvtsh_ss(*p); }
 
-template <typename T>
-void attentionScores(const float* q, const T* keys, size_t stride, int count, int dim, float scale, float* scores) {
+// Up to four query heads against each key row: the row is loaded once for all of them (they share it
+// under grouped-query attention). Each head's arithmetic is that of a single head.
+template <typename T, int heads>
+void scoresForHeads(const float* q, const T* keys, size_t stride, int count, int dim, float scale, float* scores) {
   for (int j = 0; j < count; j++) {
     const T* k = keys + j * stride;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 even[heads], odd[heads];
+    for (int h = 0; h < heads; h++) even[h] = odd[h] = _mm256_setzero_ps();
     int d = 0;
     for (; d + 16 <= dim; d += 16) {
-      acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load8(k + d), acc0);
-      acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), load8(k + d + 8), acc1);
+      const __m256 k0 = load8(k + d), k1 = load8(k + d + 8);
+      for (int h = 0; h < heads; h++) {
+        even[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * dim + d), k0, even[h]);
+        odd[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * dim + d + 8), k1, odd[h]);
+      }
     }
-    float sum = sum8(_mm256_add_ps(acc0, acc1));
-    for (; d < dim; d++) sum += q[d] * load1(k + d);
-    scores[j] = scale * sum;
+    for (int h = 0; h < heads; h++) {
+      float sum = sum8(_mm256_add_ps(even[h], odd[h]));
+      for (int e = d; e < dim; e++) sum += q[h * dim + e] * load1(k + e);
+      scores[h * count + j] = scale * sum;
+    }
   }
+}
+
+template <typename T>
+void attentionScores(const float* q, int heads, const T* keys, size_t stride, int count, int dim, float scale, float* scores) {
+  int h = 0;
+  for (; h + 4 <= heads; h += 4) scoresForHeads<T, 4>(q + h * dim, keys, stride, count, dim, scale, scores + h * count);
+  for (; h + 2 <= heads; h += 2) scoresForHeads<T, 2>(q + h * dim, keys, stride, count, dim, scale, scores + h * count);
+  for (; h < heads; h++) scoresForHeads<T, 1>(q + h * dim, keys, stride, count, dim, scale, scores + h * count);
 }
 
 template <typename T>
@@ -115,8 +131,8 @@ void attentionValues(const float* p, const T* values, size_t stride, int count, 
   }
 }
 
-template void attentionScores<float>(const float*, const float*, size_t, int, int, float, float*);
-template void attentionScores<uint16_t>(const float*, const uint16_t*, size_t, int, int, float, float*);
+template void attentionScores<float>(const float*, int, const float*, size_t, int, int, float, float*);
+template void attentionScores<uint16_t>(const float*, int, const uint16_t*, size_t, int, int, float, float*);
 template void attentionValues<float>(const float*, const float*, size_t, int, int, float*);
 template void attentionValues<uint16_t>(const float*, const uint16_t*, size_t, int, int, float*);
 
@@ -133,11 +149,11 @@ float dotQ80Q80(const uint8_t*, const uint8_t*, size_t) { return 0.0f; }
 void matmulQ40(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t) {}
 void matmulQ80(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t) {}
 template <typename T>
-void attentionScores(const float*, const T*, size_t, int, int, float, float*) {}
+void attentionScores(const float*, int, const T*, size_t, int, int, float, float*) {}
 template <typename T>
 void attentionValues(const float*, const T*, size_t, int, int, float*) {}
-template void attentionScores<float>(const float*, const float*, size_t, int, int, float, float*);
-template void attentionScores<uint16_t>(const float*, const uint16_t*, size_t, int, int, float, float*);
+template void attentionScores<float>(const float*, int, const float*, size_t, int, int, float, float*);
+template void attentionScores<uint16_t>(const float*, int, const uint16_t*, size_t, int, int, float, float*);
 template void attentionValues<float>(const float*, const float*, size_t, int, int, float*);
 template void attentionValues<uint16_t>(const float*, const uint16_t*, size_t, int, int, float*);
 void quantizeQ80(const float*, uint8_t*, size_t) {}

@@ -17,7 +17,7 @@ void matmulQ40(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, cons
 void matmulQ80(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const uint8_t* const x[], int n, size_t blocks, float* out,
                size_t outStride);
 template <typename T>
-void attentionScores(const float* q, const T* keys, size_t stride, int count, int dim, float scale, float* scores);
+void attentionScores(const float* q, int heads, const T* keys, size_t stride, int count, int dim, float scale, float* scores);
 template <typename T>
 void attentionValues(const float* p, const T* values, size_t stride, int count, int dim, float* out);
 void quantizeQ80(const float* x, uint8_t* out, size_t n);

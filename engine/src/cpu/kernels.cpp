@@ -75,12 +75,13 @@ inline float widen(float v) { return v; }
 inline float widen(uint16_t v) { return f16ToF32(v); }
 
 template <typename T>
-void attentionScoresScalar(const float* q, const T* keys, size_t stride, int count, int dim, float scale, float* scores) {
-  for (int j = 0; j < count; j++) {
-    float sum = 0.0f;
-    for (int d = 0; d < dim; d++) sum += q[d] * widen(keys[j * stride + d]);
-    scores[j] = scale * sum;
-  }
+void attentionScoresScalar(const float* q, int heads, const T* keys, size_t stride, int count, int dim, float scale, float* scores) {
+  for (int h = 0; h < heads; h++)
+    for (int j = 0; j < count; j++) {
+      float sum = 0.0f;
+      for (int d = 0; d < dim; d++) sum += q[h * dim + d] * widen(keys[j * stride + d]);
+      scores[h * count + j] = scale * sum;
+    }
 }
 
 template <typename T>
@@ -104,8 +105,8 @@ struct DotKernels {
   float (*q80)(const uint8_t*, const uint8_t*, size_t);
   void (*matmulQ40)(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t);
   void (*matmulQ80)(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t);
-  void (*scoresF32)(const float*, const float*, size_t, int, int, float, float*);
-  void (*scoresF16)(const float*, const uint16_t*, size_t, int, int, float, float*);
+  void (*scoresF32)(const float*, int, const float*, size_t, int, int, float, float*);
+  void (*scoresF16)(const float*, int, const uint16_t*, size_t, int, int, float, float*);
   void (*valuesF32)(const float*, const float*, size_t, int, int, float*);
   void (*valuesF16)(const float*, const uint16_t*, size_t, int, int, float*);
   void (*quantizeQ80)(const float*, uint8_t*, size_t);
@@ -161,11 +162,11 @@ void matmulRows(FloatType type, const uint8_t* w, size_t rowBytes, int rowBegin,
   }
 }
 
-void attentionScores(const float* q, const uint8_t* keys, FloatType type, size_t stride, int count, int dim, float scale, float* scores) {
+void attentionScores(const float* q, int heads, const uint8_t* keys, FloatType type, size_t stride, int count, int dim, float scale, float* scores) {
   if (type == FloatType::F16) {
-    kernels.scoresF16(q, reinterpret_cast<const uint16_t*>(keys), stride, count, dim, scale, scores);
+    kernels.scoresF16(q, heads, reinterpret_cast<const uint16_t*>(keys), stride, count, dim, scale, scores);
   } else {
-    kernels.scoresF32(q, reinterpret_cast<const float*>(keys), stride, count, dim, scale, scores);
+    kernels.scoresF32(q, heads, reinterpret_cast<const float*>(keys), stride, count, dim, scale, scores);
   }
 }
 

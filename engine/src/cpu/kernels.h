@@ -23,9 +23,10 @@ float dotRow(FloatType type, const uint8_t* row, const float* x, const uint8_t* 
 void matmulRows(FloatType type, const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const float* const x[], const uint8_t* const xq[],
                 int n, size_t cols, float* out, size_t outStride);
 
-// Attention of one query head over `count` cached rows of `type` (f32 or f16), `stride` elements apart:
-// scores[j] = scale * q . keys[j], then (after a softmax by the caller) out = sum_j p[j] * values[j].
-void attentionScores(const float* q, const uint8_t* keys, FloatType type, size_t stride, int count, int dim, float scale, float* scores);
+// Attention over `count` cached rows of `type` (f32 or f16), `stride` elements apart: for `heads`
+// consecutive query heads sharing those rows, scores[h * count + j] = scale * q_h . keys[j]; then (after
+// a softmax by the caller), per head, out = sum_j p[j] * values[j].
+void attentionScores(const float* q, int heads, const uint8_t* keys, FloatType type, size_t stride, int count, int dim, float scale, float* scores);
 void attentionValues(const float* p, const uint8_t* values, FloatType type, size_t stride, int count, int dim, float* out);
 
 void rmsNorm(const float* x, const float* weight, float* out, int n, float eps);

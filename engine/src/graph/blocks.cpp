@@ -112,20 +112,23 @@ void Blocks::attention(int layer, const float* x, int n, int pos, float* out) {
   const int group = h_.nHeads / h_.nKvHeads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int contexts = pos + n;
-  pool_.parallelFor(n * h_.nHeads, [&](int begin, int end) {
-    std::vector<float> scores(contexts);
+  // One work item per KV head and token: its query heads read each cached key once. KV-head-major, so
+  // each thread gets whole heads over every token and the long causal rows of the last tokens are
+  // shared out evenly.
+  pool_.parallelFor(n * h_.nKvHeads, [&](int begin, int end) {
+    std::vector<float> scores(static_cast<size_t>(group) * contexts);
     for (int item = begin; item < end; item++) {
-      // Head-major: each thread gets whole heads over every token, so the long causal rows of the
-      // last tokens are shared out evenly.
-      const int head = item / n, t = item % n, kvHead = head / group;
-      const float* qh = q + (static_cast<size_t>(t) * h_.nHeads + head) * hd;
+      const int kvHead = item / n, t = item % n;
+      const size_t firstHead = static_cast<size_t>(t) * h_.nHeads + static_cast<size_t>(kvHead) * group;
       const int visible = pos + t + 1;  // causal
       const size_t stride = static_cast<size_t>(h_.kvDim());
       const size_t offset = encodedBytes(cache_.type(), static_cast<size_t>(kvHead) * hd);
-      attentionScores(qh, cache_.keys(layer) + offset, cache_.type(), stride, visible, hd, scale, scores.data());
-      softmax(scores.data(), visible);
-      attentionValues(scores.data(), cache_.values(layer) + offset, cache_.type(), stride, visible, hd,
-                      att + (static_cast<size_t>(t) * h_.nHeads + head) * hd);
+      attentionScores(q + firstHead * hd, group, cache_.keys(layer) + offset, cache_.type(), stride, visible, hd, scale, scores.data());
+      for (int g = 0; g < group; g++) {
+        float* p = scores.data() + static_cast<size_t>(g) * visible;
+        softmax(p, visible);
+        attentionValues(p, cache_.values(layer) + offset, cache_.type(), stride, visible, hd, att + (firstHead + g) * hd);
+      }
     }
   });
   matmul(L.wo, att, n, out);
