@@ -42,7 +42,9 @@ float dotF16(const uint16_t* a, const float* b, size_t n) {
 }
 
 #define GLM_INT8_DOT(absW, signedX) _mm256_madd_epi16(_mm256_maddubs_epi16(absW, signedX), _mm256_set1_epi16(1))
+#define GLM_U8_DOT(bias, u, s) _mm256_add_epi32(bias, GLM_INT8_DOT(u, s))
 #include "quant-tile.inc"
+#undef GLM_U8_DOT
 #undef GLM_INT8_DOT
 
 void quantizeQ80(const float* x, uint8_t* out, size_t n) {
@@ -144,10 +146,8 @@ namespace glm::simd {
 bool available() { return false; }
 float dotF32(const float*, const float*, size_t) { return 0.0f; }
 float dotF16(const uint16_t*, const float*, size_t) { return 0.0f; }
-float dotQ40Q80(const uint8_t*, const uint8_t*, size_t) { return 0.0f; }
-float dotQ80Q80(const uint8_t*, const uint8_t*, size_t) { return 0.0f; }
-void matmulQ40(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t) {}
-void matmulQ80(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t) {}
+void matmulQ40(const uint8_t*, size_t, int, int, const QuantizedRow*, int, size_t, float*, size_t) {}
+void matmulQ80(const uint8_t*, size_t, int, int, const QuantizedRow*, int, size_t, float*, size_t) {}
 template <typename T>
 void attentionScores(const float*, int, const T*, size_t, int, int, float, float*) {}
 template <typename T>

@@ -4,17 +4,17 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels.h"
+
 namespace glm::simd {
 
 bool available();
 float dotF32(const float* a, const float* b, size_t n);
 float dotF16(const uint16_t* a, const float* b, size_t n);
-float dotQ40Q80(const uint8_t* w, const uint8_t* x, size_t blocks);
-float dotQ80Q80(const uint8_t* w, const uint8_t* x, size_t blocks);
-// Rows [rowBegin, rowEnd) of a quantized matrix against n q80 activation rows x[0..n).
-void matmulQ40(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const uint8_t* const x[], int n, size_t blocks, float* out,
+// Rows [rowBegin, rowEnd) of a quantized matrix against n prepared activation rows x[0..n).
+void matmulQ40(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const QuantizedRow x[], int n, size_t blocks, float* out,
                size_t outStride);
-void matmulQ80(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const uint8_t* const x[], int n, size_t blocks, float* out,
+void matmulQ80(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const QuantizedRow x[], int n, size_t blocks, float* out,
                size_t outStride);
 template <typename T>
 void attentionScores(const float* q, int heads, const T* keys, size_t stride, int count, int dim, float scale, float* scores);
@@ -28,11 +28,9 @@ void quantizeQ80(const float* x, uint8_t* out, size_t n);
 namespace glm::vnni {
 
 bool available();
-float dotQ40Q80(const uint8_t* w, const uint8_t* x, size_t blocks);
-float dotQ80Q80(const uint8_t* w, const uint8_t* x, size_t blocks);
-void matmulQ40(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const uint8_t* const x[], int n, size_t blocks, float* out,
+void matmulQ40(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const QuantizedRow x[], int n, size_t blocks, float* out,
                size_t outStride);
-void matmulQ80(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const uint8_t* const x[], int n, size_t blocks, float* out,
+void matmulQ80(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const QuantizedRow x[], int n, size_t blocks, float* out,
                size_t outStride);
 
 }  // namespace glm::vnni

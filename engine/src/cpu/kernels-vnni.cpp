@@ -15,7 +15,9 @@ namespace glm::vnni {
 #include "simd-common.inc"
 
 #define GLM_INT8_DOT(absW, signedX) _mm256_dpbusd_epi32(_mm256_setzero_si256(), absW, signedX)
+#define GLM_U8_DOT(bias, u, s) _mm256_dpbusd_epi32(bias, u, s)
 #include "quant-tile.inc"
+#undef GLM_U8_DOT
 #undef GLM_INT8_DOT
 
 bool available() {
@@ -30,10 +32,8 @@ bool available() {
 
 namespace glm::vnni {
 bool available() { return false; }
-float dotQ40Q80(const uint8_t*, const uint8_t*, size_t) { return 0.0f; }
-float dotQ80Q80(const uint8_t*, const uint8_t*, size_t) { return 0.0f; }
-void matmulQ40(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t) {}
-void matmulQ80(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t) {}
+void matmulQ40(const uint8_t*, size_t, int, int, const QuantizedRow*, int, size_t, float*, size_t) {}
+void matmulQ80(const uint8_t*, size_t, int, int, const QuantizedRow*, int, size_t, float*, size_t) {}
 }  // namespace glm::vnni
 
 #endif

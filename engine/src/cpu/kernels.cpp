@@ -92,19 +92,17 @@ void attentionValuesScalar(const float* p, const T* values, size_t stride, int c
 }
 
 template <float (*Dot)(const uint8_t*, const uint8_t*, size_t)>
-void matmulScalar(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const uint8_t* const x[], int n, size_t blocks, float* out,
+void matmulScalar(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const QuantizedRow x[], int n, size_t blocks, float* out,
                   size_t outStride) {
   for (int r = rowBegin; r < rowEnd; r++)
-    for (int t = 0; t < n; t++) out[t * outStride + r] = Dot(w + r * rowBytes, x[t], blocks);
+    for (int t = 0; t < n; t++) out[t * outStride + r] = Dot(w + r * rowBytes, x[t].blocks, blocks);
 }
 
 struct DotKernels {
   float (*f32)(const float*, const float*, size_t);
   float (*f16)(const uint16_t*, const float*, size_t);
-  float (*q40)(const uint8_t*, const uint8_t*, size_t);
-  float (*q80)(const uint8_t*, const uint8_t*, size_t);
-  void (*matmulQ40)(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t);
-  void (*matmulQ80)(const uint8_t*, size_t, int, int, const uint8_t* const*, int, size_t, float*, size_t);
+  void (*matmulQ40)(const uint8_t*, size_t, int, int, const QuantizedRow*, int, size_t, float*, size_t);
+  void (*matmulQ80)(const uint8_t*, size_t, int, int, const QuantizedRow*, int, size_t, float*, size_t);
   void (*scoresF32)(const float*, int, const float*, size_t, int, int, float, float*);
   void (*scoresF16)(const float*, int, const uint16_t*, size_t, int, int, float, float*);
   void (*valuesF32)(const float*, const float*, size_t, int, int, float*);
@@ -115,12 +113,12 @@ struct DotKernels {
 
 DotKernels chooseKernels() {
   if (vnni::available()) {
-    return {simd::dotF32, simd::dotF16, vnni::dotQ40Q80, vnni::dotQ80Q80, vnni::matmulQ40, vnni::matmulQ80, simd::attentionScores<float>, simd::attentionScores<uint16_t>, simd::attentionValues<float>, simd::attentionValues<uint16_t>, simd::quantizeQ80, "avx512-vnni"};
+    return {simd::dotF32, simd::dotF16, vnni::matmulQ40, vnni::matmulQ80, simd::attentionScores<float>, simd::attentionScores<uint16_t>, simd::attentionValues<float>, simd::attentionValues<uint16_t>, simd::quantizeQ80, "avx512-vnni"};
   }
   if (simd::available()) {
-    return {simd::dotF32, simd::dotF16, simd::dotQ40Q80, simd::dotQ80Q80, simd::matmulQ40, simd::matmulQ80, simd::attentionScores<float>, simd::attentionScores<uint16_t>, simd::attentionValues<float>, simd::attentionValues<uint16_t>, simd::quantizeQ80, "avx2"};
+    return {simd::dotF32, simd::dotF16, simd::matmulQ40, simd::matmulQ80, simd::attentionScores<float>, simd::attentionScores<uint16_t>, simd::attentionValues<float>, simd::attentionValues<uint16_t>, simd::quantizeQ80, "avx2"};
   }
-  return {dotF32Scalar, dotF16Scalar, dotQ40Q80Scalar, dotQ80Q80Scalar, matmulScalar<dotQ40Q80Scalar>, matmulScalar<dotQ80Q80Scalar>,
+  return {dotF32Scalar, dotF16Scalar, matmulScalar<dotQ40Q80Scalar>, matmulScalar<dotQ80Q80Scalar>,
           attentionScoresScalar<float>, attentionScoresScalar<uint16_t>, attentionValuesScalar<float>, attentionValuesScalar<uint16_t>,
           quantizeQ80Scalar, "scalar"};
 }
@@ -131,23 +129,19 @@ const DotKernels kernels = chooseKernels();
 
 const char* kernelPath() { return kernels.name; }
 
-void quantizeActivationsQ80(const float* x, uint8_t* out, size_t n) { kernels.quantizeQ80(x, out, n); }
-
-float dotRow(FloatType type, const uint8_t* row, const float* x, const uint8_t* xq, size_t n) {
-  switch (type) {
-    case FloatType::F32:
-      return kernels.f32(reinterpret_cast<const float*>(row), x, n);
-    case FloatType::F16:
-      return kernels.f16(reinterpret_cast<const uint16_t*>(row), x, n);
-    case FloatType::Q40:
-      return kernels.q40(row, xq, n / kBlockSize);
-    case FloatType::Q80:
-      return kernels.q80(row, xq, n / kBlockSize);
+void quantizeActivations(const float* x, size_t cols, uint8_t* blocks, float* scales, int32_t* zeroPoint) {
+  kernels.quantizeQ80(x, blocks, cols);
+  for (size_t b = 0; b < cols / kBlockSize; b++) {
+    const uint8_t* block = blocks + b * kQ80BlockBytes;
+    uint16_t scale;
+    std::memcpy(&scale, block, 2);
+    scales[b] = f16ToF32(scale);
+    const int8_t* q = reinterpret_cast<const int8_t*>(block + 2);
+    for (int lane = 0; lane < 8; lane++) zeroPoint[b * 8 + lane] = -8 * (q[4 * lane] + q[4 * lane + 1] + q[4 * lane + 2] + q[4 * lane + 3]);
   }
-  return 0.0f;
 }
 
-void matmulRows(FloatType type, const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const float* const x[], const uint8_t* const xq[],
+void matmulRows(FloatType type, const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const float* const x[], const QuantizedRow xq[],
                 int n, size_t cols, float* out, size_t outStride) {
   switch (type) {
     case FloatType::Q40:
@@ -156,9 +150,14 @@ void matmulRows(FloatType type, const uint8_t* w, size_t rowBytes, int rowBegin,
     case FloatType::Q80:
       kernels.matmulQ80(w, rowBytes, rowBegin, rowEnd, xq, n, cols / kBlockSize, out, outStride);
       return;
-    default:
+    case FloatType::F32:
       for (int r = rowBegin; r < rowEnd; r++)
-        for (int t = 0; t < n; t++) out[t * outStride + r] = dotRow(type, w + r * rowBytes, x[t], nullptr, cols);
+        for (int t = 0; t < n; t++) out[t * outStride + r] = kernels.f32(reinterpret_cast<const float*>(w + r * rowBytes), x[t], cols);
+      return;
+    case FloatType::F16:
+      for (int r = rowBegin; r < rowEnd; r++)
+        for (int t = 0; t < n; t++) out[t * outStride + r] = kernels.f16(reinterpret_cast<const uint16_t*>(w + r * rowBytes), x[t], cols);
+      return;
   }
 }
 

@@ -9,18 +9,28 @@
 
 namespace glm {
 
-// q80 activation blocks as llama.cpp makes them for its q4_0 / q8_0 matmuls: d = fp16(amax / 127),
-// q = round-half-even(x * 127 / amax). Quantizing the same way keeps the two engines comparable.
-void quantizeActivationsQ80(const float* x, uint8_t* out, size_t n);
+// An activation row prepared for matmuls with q40 or q80 weights: q80 blocks as llama.cpp makes them
+// for its q4_0 / q8_0 matmuls (d = fp16(amax / 127), q = round-half-even(x * 127 / amax); quantizing
+// the same way keeps the two engines comparable), the blocks' scales as f32, and per block eight lanes
+// of -8 x (sum of four consecutive q): q40's zero point, folded into an unsigned x signed dot product.
+struct QuantizedRow {
+  const uint8_t* blocks;
+  const float* scales;
+  const int32_t* zeroPoint;
+};
 
-// Dot product of one weight row (`type`, `n` values) with activations: f32 for f32 and f16 weights,
-// q80 blocks (from quantizeActivationsQ80) for q40 and q80 weights. Accumulates in float32.
-float dotRow(FloatType type, const uint8_t* row, const float* x, const uint8_t* xq, size_t n);
+// Bytes (blocks), floats (scales) and int32 (zero point lanes) one row of `cols` values needs.
+inline size_t quantizedBlockBytes(size_t cols) { return cols / kBlockSize * kQ80BlockBytes; }
+inline size_t quantizedScales(size_t cols) { return cols / kBlockSize; }
+inline size_t quantizedZeroPointLanes(size_t cols) { return cols / kBlockSize * 8; }
+
+void quantizeActivations(const float* x, size_t cols, uint8_t* blocks, float* scales, int32_t* zeroPoint);
 
 // out[t * outStride + r] = row r of w . x[t], for rows [rowBegin, rowEnd) and tokens t < n, where
-// w has `cols` values per row (rowBytes bytes), x[t] are f32 rows and xq[t] their q80 blocks (used for
-// q40 and q80 weights). Each weight block is loaded once for several tokens and rows.
-void matmulRows(FloatType type, const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const float* const x[], const uint8_t* const xq[],
+// w has `cols` values per row (rowBytes bytes), x[t] are f32 rows (for f32 and f16 weights) and xq[t]
+// the same rows prepared by quantizeActivations (for q40 and q80 weights). Accumulates in float32; each
+// weight block is loaded once for several tokens and rows.
+void matmulRows(FloatType type, const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const float* const x[], const QuantizedRow xq[],
                 int n, size_t cols, float* out, size_t outStride);
 
 // Attention over `count` cached rows of `type` (f32 or f16), `stride` elements apart: for `heads`

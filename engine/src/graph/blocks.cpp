@@ -43,21 +43,21 @@ void Blocks::rmsNorm(const float* x, const Tensor& w, float* out, int n) {
 
 void Blocks::matmul(const Tensor& w, const float* x, int n, float* out) {
   const size_t cols = static_cast<size_t>(w.cols);
-  const uint8_t* xq = nullptr;
-  if (w.type == FloatType::Q40 || w.type == FloatType::Q80) {
-    const size_t rowBytes = encodedBytes(FloatType::Q80, cols);
-    uint8_t* q = grow(quantized_, rowBytes * n);
-    pool_.parallelFor(n, [&](int begin, int end) {
-      for (int t = begin; t < end; t++) quantizeActivationsQ80(x + t * cols, q + t * rowBytes, cols);
-    });
-    xq = q;
-  }
-  const size_t xqRow = encodedBytes(FloatType::Q80, cols);
   std::vector<const float*> xs(n);
-  std::vector<const uint8_t*> qs(n, nullptr);
-  for (int t = 0; t < n; t++) {
-    xs[t] = x + t * cols;
-    if (xq) qs[t] = xq + t * xqRow;
+  std::vector<QuantizedRow> qs(n, QuantizedRow{nullptr, nullptr, nullptr});
+  for (int t = 0; t < n; t++) xs[t] = x + t * cols;
+  if (w.type == FloatType::Q40 || w.type == FloatType::Q80) {
+    uint8_t* blocks = grow(quantized_, quantizedBlockBytes(cols) * n);
+    float* scales = grow(quantizedScales_, quantizedScales(cols) * n);
+    int32_t* zeroPoint = grow(quantizedZeroPoint_, quantizedZeroPointLanes(cols) * n);
+    for (int t = 0; t < n; t++) {
+      qs[t] = {blocks + t * quantizedBlockBytes(cols), scales + t * quantizedScales(cols), zeroPoint + t * quantizedZeroPointLanes(cols)};
+    }
+    pool_.parallelFor(n, [&](int begin, int end) {
+      for (int t = begin; t < end; t++) {
+        quantizeActivations(xs[t], cols, const_cast<uint8_t*>(qs[t].blocks), const_cast<float*>(qs[t].scales), const_cast<int32_t*>(qs[t].zeroPoint));
+      }
+    });
   }
   pool_.parallelFor(
       w.rows, [&](int begin, int end) { matmulRows(w.type, w.data, w.rowBytes(), begin, end, xs.data(), qs.data(), n, cols, out, w.rows); },

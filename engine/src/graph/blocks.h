@@ -56,6 +56,8 @@ class Blocks {
   KvCache& cache_;
   // Scratch, grown on demand and reused.
   std::vector<uint8_t> quantized_;
+  std::vector<float> quantizedScales_;
+  std::vector<int32_t> quantizedZeroPoint_;
   std::vector<float> q_, k_, v_, att_, gate_, up_, routerLogits_, expertIn_, expertOut_;
 };
 
