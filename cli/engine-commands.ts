@@ -69,12 +69,17 @@ function generateOptions(o: SamplingFlags, tokenizer: LoadedTokenizer): Generate
 }
 
 /** Streams a generation's text to stdout (stop tokens are not printed); returns the text and stats. */
-function streamReply(session: GenerationSession, tokenizer: LoadedTokenizer, ids: readonly number[], options: GenerateOptions): { text: string; stats: GenerationStats } {
+async function streamReply(
+  session: GenerationSession,
+  tokenizer: LoadedTokenizer,
+  ids: readonly number[],
+  options: GenerateOptions,
+): Promise<{ text: string; stats: GenerationStats }> {
   const stream = new StreamDecoder(tokenizer.tokenizer, { skipSpecialTokens: true });
   const stops = new Set(options.stopIds);
   let text = '';
   const run = session.generate(ids, options);
-  for (let step = run.next(); ; step = run.next()) {
+  for (let step = await run.next(); ; step = await run.next()) {
     if (step.done) {
       const rest = stream.flush();
       process.stdout.write(rest);
@@ -121,7 +126,7 @@ export function registerEngineCommands(program: Command): void {
           ? applyChatTemplate(tokenizer.tokenizer, tokenizer.chatTemplate, { messages: [{ role: 'user', content: o.prompt }] }, tokenizer.templateTokens).ids
           : tokenizer.tokenizer.encodeIds(o.prompt);
       const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache }));
-      const { stats } = streamReply(session, tokenizer, ids, generateOptions(o, tokenizer));
+      const { stats } = await streamReply(session, tokenizer, ids, generateOptions(o, tokenizer));
       process.stdout.write('\n');
       process.stderr.write(statsLine(stats));
     });
@@ -149,7 +154,7 @@ export function registerEngineCommands(program: Command): void {
       }
       messages.push({ role: 'user', content: line });
       const prompt = applyChatTemplate(tokenizer.tokenizer, template, { messages }, tokenizer.templateTokens);
-      const { text, stats } = streamReply(session, tokenizer, prompt.ids, generateOptions(o, tokenizer));
+      const { text, stats } = await streamReply(session, tokenizer, prompt.ids, generateOptions(o, tokenizer));
       messages.push({ role: 'assistant', content: text.trim() });
       process.stdout.write('\n');
       process.stderr.write(statsLine(stats));

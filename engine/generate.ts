@@ -32,8 +32,8 @@ export class GenerationSession {
 
   constructor(readonly model: LoadedModel) {}
 
-  /** Yields generated ids; returns the stats. */
-  *generate(promptIds: readonly number[], options: GenerateOptions = {}): Generator<number, GenerationStats> {
+  /** Yields generated ids as they come (the evaluations run off the event loop); returns the stats. */
+  async *generate(promptIds: readonly number[], options: GenerateOptions = {}): AsyncGenerator<number, GenerationStats> {
     if (promptIds.length === 0) throw new RangeError('the prompt is empty');
     const sampler = new Sampler(options);
     const stop = new Set(options.stopIds ?? []);
@@ -45,7 +45,7 @@ export class GenerationSession {
     this.model.rewind(Math.min(shared, this.model.position));
     this.history = this.history.slice(0, shared);
     const started = performance.now();
-    let logits = this.model.evaluate(promptIds.slice(shared));
+    let logits = await this.model.evaluateAsync(promptIds.slice(shared));
     this.history.push(...promptIds.slice(shared));
     const prefillSeconds = (performance.now() - started) / 1000;
     const decodeStarted = performance.now();
@@ -60,7 +60,7 @@ export class GenerationSession {
         break;
       }
       if (generated === maxTokens || this.model.position >= this.model.contextLength) break;
-      logits = this.model.evaluate([id]);
+      logits = await this.model.evaluateAsync([id]);
       this.history.push(id);
     }
     return {

@@ -10,6 +10,7 @@ import { topIds } from './sampler.js';
 /** The native session: one model and its KV cache. */
 interface NativeSession {
   evaluate(tokens: Int32Array, allLogits: boolean): Float32Array;
+  evaluateAsync(tokens: Int32Array, allLogits: boolean): Promise<Float32Array>;
   perplexity(ids: Int32Array, contextLength: number): { start: number; tokens: number; nll: number }[];
   reset(): void;
   rewind(position: number): void;
@@ -70,6 +71,11 @@ export class LoadedModel {
   /** Evaluates tokens after those already in the cache; returns the logits of each (n x vocab) or of the last. */
   evaluate(tokens: readonly number[] | Int32Array, allLogits = false): Float32Array {
     return this.session.evaluate(tokens instanceof Int32Array ? tokens : Int32Array.from(tokens), allLogits);
+  }
+
+  /** The same as evaluate on a worker thread, leaving the event loop free (one evaluation at a time). */
+  evaluateAsync(tokens: readonly number[] | Int32Array, allLogits = false): Promise<Float32Array> {
+    return this.session.evaluateAsync(tokens instanceof Int32Array ? tokens : Int32Array.from(tokens), allLogits);
   }
 
   reset(): void {

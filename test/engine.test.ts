@@ -56,6 +56,18 @@ it('an f16 KV cache stays close to the f32 one, and decodes like it prefills', (
   expect(Array.from(last)).toEqual(Array.from(b.subarray((tokens.length - 1) * vocab)));
 });
 
+it('evaluates off the event loop, one evaluation at a time', async () => {
+  const model = new LoadedModel(models.get('glm4moe.q40')!, { threads: 2, contextLength: 64 });
+  const pending = model.evaluateAsync(tokens, true);
+  expect(() => model.evaluate([1])).toThrow(/busy with another evaluation/);
+  const asynchronous = await pending;
+  model.reset();
+  expect(Array.from(asynchronous)).toEqual(Array.from(model.evaluate(tokens, true)));
+  model.reset();
+  await expect(model.evaluateAsync([9999])).rejects.toThrow(/token id 9999 at index 0 is outside the vocabulary/);
+  expect(model.evaluate([1]).length).toBe(model.vocabSize); // usable again after a failure
+});
+
 it('rewinds to a shared prefix and gives the same logits as a fresh run', () => {
   const model = new LoadedModel(models.get('glm4moe.q40')!, { threads: 2, contextLength: 64 });
   const full = model.evaluate(tokens, true);

@@ -35,11 +35,17 @@ function greedyByHand(prompt: number[], steps: number, limit: number): number[] 
   return out;
 }
 
-it('greedy generation follows the argmax, reuses the cached prefix, and never draws a padding id', () => {
+async function collect(run: AsyncGenerator<number, unknown>): Promise<number[]> {
+  const ids: number[] = [];
+  for await (const id of run) ids.push(id);
+  return ids;
+}
+
+it('greedy generation follows the argmax, reuses the cached prefix, and never draws a padding id', async () => {
   const prompt = [514, 516, 519, 72, 299, 394];
   const limit = 548; // the fixture tokenizer's ids; the model has 576 rows
   const session = new GenerationSession(new LoadedModel(model, { threads: 2, contextLength: 128 }));
-  const first = [...session.generate(prompt, { temperature: 0, maxTokens: 8, vocabLimit: limit })];
+  const first = await collect(session.generate(prompt, { temperature: 0, maxTokens: 8, vocabLimit: limit }));
   expect(first).toEqual(greedyByHand(prompt, 8, limit));
   expect(first.every((id) => id < limit)).toBe(true);
 
@@ -47,14 +53,14 @@ it('greedy generation follows the argmax, reuses the cached prefix, and never dr
   const next = [...prompt, ...first.slice(0, 7), 520, 10];
   const run = session.generate(next, { temperature: 0, maxTokens: 5, vocabLimit: limit });
   const ids: number[] = [];
-  let step = run.next();
-  for (; !step.done; step = run.next()) ids.push(step.value);
+  let step = await run.next();
+  for (; !step.done; step = await run.next()) ids.push(step.value);
   expect(step.value.reusedTokens).toBe(prompt.length + 7);
   expect(ids).toEqual(greedyByHand(next, 5, limit));
 
   const stopAt = ids[2]!;
   const fresh = new GenerationSession(new LoadedModel(model, { threads: 2, contextLength: 128 }));
-  const stopped = [...fresh.generate(next, { temperature: 0, maxTokens: 5, vocabLimit: limit, stopIds: [stopAt] })];
+  const stopped = await collect(fresh.generate(next, { temperature: 0, maxTokens: 5, vocabLimit: limit, stopIds: [stopAt] }));
   expect(stopped).toEqual(ids.slice(0, ids.indexOf(stopAt) + 1));
 });
 

@@ -161,7 +161,8 @@ class Engine : public Napi::ObjectWrap<Engine> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Engine",
-                       {InstanceMethod("evaluate", &Engine::Evaluate), InstanceMethod("reset", &Engine::Reset),
+                       {InstanceMethod("evaluate", &Engine::Evaluate), InstanceMethod("evaluateAsync", &Engine::EvaluateAsync),
+                        InstanceMethod("reset", &Engine::Reset),
                         InstanceMethod("perplexity", &Engine::Perplexity),
                         InstanceMethod("rewind", &Engine::Rewind), InstanceAccessor("position", &Engine::Position, nullptr),
                         InstanceAccessor("contextLength", &Engine::ContextLength, nullptr),
@@ -183,13 +184,57 @@ class Engine : public Napi::ObjectWrap<Engine> {
   }
 
  private:
+  // Runs one evaluation off the JavaScript thread; the session is busy until it settles.
+  class EvaluateWorker : public Napi::AsyncWorker {
+   public:
+    EvaluateWorker(Napi::Env env, Engine* engine, std::vector<int32_t> tokens, bool all)
+        : Napi::AsyncWorker(env),
+          deferred_(Napi::Promise::Deferred::New(env)),
+          self_(Napi::Persistent(engine->Value())),
+          engine_(engine),
+          tokens_(std::move(tokens)),
+          all_(all),
+          logits_((all ? tokens_.size() : 1) * static_cast<size_t>(engine->model_->header().vocabSize)) {}
+    Napi::Promise Promise() { return deferred_.Promise(); }
+    void Execute() override {
+      try {
+        engine_->session_->evaluate(tokens_.data(), static_cast<int>(tokens_.size()), logits_.data(), all_);
+      } catch (const std::exception& e) {
+        SetError(e.what());
+      }
+    }
+    void OnOK() override {
+      engine_->busy_ = false;
+      Napi::Float32Array out = Napi::Float32Array::New(Env(), logits_.size());
+      std::copy(logits_.begin(), logits_.end(), out.Data());
+      deferred_.Resolve(out);
+    }
+    void OnError(const Napi::Error& e) override {
+      engine_->busy_ = false;
+      deferred_.Reject(e.Value());
+    }
+
+   private:
+    Napi::Promise::Deferred deferred_;
+    Napi::ObjectReference self_;  // keeps the engine alive while the worker runs
+    Engine* engine_;
+    std::vector<int32_t> tokens_;
+    bool all_;
+    std::vector<float> logits_;
+  };
+
+  Napi::Int32Array tokensArg(const Napi::CallbackInfo& info, const char* call) {
+    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      throw Napi::TypeError::New(info.Env(), std::string(call) + "(tokens, allLogits): tokens must be an Int32Array");
+    }
+    if (busy_) throw Napi::Error::New(info.Env(), "the model is busy with another evaluation; await it first");
+    return info[0].As<Napi::Int32Array>();
+  }
+
   // evaluate(tokens: Int32Array, allLogits: boolean) -> Float32Array of n x vocab (or vocab) logits
   Napi::Value Evaluate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-      throw Napi::TypeError::New(env, "evaluate(tokens, allLogits): tokens must be an Int32Array");
-    }
-    Napi::Int32Array tokens = info[0].As<Napi::Int32Array>();
+    Napi::Int32Array tokens = tokensArg(info, "evaluate");
     const bool all = info.Length() > 1 && info[1].ToBoolean().Value();
     const int n = static_cast<int>(tokens.ElementLength());
     const size_t vocab = static_cast<size_t>(model_->header().vocabSize);
@@ -202,12 +247,24 @@ class Engine : public Napi::ObjectWrap<Engine> {
     return logits;
   }
 
+  // evaluateAsync(tokens, allLogits) -> Promise<Float32Array>: the same on a worker thread.
+  Napi::Value EvaluateAsync(const Napi::CallbackInfo& info) {
+    Napi::Int32Array tokens = tokensArg(info, "evaluateAsync");
+    const bool all = info.Length() > 1 && info[1].ToBoolean().Value();
+    auto* worker = new EvaluateWorker(info.Env(), this, std::vector<int32_t>(tokens.Data(), tokens.Data() + tokens.ElementLength()), all);
+    busy_ = true;
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();
+    return promise;
+  }
+
   // perplexity(ids: Int32Array, contextLength) -> [{start, tokens, nll}]
   Napi::Value Perplexity(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 2 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
       throw Napi::TypeError::New(env, "perplexity(ids, contextLength): ids must be an Int32Array");
     }
+    if (busy_) throw Napi::Error::New(env, "the model is busy with another evaluation; await it first");
     Napi::Int32Array ids = info[0].As<Napi::Int32Array>();
     std::vector<glm::ChunkNll> chunks;
     try {
@@ -228,11 +285,13 @@ class Engine : public Napi::ObjectWrap<Engine> {
   }
 
   Napi::Value Reset(const Napi::CallbackInfo& info) {
+    if (busy_) throw Napi::Error::New(info.Env(), "the model is busy with another evaluation; await it first");
     session_->reset();
     return info.Env().Undefined();
   }
 
   Napi::Value Rewind(const Napi::CallbackInfo& info) {
+    if (busy_) throw Napi::Error::New(info.Env(), "the model is busy with another evaluation; await it first");
     try {
       session_->rewind(info[0].As<Napi::Number>().Int32Value());
     } catch (const std::exception& e) {
@@ -264,6 +323,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
 
   std::unique_ptr<glm::Model> model_;
   std::unique_ptr<glm::Session> session_;
+  bool busy_ = false;
 };
 
 Napi::Value KernelPath(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), glm::kernelPath()); }
