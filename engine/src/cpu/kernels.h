@@ -1,6 +1,6 @@
-// CPU kernels: dot products of weight rows with activations, activation quantization, and the
-// elementwise operations of a transformer layer. They know nothing of models. The dot products
-// have an AVX2 version chosen at run time and a portable one.
+// CPU kernels: matmuls of weight rows with activations, activation quantization, attention, and the
+// elementwise operations of a transformer layer. They know nothing of models. AVX-512 VNNI, AVX2 and
+// portable versions, chosen at run time; all give the same quantized dot products.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -43,7 +43,7 @@ void rmsNorm(const float* x, const float* weight, float* out, int n, float eps);
 void softmax(float* x, int n);
 float silu(float x);
 
-// Which dot-product implementation is in use ("avx2" or "scalar").
+// Which implementation is in use: "avx512-vnni", "avx2" or "scalar".
 const char* kernelPath();
 
 }  // namespace glm
