@@ -143,6 +143,24 @@ it('glm-engine generates greedily and measures perplexity like the library', asy
   expect(bad.stderr).toMatch(/ids\.txt: expected token ids separated by commas or spaces/);
 });
 
+it.each(['scalar', 'avx2'])('the %s kernels give the same log-probs as the default ones', (path) => {
+  const engine = join(process.cwd(), 'build', 'Release', 'glm-engine');
+  const run = (name: string, env: NodeJS.ProcessEnv) => {
+    const r = spawnSync(engine, ['logprobs', '--model', models.get(name)!, '--tokens', tokens.join(','), '--threads', '2'], { encoding: 'utf8', env });
+    expect(r.stderr).toBe('');
+    return (JSON.parse(r.stdout) as { positions: { logprobs: number[] }[] }).positions.map((p) => p.logprobs);
+  };
+  // f32 weights: only the summation order differs. q40: the same, but a float difference may move one
+  // activation across a q80 rounding boundary, so the bound is looser (a wrong kernel is off by > 0.1).
+  for (const [name, bound] of [['glm4moe.f32', 1e-4], ['glm4moe.q40', 1e-2]] as const) {
+    const best = run(name, process.env);
+    const other = run(name, { ...process.env, GLM_ENGINE_KERNELS: path });
+    let worst = 0;
+    best.forEach((row, i) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - other[i]![j]!)))));
+    expect([name, worst < bound]).toEqual([name, true]);
+  }
+});
+
 it('bench reports every repeat and the medians', () => {
   const r = bench(models.get('glm4moe.q40')!, { promptTokens: 16, genTokens: 4, threads: 2, repeat: 3 });
   expect(r.prefill_tps_all).toHaveLength(3);

@@ -1,7 +1,9 @@
 #include "kernels.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "kernels-simd.h"
 
@@ -111,11 +113,15 @@ struct DotKernels {
   const char* name;
 };
 
+// The best path the CPU supports, or a slower one named by GLM_ENGINE_KERNELS (scalar, avx2) so that
+// every path can be tested on one machine.
 DotKernels chooseKernels() {
-  if (vnni::available()) {
+  const char* forced = std::getenv("GLM_ENGINE_KERNELS");
+  const std::string choice = forced ? forced : "";
+  if (vnni::available() && choice != "avx2" && choice != "scalar") {
     return {simd::dotF32, simd::dotF16, vnni::matmulQ40, vnni::matmulQ80, simd::attentionScores<float>, simd::attentionScores<uint16_t>, simd::attentionValues<float>, simd::attentionValues<uint16_t>, simd::quantizeQ80, "avx512-vnni"};
   }
-  if (simd::available()) {
+  if (simd::available() && choice != "scalar") {
     return {simd::dotF32, simd::dotF16, simd::matmulQ40, simd::matmulQ80, simd::attentionScores<float>, simd::attentionScores<uint16_t>, simd::attentionValues<float>, simd::attentionValues<uint16_t>, simd::quantizeQ80, "avx2"};
   }
   return {dotF32Scalar, dotF16Scalar, matmulScalar<dotQ40Q80Scalar>, matmulScalar<dotQ80Q80Scalar>,
