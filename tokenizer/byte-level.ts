@@ -4,6 +4,8 @@
  * themselves; the 68 others map to U+0100 upward in byte order.
  */
 
+import type { Fields, JsonObject } from './json-fields.js';
+
 /** Byte (0..255) to the code point that stands for it. */
 export const BYTE_TO_CODEPOINT: readonly number[] = (() => {
   const table: number[] = new Array<number>(256);
@@ -68,4 +70,20 @@ export function utf8Into(text: string, buffer: Uint8Array): { buffer: Uint8Array
   if (buffer.length < text.length * 3) buffer = new Uint8Array(text.length * 3 + 16);
   const { written } = utf8.encodeInto(text, buffer);
   return { buffer, length: written };
+}
+
+/** The options a ByteLevel pre-tokenizer or post-processor carries in tokenizer.json. */
+export interface ByteLevelOptions {
+  readonly add_prefix_space: boolean;
+  readonly trim_offsets: boolean;
+  readonly use_regex: boolean;
+}
+
+/** Reads them with the Rust library's defaults (all true). */
+export function parseByteLevelOptions(f: Fields, o: JsonObject, path: string): ByteLevelOptions {
+  return {
+    add_prefix_space: f.bool(o['add_prefix_space'], `${path}.add_prefix_space`, true),
+    trim_offsets: f.bool(o['trim_offsets'], `${path}.trim_offsets`, true),
+    use_regex: f.bool(o['use_regex'], `${path}.use_regex`, true),
+  };
 }

@@ -1,5 +1,6 @@
 /** Post-processors: the special tokens added around an encoded sequence when `addSpecialTokens` is on. */
 import type { Fields, JsonObject } from './json-fields.js';
+import { parseByteLevelOptions, type ByteLevelOptions } from './byte-level.js';
 
 export type TemplatePiece = { readonly SpecialToken: { readonly id: string; readonly type_id: number } } | { readonly Sequence: { readonly id: 'A' | 'B'; readonly type_id: number } };
 
@@ -10,7 +11,7 @@ export interface TemplateSpecialToken {
 }
 
 export type PostProcessorSpec =
-  | { readonly type: 'ByteLevel'; readonly add_prefix_space: boolean; readonly trim_offsets: boolean; readonly use_regex: boolean }
+  | ({ readonly type: 'ByteLevel' } & ByteLevelOptions)
   | { readonly type: 'TemplateProcessing'; readonly single: readonly TemplatePiece[]; readonly pair: readonly TemplatePiece[]; readonly special_tokens: Readonly<Record<string, TemplateSpecialToken>> }
   | { readonly type: 'RobertaProcessing' | 'BertProcessing'; readonly sep: readonly [string, number]; readonly cls: readonly [string, number] }
   | { readonly type: 'Sequence'; readonly processors: readonly PostProcessorSpec[] };
@@ -47,12 +48,7 @@ export function parsePostProcessor(f: Fields, v: unknown, path: string): PostPro
   const type = f.type(o, path);
   switch (type) {
     case 'ByteLevel':
-      return {
-        type,
-        add_prefix_space: f.bool(o['add_prefix_space'], `${path}.add_prefix_space`, true),
-        trim_offsets: f.bool(o['trim_offsets'], `${path}.trim_offsets`, true),
-        use_regex: f.bool(o['use_regex'], `${path}.use_regex`, true),
-      };
+      return { type, ...parseByteLevelOptions(f, o, path) };
     case 'TemplateProcessing': {
       const specials: Record<string, TemplateSpecialToken> = {};
       const so = f.object(o['special_tokens'] ?? {}, `${path}.special_tokens`);

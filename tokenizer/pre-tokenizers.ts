@@ -6,7 +6,7 @@
 import type { Fields, JsonObject } from './json-fields.js';
 import { compileOniguruma, compilePattern, type PatternSpec } from './regex.js';
 import { parsePatternSpec } from './normalizers.js';
-import { toByteLevel } from './byte-level.js';
+import { parseByteLevelOptions, toByteLevel, type ByteLevelOptions } from './byte-level.js';
 
 export type SplitBehavior = 'Removed' | 'Isolated' | 'MergedWithPrevious' | 'MergedWithNext' | 'Contiguous';
 const BEHAVIORS: readonly SplitBehavior[] = ['Removed', 'Isolated', 'MergedWithPrevious', 'MergedWithNext', 'Contiguous'];
@@ -14,7 +14,7 @@ const BEHAVIORS: readonly SplitBehavior[] = ['Removed', 'Isolated', 'MergedWithP
 export type PreTokenizerSpec =
   | { readonly type: 'Sequence'; readonly pretokenizers: readonly PreTokenizerSpec[] }
   | { readonly type: 'Split'; readonly pattern: PatternSpec; readonly behavior: SplitBehavior; readonly invert: boolean }
-  | { readonly type: 'ByteLevel'; readonly add_prefix_space: boolean; readonly trim_offsets: boolean; readonly use_regex: boolean }
+  | ({ readonly type: 'ByteLevel' } & ByteLevelOptions)
   | { readonly type: 'Digits'; readonly individual_digits: boolean }
   | { readonly type: 'Whitespace' }
   | { readonly type: 'WhitespaceSplit' };
@@ -46,12 +46,7 @@ export function parsePreTokenizer(f: Fields, v: unknown, path: string): PreToken
       return { type, pattern, behavior: behavior as SplitBehavior, invert: f.bool(o['invert'], `${path}.invert`, false) };
     }
     case 'ByteLevel':
-      return {
-        type,
-        add_prefix_space: f.bool(o['add_prefix_space'], `${path}.add_prefix_space`, true),
-        trim_offsets: f.bool(o['trim_offsets'], `${path}.trim_offsets`, true),
-        use_regex: f.bool(o['use_regex'], `${path}.use_regex`, true),
-      };
+      return { type, ...parseByteLevelOptions(f, o, path) };
     case 'Digits':
       return { type, individual_digits: f.bool(o['individual_digits'], `${path}.individual_digits`, false) };
     case 'Whitespace':
