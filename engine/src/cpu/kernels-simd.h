@@ -34,3 +34,20 @@ void matmulQ80(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, cons
                size_t outStride);
 
 }  // namespace glm::vnni
+
+#if defined(__aarch64__)
+// NEON (kernels-neon.cpp), the path on 64-bit ARM.
+namespace glm::neon {
+
+float dotF32(const float* a, const float* b, size_t n);
+void matmulQ40(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const QuantizedRow x[], int n, size_t blocks, float* out,
+               size_t outStride);
+void matmulQ80(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, const QuantizedRow x[], int n, size_t blocks, float* out,
+               size_t outStride);
+template <typename T>
+void attentionScores(const float* q, int heads, const T* keys, size_t stride, int count, int dim, float scale, float* scores);
+template <typename T>
+void attentionValues(const float* p, const T* values, size_t stride, int count, int dim, float* out);
+
+}  // namespace glm::neon
+#endif

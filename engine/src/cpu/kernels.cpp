@@ -121,6 +121,12 @@ DotKernels chooseKernels() {
   if (vnni::available() && choice != "avx2" && choice != "scalar") {
     return {simd::dotF32, simd::dotF16, vnni::matmulQ40, vnni::matmulQ80, simd::attentionScores<float>, simd::attentionScores<uint16_t>, simd::attentionValues<float>, simd::attentionValues<uint16_t>, simd::quantizeQ80, "avx512-vnni"};
   }
+#if defined(__aarch64__)
+  if (choice != "scalar") {
+    return {neon::dotF32, dotF16Scalar, neon::matmulQ40, neon::matmulQ80, neon::attentionScores<float>, neon::attentionScores<uint16_t>,
+            neon::attentionValues<float>, neon::attentionValues<uint16_t>, quantizeQ80Scalar, "neon"};
+  }
+#endif
   if (simd::available() && choice != "scalar") {
     return {simd::dotF32, simd::dotF16, simd::matmulQ40, simd::matmulQ80, simd::attentionScores<float>, simd::attentionScores<uint16_t>, simd::attentionValues<float>, simd::attentionValues<uint16_t>, simd::quantizeQ80, "avx2"};
   }

@@ -6,9 +6,9 @@
 import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { WeightType, encodedBytes } from '../converter/dtypes.js';
-import { native } from '../engine/native.js';
-import { removeDir, tempDir } from './helpers.js';
+import { WeightType, encodedBytes } from '../../converter/dtypes.js';
+import { native } from '../../engine/native.js';
+import { removeDir, tempDir } from '../helpers.js';
 
 const python = ['python3', '/usr/bin/python3'].find((p) => spawnSync(p, ['-c', 'import numpy'], { encoding: 'utf8' }).status === 0);
 
