@@ -31,7 +31,6 @@ function chunksOf(ids: readonly number[], contextLength: number): { start: numbe
 }
 
 export function perplexity(model: LoadedModel, ids: readonly number[], contextLength = Math.min(512, model.contextLength)): PerplexityResult {
-  chunksOf(ids, contextLength); // the same argument checks as klDivergence
   const chunks = model.chunkNll(ids, contextLength);
   let total = 0;
   let predicted = 0;

@@ -103,12 +103,12 @@ void matmulScalar(const uint8_t* w, size_t rowBytes, int rowBegin, int rowEnd, c
 struct DotKernels {
   float (*f32)(const float*, const float*, size_t);
   float (*f16)(const uint16_t*, const float*, size_t);
-  void (*matmulQ40)(const uint8_t*, size_t, int, int, const QuantizedRow*, int, size_t, float*, size_t);
-  void (*matmulQ80)(const uint8_t*, size_t, int, int, const QuantizedRow*, int, size_t, float*, size_t);
-  void (*scoresF32)(const float*, int, const float*, size_t, int, int, float, float*);
-  void (*scoresF16)(const float*, int, const uint16_t*, size_t, int, int, float, float*);
-  void (*valuesF32)(const float*, const float*, size_t, int, int, float*);
-  void (*valuesF16)(const float*, const uint16_t*, size_t, int, int, float*);
+  MatmulFn* matmulQ40;
+  MatmulFn* matmulQ80;
+  ScoresFn<float>* scoresF32;
+  ScoresFn<uint16_t>* scoresF16;
+  ValuesFn<float>* valuesF32;
+  ValuesFn<uint16_t>* valuesF16;
   void (*quantizeQ80)(const float*, uint8_t*, size_t);
   const char* name;
 };
