@@ -1,0 +1,18 @@
+/**
+ * report: the run's sticky pull-request comment from a results folder, and a failed step when any gate
+ * failed. Used at the end of a multi-job run, and by the workflow_run workflow that reports a fork's
+ * pull request (whose results arrive as an artifact: untrusted data, only rendered, never run).
+ */
+import * as core from '@actions/core';
+import { allGates, loadReportRows, renderReport } from '../../pipeline/report.js';
+import { commentRun, readStepSettings } from './step.js';
+
+export async function report(): Promise<void> {
+  // The report step exists to comment: on by default wherever there is a pull request to comment on.
+  const settings = readStepSettings(true);
+  const rows = await loadReportRows(settings.resultsDir);
+  await core.summary.addRaw(renderReport(rows, { title: settings.commentKey })).write();
+  if (settings.comment) await commentRun(settings);
+  const failed = allGates(rows).filter((g) => !g.passed);
+  if (failed.length) core.setFailed(failed.map((g) => `gate ${g.name} failed: ${g.detail}`).join('\n'));
+}

@@ -1,0 +1,78 @@
+/**
+ * Runs a bundled action the way the runner does: a node process on actions/dist/<name>.js with INPUT_*
+ * variables, GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files, and the event payload at GITHUB_EVENT_PATH.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface ActionRun {
+  code: number;
+  outputs: Record<string, string>;
+  summary: string;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunContext {
+  githubUrl?: string;
+  eventName?: string;
+  event?: Record<string, unknown>;
+  env?: Record<string, string>;
+  runnerTemp?: string;
+}
+
+/** GITHUB_OUTPUT holds `name<<DELIMITER`, the value's lines, then the delimiter line, per output. */
+export function parseOutputFile(text: string): Record<string, string> {
+  const outputs: Record<string, string> = {};
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^([^<]+)<<(.+)$/.exec(lines[i] as string);
+    if (!m) continue;
+    const end = lines.indexOf(m[2] as string, i + 1);
+    outputs[m[1] as string] = lines.slice(i + 1, end).join('\n');
+    i = end;
+  }
+  return outputs;
+}
+
+export async function runAction(name: string, inputs: Record<string, string>, context: RunContext = {}): Promise<ActionRun> {
+  const dir = await mkdtemp(join(tmpdir(), 'glm-dllama-action-'));
+  const files = { output: join(dir, 'output'), summary: join(dir, 'summary'), event: join(dir, 'event.json') };
+  await Promise.all([writeFile(files.output, ''), writeFile(files.summary, ''), writeFile(files.event, JSON.stringify(context.event ?? {}))]);
+  const env: Record<string, string> = {};
+  // The runner's environment, not the test process's: no stray INPUT_*, GITHUB_* or cache-service variables.
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !/^(INPUT_|GITHUB_|ACTIONS_|RUNNER_)/.test(k)) env[k] = v;
+  Object.assign(env, {
+    CI: 'true',
+    GITHUB_ACTIONS: 'true',
+    GITHUB_OUTPUT: files.output,
+    GITHUB_STEP_SUMMARY: files.summary,
+    GITHUB_EVENT_PATH: files.event,
+    GITHUB_EVENT_NAME: context.eventName ?? 'pull_request',
+    GITHUB_REPOSITORY: 'octo/models',
+    GITHUB_API_URL: context.githubUrl ?? 'http://127.0.0.1:9',
+    GITHUB_SERVER_URL: 'https://github.com',
+    GITHUB_WORKFLOW: 'model gate',
+    GITHUB_RUN_ID: '42',
+    GITHUB_SHA: 'f'.repeat(40),
+    GITHUB_REF: 'refs/pull/7/merge',
+    RUNNER_TEMP: context.runnerTemp ?? dir,
+    RUNNER_OS: 'Linux',
+    RUNNER_ARCH: 'X64',
+    ...context.env,
+  });
+  for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
+  const child = spawn(process.execPath, [join(process.cwd(), 'actions', 'dist', `${name}.js`)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)));
+  return { code, outputs: parseOutputFile(await readFile(files.output, 'utf8')), summary: await readFile(files.summary, 'utf8'), stdout, stderr };
+}
+
+export function pullRequestEvent(number: number): Record<string, unknown> {
+  return { pull_request: { number, head: { repo: { full_name: 'octo/models' } }, base: { ref: 'main' } }, repository: { default_branch: 'main', full_name: 'octo/models' } };
+}
