@@ -6,11 +6,11 @@ import { join } from 'node:path';
 import { convert, type ConvertProgress } from '../converter/convert.js';
 import { convertToGguf } from '../converter/gguf.js';
 import { CancelledError } from '../converter/errors.js';
-import { runDemo } from '../converter/demo.js';
 import { WEIGHT_TYPE_NAMES, type WeightTypeName } from '../converter/dtypes.js';
 import { FIXTURE_ARCHS, writeFixture, type FixtureArch, type FixtureDtype, type FixtureSize } from '../converter/fixture.js';
 import { formatReport, inspectModel } from '../converter/inspect.js';
 import { packageRoot } from '../engine/native.js';
+import { registerDemoCommand } from './demo-command.js';
 import { registerEngineCommands } from './engine-commands.js';
 import { registerServeCommand } from './serve-command.js';
 import { registerTokenizerCommands } from './tokenizer-commands.js';
@@ -124,25 +124,7 @@ program
     console.log(o.json ? JSON.stringify(report, null, 2) : formatReport(report));
   });
 
-program
-  .command('demo')
-  .description('the main job on the embedded default: generate a tiny GLM-4.5-style checkpoint, convert it to q40 and q80, inspect and report')
-  .option('--out-dir <dir>', 'keep the checkpoint and model files here (default: a temporary folder, removed afterwards)')
-  .action(async (o: { outDir?: string }) => {
-    const report = await runDemo({ outDir: o.outDir });
-    const f = report.fixture;
-    console.log(`checkpoint: tiny glm4moe (GLM-4.5 layout), ${f.tensors} tensors, ${(f.parameters / 1e6).toFixed(3)}M parameters, ${(f.bytes / 1024).toFixed(0)} KiB bf16`);
-    for (const s of report.steps) {
-      const c = s.conversion;
-      console.log(
-        `${s.weights}: ${c.tensors} tensors, ${(c.parameters / 1e6).toFixed(3)}M parameters, ${(c.bytes / 1024).toFixed(0)} KiB, ${formatSeconds(c.seconds)}; ` +
-          `inspect ok (${s.inspection.fileSize} bytes = header ${s.inspection.headerSize} + tensors); ` +
-          `mean RMSE vs source ${s.meanRmse.toExponential(2)}, worst ${s.worst.name} max |err| ${s.worst.maxAbsError.toExponential(2)} of max |w| ${s.worst.maxAbsSource.toFixed(3)}`,
-      );
-    }
-    console.log(report.kept ? `files kept in ${report.workDir}` : 'temporary files removed (use --out-dir DIR to keep them)');
-  });
-
+registerDemoCommand(program);
 registerTokenizerCommands(program);
 registerEngineCommands(program);
 registerServeCommand(program);

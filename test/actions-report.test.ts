@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { saveReportRow, renderReport, reportMarker, loadReportRows } from '../pipeline/report.js';
 import type { BenchmarkResults, PerplexityResults } from '../pipeline/results.js';
-import { runAction, pullRequestEvent } from './action-runner.js';
+import { runAction, pullRequestEvent } from '../pipeline/local-runner.js';
 import { startGithubServer, type GithubServer } from './github-server.js';
 import { removeDir, tempDir } from './helpers.js';
 

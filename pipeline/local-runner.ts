@@ -1,11 +1,13 @@
 /**
- * Runs a bundled action the way the runner does: a node process on actions/dist/<name>.js with INPUT_*
- * variables, GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files, and the event payload at GITHUB_EVENT_PATH.
+ * Runs a bundled action the way GitHub's runner does: a node process on actions/dist/<name>.js with
+ * INPUT_* variables, GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files, and the event payload at
+ * GITHUB_EVENT_PATH. The tests and the demo pipeline run the actions through it.
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { packageRoot } from '../engine/native.js';
 
 export interface ActionRun {
   code: number;
@@ -16,11 +18,14 @@ export interface ActionRun {
 }
 
 export interface RunContext {
+  /** The GitHub REST API the action talks to (GITHUB_API_URL). */
   githubUrl?: string;
   eventName?: string;
   event?: Record<string, unknown>;
   env?: Record<string, string>;
   runnerTemp?: string;
+  /** Each line the action prints, as it prints it (default: kept only in the result). */
+  onLine?: (line: string) => void;
 }
 
 /** GITHUB_OUTPUT holds `name<<DELIMITER`, the value's lines, then the delimiter line, per output. */
@@ -64,11 +69,18 @@ export async function runAction(name: string, inputs: Record<string, string>, co
     ...context.env,
   });
   for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
-  const child = spawn(process.execPath, [join(process.cwd(), 'actions', 'dist', `${name}.js`)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(packageRoot(), 'actions', 'dist', `${name}.js`)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const echo = (text: string) => context.onLine && text.split('\n').filter((l) => l !== '').forEach(context.onLine);
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    echo(d.toString());
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    echo(d.toString());
+  });
   const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)));
   return { code, outputs: parseOutputFile(await readFile(files.output, 'utf8')), summary: await readFile(files.summary, 'utf8'), stdout, stderr };
 }
