@@ -24,6 +24,8 @@ export interface RunContext {
   event?: Record<string, unknown>;
   env?: Record<string, string>;
   runnerTemp?: string;
+  /** The job's working folder (GITHUB_WORKSPACE and the action's current folder; default: a new temporary one). */
+  workspace?: string;
   /** Each line the action prints, as it prints it (default: kept only in the result). */
   onLine?: (line: string) => void;
 }
@@ -46,6 +48,7 @@ export async function runAction(name: string, inputs: Record<string, string>, co
   const dir = await mkdtemp(join(tmpdir(), 'glm-dllama-action-'));
   const files = { output: join(dir, 'output'), summary: join(dir, 'summary'), event: join(dir, 'event.json') };
   await Promise.all([writeFile(files.output, ''), writeFile(files.summary, ''), writeFile(files.event, JSON.stringify(context.event ?? {}))]);
+  const workspace = context.workspace ?? dir;
   const env: Record<string, string> = {};
   // The runner's environment, not the test process's: no stray INPUT_*, GITHUB_* or cache-service variables.
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !/^(INPUT_|GITHUB_|ACTIONS_|RUNNER_)/.test(k)) env[k] = v;
@@ -63,13 +66,14 @@ export async function runAction(name: string, inputs: Record<string, string>, co
     GITHUB_RUN_ID: '42',
     GITHUB_SHA: 'f'.repeat(40),
     GITHUB_REF: 'refs/pull/7/merge',
+    GITHUB_WORKSPACE: workspace,
     RUNNER_TEMP: context.runnerTemp ?? dir,
     RUNNER_OS: 'Linux',
     RUNNER_ARCH: 'X64',
     ...context.env,
   });
   for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
-  const child = spawn(process.execPath, [join(packageRoot(), 'actions', 'dist', `${name}.js`)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(packageRoot(), 'actions', 'dist', `${name}.js`)], { cwd: workspace, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   const echo = (text: string) => context.onLine && text.split('\n').filter((l) => l !== '').forEach(context.onLine);

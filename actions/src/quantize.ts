@@ -9,7 +9,7 @@ import { finishStep, readStepSettings } from './step.js';
 export async function quantize(): Promise<void> {
   const input = requiredInput('model');
   const weights = choiceInput('weights', WEIGHT_TYPES, 'q40');
-  const output = optionalInput('out') ?? input.replace(/(\.[a-z0-9]+)?\.m$/i, '') + `.${weights}.m`;
+  const output = optionalInput('out') ?? `${input.replace(/(\.(q40|q80|f16|f32))?\.m$/, '')}.${weights}.m`;
   const threads = numberInput('threads', { min: 1, integer: true });
   const settings = readStepSettings();
   await ensureEngine();
