@@ -7,7 +7,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { inspect } from 'node:util';
+import { execFile } from 'node:child_process';
+import { inspect, promisify } from 'node:util';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { cdnUrl, objectUrl, readObjectText, spacesClient, writeObjectText, type SpacesTarget } from '../pipeline/spaces.js';
 import { copyRanges, MAX_PARTS, parseAcl, partSizeFor, publishModel, type PublishOptions } from '../pipeline/publish.js';
@@ -262,6 +263,50 @@ describe('publish', () => {
     expect(await readObjectText(target, key)).toBe(text);
     const head = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
     expect(head.ContentType).toBe('application/json');
+  });
+});
+
+describe('glm-dllama publish', () => {
+  /** The built CLI, run without blocking this process (the S3 server lives in it). */
+  async function publishCli(args: string[], env: Record<string, string>) {
+    return promisify(execFile)(process.execPath, [join(process.cwd(), 'dist', 'cli', 'glm-dllama.js'), 'publish', ...args], {
+      env: { PATH: process.env.PATH, CI: 'true', ...env },
+    }).then(
+      (r) => ({ status: 0, stdout: r.stdout, stderr: r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ status: e.code, stdout: e.stdout, stderr: e.stderr }),
+    );
+  }
+  const common = () => ['--files', `${tokenizer},${license}`, '--model-name', 'GLM-4-9B', '--quant', 'q80', '--bucket', BUCKET, '--endpoint', proxy.endpoint, '--prefix', 'cli'];
+
+  test('publishes with keys from the environment and prints the URLs; keys never printed', async () => {
+    const facts = ['--acl', 'public-read', '--perplexity', '8.5'];
+    const run = await publishCli([...common(), ...facts, '--json'], { SPACES_ACCESS_KEY_ID: ACCESS_KEY_ID, SPACES_SECRET_ACCESS_KEY: SECRET_ACCESS_KEY });
+    expect(run.stderr).not.toContain(SECRET_ACCESS_KEY);
+    expect(run.status).toBe(0);
+    const result = JSON.parse(run.stdout);
+    expect(result.manifestUrl).toBe(`${proxy.endpoint}/${BUCKET}/cli/GLM-4-9B/q80/manifest.json`);
+    expect(result.uploaded.sort()).toEqual(['LICENSE', 'README.md', 'checksums.txt', 'manifest.json', 'tokenizer.t']);
+    const manifest = JSON.parse((await objectBytes('cli/GLM-4-9B/q80/manifest.json')).toString('utf8'));
+    expect(manifest.perplexity).toBe(8.5);
+    expect(manifest.converterVersion).toBe(JSON.parse(await readFile('package.json', 'utf8')).version);
+    // AWS_* names work too; an unchanged second run uploads nothing.
+    const again = await publishCli([...common(), ...facts], { AWS_ACCESS_KEY_ID: ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: SECRET_ACCESS_KEY });
+    expect(again.status).toBe(0);
+    expect(again.stdout).toContain('0 uploaded, 5 unchanged');
+    expect(again.stdout).toContain(`manifest ${proxy.endpoint}/${BUCKET}/cli/GLM-4-9B/q80/manifest.json`);
+  });
+
+  test('missing keys, a bad ACL and wrong keys exit 1 with a clear message', async () => {
+    const noKeys = await publishCli(common(), {});
+    expect(noKeys.status).toBe(1);
+    expect(noKeys.stderr).toContain('credentials: set SPACES_ACCESS_KEY_ID and SPACES_SECRET_ACCESS_KEY');
+    const badAcl = await publishCli([...common(), '--acl', 'public-read-write'], { SPACES_ACCESS_KEY_ID: ACCESS_KEY_ID, SPACES_SECRET_ACCESS_KEY: SECRET_ACCESS_KEY });
+    expect(badAcl.status).toBe(1);
+    expect(badAcl.stderr).toContain('--acl: "public-read-write" is not a supported ACL');
+    const wrong = await publishCli(common(), { SPACES_ACCESS_KEY_ID: 'NOSUCHKEY', SPACES_SECRET_ACCESS_KEY: 'not-the-secret-123' });
+    expect(wrong.status).toBe(1);
+    expect(wrong.stderr).toContain(`wrong credentials for bucket ${BUCKET} at endpoint ${proxy.endpoint}`);
+    expect(wrong.stderr + wrong.stdout).not.toMatch(/NOSUCHKEY|not-the-secret-123/);
   });
 });
 
