@@ -37,7 +37,7 @@ import {
   type ModelFacts,
 } from './manifest.js';
 import { modelCard } from './model-card.js';
-import { cdnUrl, describeS3Error, encodeKey, maskSecrets, objectUrl, s3Call, spacesClient, SpacesError, type SpacesTarget } from './spaces.js';
+import { cdnUrl, describeS3Error, encodeKey, keyPath, keySegment, maskSecrets, objectUrl, s3Call, spacesClient, SpacesError, type SpacesTarget } from './spaces.js';
 
 export type { ModelFacts } from './manifest.js';
 
@@ -93,7 +93,6 @@ const DEFAULT_COPY_THRESHOLD = 5 * GiB;
 const QUEUE_SIZE = 4;
 /** Names publish writes itself; a local file may not take them. */
 const GENERATED = new Set([MODEL_CARD_NAME, CHECKSUMS_NAME, MANIFEST_NAME]);
-const KEY_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 export function parseAcl(value: string, field: string): Acl {
   if (value === 'private' || value === 'public-read') return value;
@@ -125,19 +124,6 @@ export function copyRanges(size: number, partSize: number): { first: number; las
 export function publishedName(path: string): string {
   const ext = extname(path);
   return ext === '.m' ? 'model.m' : ext === '.t' ? 'tokenizer.t' : basename(path);
-}
-
-function keyPath(value: string, field: string): string {
-  const segments = value.split('/').filter((s) => s !== '');
-  if (segments.length === 0 || !segments.every((s) => KEY_SEGMENT.test(s))) {
-    throw new Error(`${field}: "${value}" must be one or more path segments of letters, digits, '.', '_' and '-' (not starting with '.' or '-')`);
-  }
-  return segments.join('/');
-}
-
-function keySegment(value: string, field: string): string {
-  if (!KEY_SEGMENT.test(value)) throw new Error(`${field}: "${value}" must be letters, digits, '.', '_' and '-' (no '/', not starting with '.' or '-')`);
-  return value;
 }
 
 function contentType(name: string): string {

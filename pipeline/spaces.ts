@@ -99,11 +99,14 @@ export function cdnUrl(target: SpacesTarget, key: string): string | undefined {
   return spacesRegion === undefined ? undefined : `https://${target.bucket}.${spacesRegion}.cdn.digitaloceanspaces.com/${encodeKey(key)}`;
 }
 
+/** Shorter values (test dummies such as "a") would mask ordinary words; real Spaces keys are 20 and 43 characters. */
+const MIN_MASKED_LENGTH = 8;
+
 /** Replaces the target's credentials in `text` so that no log line or error can carry them. */
 export function maskSecrets(target: SpacesTarget, text: string): string {
   let masked = text;
   for (const secret of [target.secretAccessKey, target.accessKeyId]) {
-    if (secret) masked = masked.split(secret).join('***');
+    if (secret.length >= MIN_MASKED_LENGTH) masked = masked.split(secret).join('***');
   }
   return masked;
 }
@@ -191,4 +194,35 @@ export async function writeObjectText(target: SpacesTarget, key: string, text: s
   await withClient(target, (client) =>
     s3Call(target, 'write', key, () => client.send(new PutObjectCommand({ Bucket: target.bucket, Key: key, Body: text, ContentType: contentType }))),
   );
+}
+
+const KEY_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/** One path segment of a key (a model, quant or runner name): no '/', no leading '.' or '-'. */
+export function keySegment(value: string, field: string): string {
+  if (!KEY_SEGMENT.test(value)) throw new Error(`${field}: "${value}" must be letters, digits, '.', '_' and '-' (no '/', not starting with '.' or '-')`);
+  return value;
+}
+
+/** A key prefix of one or more such segments; leading, trailing and doubled slashes are dropped. */
+export function keyPath(value: string, field: string): string {
+  const segments = value.split('/').filter((s) => s !== '');
+  if (segments.length === 0 || !segments.every((s) => KEY_SEGMENT.test(s))) {
+    throw new Error(`${field}: "${value}" must be one or more path segments of letters, digits, '.', '_' and '-' (not starting with '.' or '-')`);
+  }
+  return segments.join('/');
+}
+
+/**
+ * Where a branch's measured results for a model, quant and runner label are kept, so that the next
+ * run (a pull request against that branch) can read them back with readObjectText and compare.
+ */
+export function baselineKey(parts: { branch: string; model: string; quant: string; runner: string }, prefix = 'baselines'): string {
+  return [
+    keyPath(prefix, 'prefix'),
+    keyPath(parts.branch, 'branch'),
+    keySegment(parts.model, 'model'),
+    keySegment(parts.quant, 'quant'),
+    `${keySegment(parts.runner, 'runner')}.json`,
+  ].join('/');
 }

@@ -1,8 +1,8 @@
 /**
  * A real S3 server for tests: s3rver on 127.0.0.1 (random port, its own temporary folder), with a key
  * pair of the test's choosing, and an optional recording proxy in front of it that logs each request's
- * method, path and x-amz-acl header and can corrupt chosen responses (s3rver ignores ACLs, so the
- * wire is where they can be seen).
+ * method, path and x-amz-acl header, and can corrupt chosen responses or drop chosen requests
+ * (s3rver ignores ACLs, so the wire is where they can be seen).
  */
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -55,6 +55,8 @@ export interface Proxy {
   requests: Recorded[];
   /** When set, GET responses whose path it accepts have their first body byte flipped. */
   corrupt?: (path: string) => boolean;
+  /** When set, requests it accepts get no answer: the connection is dropped, as by a failing network. */
+  drop?: (method: string, path: string) => boolean;
   stop(): Promise<void>;
 }
 
@@ -64,6 +66,10 @@ export async function startProxy(upstreamPort: number): Promise<Proxy> {
     const path = req.url ?? '/';
     const acl = req.headers['x-amz-acl'];
     proxy.requests.push({ method: req.method ?? '', path, acl: typeof acl === 'string' ? acl : undefined });
+    if (proxy.drop?.(req.method ?? '', path)) {
+      req.socket.destroy();
+      return;
+    }
     const upstream = request({ host: '127.0.0.1', port: upstreamPort, method: req.method, path, headers: req.headers }, (up: IncomingMessage) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
       if (req.method === 'GET' && proxy.corrupt?.(path)) {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { inspect, promisify } from 'node:util';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { cdnUrl, objectUrl, readObjectText, spacesClient, writeObjectText, type SpacesTarget } from '../pipeline/spaces.js';
+import { baselineKey, cdnUrl, maskSecrets, objectUrl, readObjectText, spacesClient, writeObjectText, type SpacesTarget } from '../pipeline/spaces.js';
 import { copyRanges, MAX_PARTS, parseAcl, partSizeFor, publishModel, type PublishOptions } from '../pipeline/publish.js';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, startProxy, startS3rver, targetFor, type Proxy, type S3Server } from './s3-server.js';
 import { removeDir, tempDir } from './helpers.js';
@@ -137,6 +137,11 @@ describe('configuration', () => {
     expect(() => spacesClient({ ...spaces, bucket: 'Bad_Bucket' })).toThrow(/bucket: "Bad_Bucket" is not a valid bucket name/);
   });
 
+  test('credentials are masked in text; values too short to be real keys are left alone', () => {
+    expect(maskSecrets(target, `key ${ACCESS_KEY_ID} secret ${SECRET_ACCESS_KEY}.`)).toBe('key *** secret ***.');
+    expect(maskSecrets({ ...target, accessKeyId: 'a', secretAccessKey: 'b' }, 'a bucket')).toBe('a bucket');
+  });
+
   test('bad inputs are refused before any request, naming the field or file', async () => {
     const before = proxy.requests.length;
     await expect(publishModel(options('bad', { facts: { model: 'zai-org/GLM', quant: 'q40', converterVersion: '0' } }))).rejects.toThrow(/^model-name: "zai-org\/GLM"/);
@@ -255,8 +260,11 @@ describe('publish', () => {
     expect(result.manifestUrl).toBe(`${proxy.endpoint}/${BUCKET}/staging/held-run/GLM-4-9B/q40/manifest.json`);
   });
 
-  test('readObjectText / writeObjectText round trip; a missing key reads as undefined', async () => {
-    const key = 'baselines/GLM-4-9B/q40/gpu-h100.json';
+  test('readObjectText / writeObjectText round trip a baseline; a missing key reads as undefined', async () => {
+    const key = baselineKey({ branch: 'main', model: 'GLM-4-9B', quant: 'q40', runner: 'gpu-h100' });
+    expect(key).toBe('baselines/main/GLM-4-9B/q40/gpu-h100.json');
+    expect(baselineKey({ branch: 'release/1.x', model: 'GLM-4-9B', quant: 'q40', runner: 'cpu' })).toBe('baselines/release/1.x/GLM-4-9B/q40/cpu.json');
+    expect(() => baselineKey({ branch: 'main', model: 'GLM', quant: 'q40', runner: 'self-hosted/gpu' })).toThrow(/^runner: "self-hosted\/gpu"/);
     expect(await readObjectText(target, key)).toBeUndefined();
     const text = JSON.stringify({ decodeTps: 41.5, perplexity: 6.9, note: 'zażółć' });
     await writeObjectText(target, key, text, 'application/json');
