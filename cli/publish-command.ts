@@ -1,10 +1,11 @@
 /** `glm-dllama publish`: a converted model to DigitalOcean Spaces (pipeline/publish.ts). Thin: parse, publish, print. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { parseAcl, publishModel, type Acl } from '../pipeline/publish.js';
+import { parseAcl, publishModel, type Acl, type ModelFacts } from '../pipeline/publish.js';
 import type { SpacesTarget } from '../pipeline/spaces.js';
 import { lazyProgress } from './progress.js';
 
-interface PublishFlags {
+/** The facts flags carry ModelFacts' names; model, quant and the converter version come from elsewhere. */
+type PublishFlags = Omit<ModelFacts, 'model' | 'quant' | 'converterVersion'> & {
   files: string[];
   modelName: string;
   quant: string;
@@ -16,16 +17,8 @@ interface PublishFlags {
   promote: boolean;
   stagingPrefix?: string;
   partSizeMib?: number;
-  sourceRepo?: string;
-  sourceRevision?: string;
-  architecture?: string;
-  params?: number;
-  perplexity?: number;
-  kld?: number;
-  prefillTps?: number;
-  decodeTps?: number;
   json: boolean;
-}
+};
 
 function list(value: string, previous: string[] = []): string[] {
   return [...previous, ...value.split(',').map((s) => s.trim()).filter((s) => s !== '')];
@@ -61,7 +54,7 @@ export function registerPublishCommand(program: Command, signal: () => AbortSign
     .option('--acl <acl>', 'private or public-read', (v: string) => parseAcl(v, '--acl'), 'private' as Acl)
     .option('--no-promote', 'stop after staging and verification')
     .option('--staging-prefix <path>', 'staging root (default: staging/<unique id>)')
-    .option('--part-size-mib <n>', 'multipart part size (default: 64 MiB, more for objects over 640 GiB)', finite)
+    .option('--part-size-mib <n>', 'multipart part size (default: 64 MiB, more for objects over 625 GiB)', finite)
     .option('--source-repo <repo>', 'Hugging Face repository the model was converted from')
     .option('--source-revision <rev>', 'its commit')
     .option('--architecture <name>', 'model architecture')

@@ -34,19 +34,8 @@ export interface FileEntry {
   sha256: string;
 }
 
-export interface Manifest {
+export interface Manifest extends ModelFacts {
   manifestVersion: number;
-  model: string;
-  quant: string;
-  sourceRepo?: string;
-  sourceRevision?: string;
-  converterVersion: string;
-  architecture?: string;
-  params?: number;
-  perplexity?: number;
-  kld?: number;
-  prefillTps?: number;
-  decodeTps?: number;
   totalSize: number;
   files: FileEntry[];
 }
