@@ -127,7 +127,7 @@ export class SpacesError extends Error {
   }
 }
 
-const NETWORK_ERROR = /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EPIPE|EHOSTUNREACH|ENETUNREACH)\b/;
+const NETWORK_ERROR = /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EPIPE|EHOSTUNREACH|ENETUNREACH)\b|socket hang up/;
 const CREDENTIAL_CODES = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'InvalidToken', 'AuthorizationHeaderMalformed']);
 
 /** Turns any error from an S3 call into a SpacesError that says what was attempted where and why it failed. */
@@ -150,7 +150,8 @@ export function describeS3Error(target: SpacesTarget, what: string, error: unkno
     // Node's socket errors carry an errno code; the SDK's retry layer can hand them on wrapped in a
     // plain Error whose message is all that is left of them.
     const message = String(error.message).replace(/^AWS SDK error wrapper for (Error: )?/, '');
-    const errno = (error as NodeJS.ErrnoException).code ?? NETWORK_ERROR.exec(message)?.[1];
+    const wrapped = NETWORK_ERROR.exec(message);
+    const errno = (error as NodeJS.ErrnoException).code ?? (wrapped ? (wrapped[1] ?? 'ECONNRESET') : undefined);
     code = errno ?? (error as Error).name;
     cause = errno ? `cannot reach endpoint ${at} (${message})` : `${(error as Error).name}: ${message} (endpoint ${at})`;
   } else {
