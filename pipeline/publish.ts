@@ -15,9 +15,11 @@ import {
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  GetObjectAclCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
+  PutObjectAclCommand,
   UploadPartCopyCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
@@ -91,6 +93,7 @@ const DEFAULT_MIN_PART_SIZE = 64 * MiB;
 const DEFAULT_COPY_THRESHOLD = 5 * GiB;
 /** Parts in flight per object: Spaces allows 10 concurrent PUT/COPY to one object; memory is queue x part size. */
 const QUEUE_SIZE = 4;
+const ALL_USERS = 'http://acs.amazonaws.com/groups/global/AllUsers';
 /** Names publish writes itself; a local file may not take them. */
 const GENERATED = new Set([MODEL_CARD_NAME, CHECKSUMS_NAME, MANIFEST_NAME]);
 
@@ -229,6 +232,17 @@ class Run {
       if (head.ContentLength === item.size && head.Metadata?.sha256 === item.sha256) same.add(item.name);
     }
     return same;
+  }
+
+  /** An unchanged release object keeps its bytes but takes the ACL asked for now (HEAD does not show ACLs). */
+  async applyAcl(name: string): Promise<void> {
+    const key = `${this.releaseDir}/${name}`;
+    const acl = this.options.acl ?? 'private';
+    const policy = await this.call('read ACL of', key, (abortSignal) => this.client.send(new GetObjectAclCommand({ Bucket: this.bucket, Key: key }), { abortSignal }));
+    const isPublic = (policy.Grants ?? []).some((g) => g.Grantee?.URI === ALL_USERS && (g.Permission === 'READ' || g.Permission === 'FULL_CONTROL'));
+    if (isPublic === (acl === 'public-read')) return;
+    this.log(`set ACL of ${name} to ${acl} (content unchanged)`);
+    await this.call('set ACL of', key, (abortSignal) => this.client.send(new PutObjectAclCommand({ Bucket: this.bucket, Key: key, ACL: acl }), { abortSignal }));
   }
 
   async stage(item: Item, onBytes: (loaded: number) => void): Promise<void> {
@@ -411,6 +425,7 @@ export async function publishModel(options: PublishOptions): Promise<PublishResu
         await run.promote(item);
         promoted.push(item.name);
       }
+      for (const name of same) await run.applyAcl(name);
       await run.removeStaged(staged);
     } else if (staged.length > 0) {
       run.log(`not promoted: the verified files stay under s3://${target.bucket}/${run.stagingDir}/`);

@@ -103,6 +103,18 @@ test('public-read grants AllUsers READ on every released object; private grants 
   }
 });
 
+test('republishing unchanged files with another ACL changes the ACL without uploading', async () => {
+  const readers = async () =>
+    ((await client.send(new GetObjectAclCommand({ Bucket: BUCKET, Key: 'acl-switch/GLM-4.5-Air/q40/tokenizer.t' }))).Grants ?? []).filter((g) => g.Grantee?.URI === ALL_USERS).length;
+  await publishModel(options('acl-switch', { files: [tokenizer] }));
+  expect(await readers()).toBe(0);
+  const toPublic = await publishModel(options('acl-switch', { files: [tokenizer], acl: 'public-read' }));
+  expect(toPublic.uploaded).toEqual([]);
+  expect(await readers()).toBe(1);
+  await publishModel(options('acl-switch', { files: [tokenizer], acl: 'private' }));
+  expect(await readers()).toBe(0);
+});
+
 test('a connection lost mid multipart upload: the upload is aborted, no parts and nothing at the release prefix remain', async () => {
   proxy.drop = (method, path) => method === 'PUT' && path.includes('partNumber=2');
   const start = proxy.requests.length;
