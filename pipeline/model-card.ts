@@ -58,9 +58,12 @@ export function modelCard({ facts, files, baseUrl }: ModelCardInput): string {
     '',
     '## Download and check',
     '',
+    'From a public bucket (from a private one, fetch the same keys with any S3 client and a key for the bucket):',
+    '',
     '```sh',
     ...downloads.map((name) => `curl -fLO ${baseUrl}${name}`),
-    `sha256sum -c ${CHECKSUMS_NAME}`,
+    // checksums.txt also lists this card and manifest.json, which a download may leave out.
+    `sha256sum -c --ignore-missing ${CHECKSUMS_NAME}`,
     '```',
     '',
     '## Run',

@@ -5,9 +5,9 @@
  * the server stopping mid-upload, a server without UploadPartCopy).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { inspect, promisify } from 'node:util';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { baselineKey, cdnUrl, describeS3Error, maskSecrets, objectUrl, readObjectText, spacesClient, writeObjectText, type SpacesTarget } from '../pipeline/spaces.js';
@@ -210,6 +210,13 @@ describe('publish', () => {
     expect(listed.every((m) => m !== null)).toBe(true);
     expect(listed.map((m) => m?.[2]).sort()).toEqual(['LICENSE', 'README.md', 'manifest.json', 'model.m', 'tokenizer.t']);
     for (const m of listed) expect(m?.[1]).toBe(sha256(await objectBytes(`${dirKey}/${m?.[2]}`)));
+    // coreutils itself accepts it on a full download.
+    const download = join(dir, 'download');
+    await mkdir(download);
+    for (const name of names) await writeFile(join(download, name), await objectBytes(`${dirKey}/${name}`));
+    const check = spawnSync('sha256sum', ['-c', 'checksums.txt'], { cwd: download, encoding: 'utf8' });
+    expect(check.stdout.trim().split('\n').sort()).toEqual(names.filter((n) => n !== 'checksums.txt').map((n) => `${n}: OK`).sort());
+    expect(check.status).toBe(0);
 
     // manifest.json: facts and every file's size and sha256.
     const manifest = JSON.parse((await objectBytes(`${dirKey}/manifest.json`)).toString('utf8'));
@@ -228,7 +235,7 @@ describe('publish', () => {
     expect(card).toContain('https://huggingface.co/zai-org/glm-4-9b');
     expect(card).toContain('7.2500');
     expect(card).toContain(`curl -fLO ${proxy.endpoint}/${BUCKET}/${dirKey}/model.m`);
-    expect(card).toContain('sha256sum -c checksums.txt');
+    expect(card).toContain('sha256sum -c --ignore-missing checksums.txt');
     expect(card).toContain('glm-dllama generate --model model.m --tokenizer tokenizer.t');
 
     expect(lines.some((l) => l.startsWith('verified ') && l.includes('model.m'))).toBe(true);
