@@ -150,10 +150,10 @@ export function describeS3Error(target: SpacesTarget, what: string, error: unkno
     // Node's socket errors carry an errno code; the SDK's retry layer can hand them on wrapped in a
     // plain Error whose message is all that is left of them.
     const message = String(error.message).replace(/^AWS SDK error wrapper for (Error: )?/, '');
-    const wrapped = NETWORK_ERROR.exec(message);
-    const errno = (error as NodeJS.ErrnoException).code ?? (wrapped ? (wrapped[1] ?? 'ECONNRESET') : undefined);
-    code = errno ?? (error as Error).name;
-    cause = errno ? `cannot reach endpoint ${at} (${message})` : `${(error as Error).name}: ${message} (endpoint ${at})`;
+    const errno = (error as NodeJS.ErrnoException).code;
+    const network = NETWORK_ERROR.exec(errno ?? '') ?? NETWORK_ERROR.exec(message);
+    code = network ? (network[1] ?? 'ECONNRESET') : (errno ?? (error as Error).name);
+    cause = network ? `cannot reach endpoint ${at} (${message})` : `${(error as Error).name}: ${message} (endpoint ${at})`;
   } else {
     cause = `${String(error)} (endpoint ${at})`;
   }
