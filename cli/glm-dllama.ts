@@ -13,6 +13,7 @@ import { packageRoot } from '../engine/native.js';
 import { registerDemoCommand } from './demo-command.js';
 import { registerEngineCommands } from './engine-commands.js';
 import { registerServeCommand } from './serve-command.js';
+import { registerPublishCommand } from './publish-command.js';
 import { registerTokenizerCommands } from './tokenizer-commands.js';
 import { lazyProgress } from './progress.js';
 
@@ -128,6 +129,7 @@ registerDemoCommand(program);
 registerTokenizerCommands(program);
 registerEngineCommands(program);
 registerServeCommand(program);
+registerPublishCommand(program, cancellation);
 
 program.parseAsync().catch((e: unknown) => {
   process.stderr.write(`glm-dllama: ${e instanceof CancelledError ? '' : 'error: '}${e instanceof Error ? e.message : String(e)}\n`);
