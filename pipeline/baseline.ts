@@ -12,13 +12,15 @@ export interface BaselineId {
   model: string;
   /** The runner label the figures were measured on (speeds are only comparable on the same kind of machine). */
   runnerLabel: string;
+  /** The branch whose results these are: saved by its pushes, read by pull requests against it. */
+  branch: string;
 }
 
 const slug = (s: string) => s.replace(/[^A-Za-z0-9._-]/g, '_');
 
-/** The object key / relative path of a baseline: baselines/<runner>/<model>/<kind>.json. */
+/** The object key / relative path of a baseline: baselines/<branch>/<runner>/<model>/<kind>.json. */
 export function baselineKey(id: BaselineId): string {
-  return `baselines/${slug(id.runnerLabel)}/${slug(id.model)}/${id.kind}.json`;
+  return `baselines/${slug(id.branch)}/${slug(id.runnerLabel)}/${slug(id.model)}/${id.kind}.json`;
 }
 
 export interface BaselineStore {

@@ -1,9 +1,18 @@
-// s3rver ships no types; the demo and tests use only its constructor, run() and close().
+/** Types for the parts of s3rver (which ships none) that the tests use. */
 declare module 's3rver' {
-  import type { AddressInfo } from 'node:net';
+  interface S3rverOptions {
+    address?: string;
+    port?: number;
+    silent?: boolean;
+    directory?: string;
+    resetOnClose?: boolean;
+    configureBuckets?: { name: string; configs: (string | Buffer)[] }[];
+  }
   export default class S3rver {
-    constructor(options: Record<string, unknown>);
-    run(): Promise<AddressInfo>;
+    constructor(options: S3rverOptions);
+    run(): Promise<{ address: string; port: number }>;
     close(): Promise<void>;
+    /** The listening server while running (set by run()). */
+    httpServer?: import('node:http').Server;
   }
 }

@@ -213,17 +213,3 @@ export function keyPath(value: string, field: string): string {
   }
   return segments.join('/');
 }
-
-/**
- * Where a branch's measured results for a model, quant and runner label are kept, so that the next
- * run (a pull request against that branch) can read them back with readObjectText and compare.
- */
-export function baselineKey(parts: { branch: string; model: string; quant: string; runner: string }, prefix = 'baselines'): string {
-  return [
-    keyPath(prefix, 'prefix'),
-    keyPath(parts.branch, 'branch'),
-    keySegment(parts.model, 'model'),
-    keySegment(parts.quant, 'quant'),
-    `${keySegment(parts.runner, 'runner')}.json`,
-  ].join('/');
-}

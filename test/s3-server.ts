@@ -6,42 +6,17 @@
  */
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createRequire } from 'node:module';
-import S3rver from 's3rver';
+import { startLocalS3, type LocalS3 } from '../pipeline/local-s3.js';
 import type { SpacesTarget } from '../pipeline/spaces.js';
-
-const require = createRequire(import.meta.url);
-const { DUMMY_ACCOUNT } = require('s3rver/lib/models/account.js') as { DUMMY_ACCOUNT: { createKeyPair(id: string, secret: string): void } };
 
 export const ACCESS_KEY_ID = 'GLMTESTKEYID0000000';
 export const SECRET_ACCESS_KEY = 'glm-test-secret-5bd1f0e2a9c84d7e';
-DUMMY_ACCOUNT.createKeyPair(ACCESS_KEY_ID, SECRET_ACCESS_KEY);
 
-export interface S3Server {
-  endpoint: string;
-  port: number;
-  directory: string;
-  /** Stops listening and drops every open connection at once, as a crashed or restarted server would. */
-  stop(): Promise<void>;
-}
+export type S3Server = LocalS3;
 
-/** Starts s3rver on `directory` (a bucket named `bucket` is created if missing); `port` 0 picks a free one. */
-export async function startS3rver(directory: string, bucket: string, port = 0): Promise<S3Server> {
-  const server = new S3rver({ address: '127.0.0.1', port, silent: true, directory, configureBuckets: [{ name: bucket, configs: [] }] });
-  const address = await server.run();
-  let stopped: Promise<void> | undefined;
-  return {
-    endpoint: `http://127.0.0.1:${address.port}`,
-    port: address.port,
-    directory,
-    stop: () => {
-      if (!stopped) {
-        stopped = server.close();
-        server.httpServer?.closeAllConnections();
-      }
-      return stopped;
-    },
-  };
+/** s3rver on `directory` with the test key pair (a bucket named `bucket` is created if missing); `port` 0 picks a free one. */
+export function startS3rver(directory: string, bucket: string, port = 0): Promise<S3Server> {
+  return startLocalS3({ directory, buckets: [bucket], port, keys: { accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY } });
 }
 
 export interface Recorded {

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { execFile, spawnSync } from 'node:child_process';
 import { inspect, promisify } from 'node:util';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
-import { baselineKey, cdnUrl, describeS3Error, maskSecrets, objectUrl, readObjectText, spacesClient, writeObjectText, type SpacesTarget } from '../pipeline/spaces.js';
+import { baselineKey } from '../pipeline/baseline.js';
+import { cdnUrl, describeS3Error, maskSecrets, objectUrl, readObjectText, spacesClient, writeObjectText, type SpacesTarget } from '../pipeline/spaces.js';
 import { copyRanges, MAX_PARTS, parseAcl, partSizeFor, publishModel, type PublishOptions } from '../pipeline/publish.js';
 import { ACCESS_KEY_ID, SECRET_ACCESS_KEY, startProxy, startS3rver, targetFor, type Proxy, type S3Server } from './s3-server.js';
 import { removeDir, tempDir } from './helpers.js';
@@ -46,7 +47,7 @@ beforeAll(async () => {
 afterAll(async () => {
   client.destroy();
   await proxy.stop();
-  await s3.stop();
+  await s3.close();
   await removeDir(dir);
 });
 
@@ -277,10 +278,9 @@ describe('publish', () => {
   });
 
   test('readObjectText / writeObjectText round trip a baseline; a missing key reads as undefined', async () => {
-    const key = baselineKey({ branch: 'main', model: 'GLM-4-9B', quant: 'q40', runner: 'gpu-h100' });
-    expect(key).toBe('baselines/main/GLM-4-9B/q40/gpu-h100.json');
-    expect(baselineKey({ branch: 'release/1.x', model: 'GLM-4-9B', quant: 'q40', runner: 'cpu' })).toBe('baselines/release/1.x/GLM-4-9B/q40/cpu.json');
-    expect(() => baselineKey({ branch: 'main', model: 'GLM', quant: 'q40', runner: 'self-hosted/gpu' })).toThrow(/^runner: "self-hosted\/gpu"/);
+    const key = baselineKey({ kind: 'benchmark', branch: 'main', model: 'GLM-4-9B.q40.m', runnerLabel: 'gpu-h100' });
+    expect(key).toBe('baselines/main/gpu-h100/GLM-4-9B.q40.m/benchmark.json');
+    expect(baselineKey({ kind: 'perplexity', branch: 'release/1.x', model: 'GLM-4-9B.q40.m', runnerLabel: 'self-hosted/gpu' })).toBe('baselines/release_1.x/self-hosted_gpu/GLM-4-9B.q40.m/perplexity.json');
     expect(await readObjectText(target, key)).toBeUndefined();
     const text = JSON.stringify({ decodeTps: 41.5, perplexity: 6.9, note: 'zażółć' });
     await writeObjectText(target, key, text, 'application/json');
@@ -397,7 +397,7 @@ describe('failures', () => {
     const error = await publishModel({
       ...options('release', { target: ownTarget, log: (l) => lines.push(l) }),
       onProgress: (done) => {
-        if (done >= 5 * MiB) stopping ??= own.stop(); // after the first 5 MiB part
+        if (done >= 5 * MiB) stopping ??= own.close(); // after the first 5 MiB part
       },
     }).catch((e: unknown) => e);
     expect(stopping).toBeDefined();
@@ -415,7 +415,7 @@ describe('failures', () => {
       expect(result.promoted).toHaveLength(6);
       expect((await keysUnder('release/', ownTarget)).length).toBe(6);
     } finally {
-      await restarted.stop();
+      await restarted.close();
     }
   });
 });

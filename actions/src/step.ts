@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import * as core from '@actions/core';
 import { context, getOctokit } from '@actions/github';
-import { baselineKey, directoryBaselineStore, type BaselineId, type BaselineStore } from '../../pipeline/baseline.js';
+import { directoryBaselineStore, type BaselineId, type BaselineStore } from '../../pipeline/baseline.js';
 import { upsertStickyComment } from '../../pipeline/pr-comment.js';
 import { loadReportRows, renderReport, reportMarker, saveReportRow, subjectOf, type ReportRow } from '../../pipeline/report.js';
 import type { StepResults } from '../../pipeline/results.js';
@@ -23,6 +23,10 @@ export interface StepSettings {
   githubToken?: string;
   prNumber?: number;
   runnerLabel: string;
+  /** The branch whose baselines are read: a pull request's base, else the current branch. */
+  baseBranch: string;
+  /** The branch this run's results belong to (where save-baseline saves). */
+  branch: string;
   store?: BaselineStore;
   saveBaseline: boolean;
 }
@@ -46,6 +50,8 @@ export function readStepSettings(commentByDefault = context.eventName === 'pull_
   const token = optionalInput('github-token');
   if (token) core.setSecret(token);
   const pr = numberInput('pr-number', { min: 1, integer: true }) ?? (context.payload.pull_request?.number as number | undefined);
+  const branch = process.env.GITHUB_HEAD_REF || context.ref.replace(/^refs\/heads\//, '');
+  const baseBranch = (context.payload.pull_request?.base as { ref?: string } | undefined)?.ref ?? (process.env.GITHUB_BASE_REF || branch);
   return {
     resultsDir: optionalInput('results-dir') ?? join(process.env.RUNNER_TEMP ?? tmpdir(), 'glm-dllama-results'),
     comment: booleanInput('comment', commentByDefault),
@@ -53,13 +59,16 @@ export function readStepSettings(commentByDefault = context.eventName === 'pull_
     githubToken: token,
     prNumber: pr,
     runnerLabel: optionalInput('runner-label') ?? `${process.env.RUNNER_OS ?? process.platform}-${process.env.RUNNER_ARCH ?? process.arch}`.toLowerCase(),
+    branch,
+    baseBranch,
     store: baselineStore(),
     saveBaseline: booleanInput('save-baseline', defaultBranchPush()),
   };
 }
 
-export function baselineId(settings: StepSettings, kind: StepResults['kind'], model: string): BaselineId {
-  return { kind, model, runnerLabel: settings.runnerLabel };
+/** The baseline this run compares with (`save`: the one it would save). */
+export function baselineId(settings: StepSettings, kind: StepResults['kind'], model: string, save = false): BaselineId {
+  return { kind, model, runnerLabel: settings.runnerLabel, branch: save ? settings.branch : settings.baseBranch };
 }
 
 /** The base branch's results for the same model, quantization, runner and step, if stored. */
@@ -114,8 +123,9 @@ export async function finishStep(settings: StepSettings, current: StepResults, b
   if (settings.comment) await commentRun(settings);
   const failed = 'gates' in current ? current.gates.filter((g) => !g.passed) : [];
   if (settings.saveBaseline && settings.store && failed.length === 0) {
-    await settings.store.write(id, current);
-    core.info(`saved as the baseline: ${settings.store.describe(id)} (${baselineKey(id)})`);
+    const saveId = baselineId(settings, current.kind, subjectOf(current), true);
+    await settings.store.write(saveId, current);
+    core.info(`saved as the baseline: ${settings.store.describe(saveId)}`);
   }
   if (failed.length) core.setFailed(failed.map((g) => `gate ${g.name} failed: ${g.detail}`).join('\n'));
 }
