@@ -7,7 +7,10 @@ import { Ajv, type ErrorObject, type Schema } from 'ajv';
 import { InputError } from '../converter/errors.js';
 import type { WeightTypeName } from '../converter/dtypes.js';
 
-/** One threshold check. `actual` and `limit` are in `unit`; a gate passes when actual <= limit. */
+/**
+ * One threshold check; `passed` is the verdict. `actual` and `limit` are in `unit`: most gates pass when
+ * actual <= limit; a speed gate's actual is the median slowdown, judged together with the runs' spread.
+ */
 export interface Gate {
   name: string;
   passed: boolean;
@@ -211,6 +214,22 @@ export function parseResultsOf<K extends StepResults['kind']>(json: string, file
   const results = parseResults(json, file);
   if (results.kind !== kind) throw new InputError(file, `field kind is "${results.kind}"; expected "${kind}" results here`);
   return results as Extract<StepResults, { kind: K }>;
+}
+
+/** A measured gate: passes when `actual` <= `limit`. */
+export function checkGate(name: string, actual: number, limit: number, unit: string, detail: string): Gate {
+  return { name, passed: actual <= limit, actual, limit, unit, detail };
+}
+
+/** A gate that could not be measured: it passes, and `detail` says why it was not measured. */
+export function skippedGate(name: string, limit: number, unit: string, detail: string): Gate {
+  return { name, passed: true, actual: 0, limit, unit, detail, skipped: true };
+}
+
+/** A threshold option: a finite number >= 0; `name` is the option as the user wrote it. */
+export function threshold(name: string, value: number | undefined): number | undefined {
+  if (value !== undefined && !(Number.isFinite(value) && value >= 0)) throw new RangeError(`${name} must be a finite number >= 0, got ${value}`);
+  return value;
 }
 
 /** All gates passed (skipped ones count as passed). */
