@@ -12,6 +12,7 @@ import { FIXTURE_ARCHS, writeFixture, type FixtureArch, type FixtureDtype, type 
 import { formatReport, inspectModel } from '../converter/inspect.js';
 import { packageRoot } from '../engine/native.js';
 import { registerEngineCommands } from './engine-commands.js';
+import { registerPipelineCommands } from './pipeline-commands.js';
 import { registerServeCommand } from './serve-command.js';
 import { registerTokenizerCommands } from './tokenizer-commands.js';
 import { lazyProgress } from './progress.js';
@@ -145,6 +146,7 @@ program
 
 registerTokenizerCommands(program);
 registerEngineCommands(program);
+registerPipelineCommands(program);
 registerServeCommand(program);
 
 program.parseAsync().catch((e: unknown) => {
