@@ -8,17 +8,16 @@ import { parseResultsOf, type Gate } from '../pipeline/results.js';
 import { DEFAULT_EVAL_TEXT, verifyPerplexity } from '../pipeline/verify.js';
 import { lazyProgress } from './progress.js';
 
-function count(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-
-function limit(value: string): number {
-  const n = Number(value);
-  if (!(Number.isFinite(n) && n >= 0)) throw new InvalidArgumentError('expected a number >= 0');
-  return n;
-}
+/** A commander parser for a number that `ok` accepts, or a usage error saying what was `expected`. */
+const numberArg =
+  (ok: (n: number) => boolean, expected: string) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (!ok(n)) throw new InvalidArgumentError(`expected ${expected}`);
+    return n;
+  };
+const count = numberArg((n) => Number.isSafeInteger(n) && n > 0, 'a positive integer');
+const limit = numberArg((n) => Number.isFinite(n) && n >= 0, 'a number >= 0');
 
 function formatGates(gates: readonly Gate[]): string[] {
   return gates.map(

@@ -52,14 +52,14 @@ function rankSumCounts(n: number, m: number): Float64Array {
   return c;
 }
 
-/** Exact one-sided p-value of U >= `u` when both groups come from one distribution (ties rounded up: conservative). */
+/** Exact one-sided p-value of U >= `u` when both groups come from one distribution; a half from ties is rounded down, which can only raise p. */
 export function rankTestPValue(n: number, m: number, u: number): number {
   const counts = rankSumCounts(n, m);
   let total = 0;
   let tail = 0;
   for (let k = 0; k < counts.length; k++) {
     total += counts[k]!;
-    if (k >= Math.ceil(u)) tail += counts[k]!;
+    if (k >= Math.floor(u)) tail += counts[k]!;
   }
   return tail / total;
 }

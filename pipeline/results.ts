@@ -5,7 +5,7 @@
  */
 import { Ajv, type ErrorObject, type Schema } from 'ajv';
 import { InputError } from '../converter/errors.js';
-import type { WeightTypeName } from '../converter/dtypes.js';
+import { WEIGHT_TYPE_NAMES, type WeightTypeName } from '../converter/dtypes.js';
 
 /**
  * One threshold check; `passed` is the verdict. `actual` and `limit` are in `unit`: most gates pass when
@@ -91,72 +91,49 @@ export type StepResults = QuantizeResults | PerplexityResults | BenchmarkResults
 const positive = { type: 'number', exclusiveMinimum: 0 };
 const nonNegative = { type: 'number', minimum: 0 };
 const count = { type: 'integer', minimum: 1 };
+const string = { type: 'string' };
+const boolean = { type: 'boolean' };
+const sha256 = { type: 'string', pattern: '^[0-9a-f]{64}$' };
+const weightType = { enum: WEIGHT_TYPE_NAMES };
 const tpsList = { type: 'array', minItems: 1, items: positive };
 
-const gateSchema = {
-  type: 'object',
-  required: ['name', 'passed', 'actual', 'limit', 'unit', 'detail'],
-  properties: {
-    name: { type: 'string' },
-    passed: { type: 'boolean' },
-    actual: { type: 'number' },
-    limit: { type: 'number' },
-    unit: { type: 'string' },
-    detail: { type: 'string' },
-    skipped: { type: 'boolean' },
-  },
-};
+// Unknown fields are allowed: a newer step may add some, and an older reader must still read the file.
+const object = (required: string[], properties: Record<string, Schema>): Schema => ({ type: 'object', required, properties });
+
 const gated = {
-  gates: { type: 'array', items: gateSchema },
-  passed: { type: 'boolean' },
+  gates: { type: 'array', items: object(['name', 'passed', 'actual', 'limit', 'unit', 'detail'], { name: string, passed: boolean, actual: { type: 'number' }, limit: { type: 'number' }, unit: string, detail: string, skipped: boolean }) },
+  passed: boolean,
 };
 
-// Unknown fields are allowed: a newer step may add some, and an older reader must still read the file.
 const SCHEMAS: Record<StepResults['kind'], Schema> = {
-  quantize: {
-    type: 'object',
-    required: ['kind', 'model', 'output', 'weights', 'errors', 'bytes', 'sha256'],
-    properties: {
-      model: { type: 'string' },
-      output: { type: 'string' },
-      weights: { enum: ['f32', 'f16', 'q40', 'q80'] },
-      inputWeights: { enum: ['f32', 'f16', 'q40', 'q80'] },
-      errors: {
-        type: 'array',
-        items: {
-          type: 'object',
-          required: ['kind', 'tensors', 'rmse', 'maxAbs'],
-          properties: { kind: { type: 'string' }, tensors: count, rmse: nonNegative, maxAbs: nonNegative },
-        },
-      },
-      bytes: count,
-      sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
-      seconds: nonNegative,
-    },
-  },
-  perplexity: {
-    type: 'object',
-    required: ['kind', 'model', 'text', 'tokens', 'perplexity', 'gates', 'passed'],
-    properties: {
-      model: { type: 'string' },
-      text: { type: 'string' },
-      tokens: { type: 'integer', minimum: 2 },
-      perplexity: { type: 'number', minimum: 1 },
-      kld: nonNegative,
-      maxKld: nonNegative,
-      top1Agreement: { type: 'number', minimum: 0, maximum: 1 },
-      referencePerplexity: { type: 'number', minimum: 1 },
-      reference: { type: 'string' },
-      textSha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
-      ctx: { type: 'integer', minimum: 2 },
-      ...gated,
-    },
-  },
-  benchmark: {
-    type: 'object',
-    required: ['kind', 'model', 'threads', 'promptTokens', 'genTokens', 'prefillTps', 'decodeTps', 'prefillTpsAll', 'decodeTpsAll', 'peakRssBytes', 'kernels', 'gates', 'passed'],
-    properties: {
-      model: { type: 'string' },
+  quantize: object(['kind', 'model', 'output', 'weights', 'errors', 'bytes', 'sha256'], {
+    model: string,
+    output: string,
+    weights: weightType,
+    inputWeights: weightType,
+    errors: { type: 'array', items: object(['kind', 'tensors', 'rmse', 'maxAbs'], { kind: string, tensors: count, rmse: nonNegative, maxAbs: nonNegative }) },
+    bytes: count,
+    sha256,
+    seconds: nonNegative,
+  }),
+  perplexity: object(['kind', 'model', 'text', 'tokens', 'perplexity', 'gates', 'passed'], {
+    model: string,
+    text: string,
+    tokens: { type: 'integer', minimum: 2 },
+    perplexity: { type: 'number', minimum: 1 },
+    kld: nonNegative,
+    maxKld: nonNegative,
+    top1Agreement: { type: 'number', minimum: 0, maximum: 1 },
+    referencePerplexity: { type: 'number', minimum: 1 },
+    reference: string,
+    textSha256: sha256,
+    ctx: { type: 'integer', minimum: 2 },
+    ...gated,
+  }),
+  benchmark: object(
+    ['kind', 'model', 'threads', 'promptTokens', 'genTokens', 'prefillTps', 'decodeTps', 'prefillTpsAll', 'decodeTpsAll', 'peakRssBytes', 'kernels', 'gates', 'passed'],
+    {
+      model: string,
       threads: count,
       promptTokens: count,
       genTokens: count,
@@ -165,13 +142,13 @@ const SCHEMAS: Record<StepResults['kind'], Schema> = {
       prefillTpsAll: tpsList,
       decodeTpsAll: tpsList,
       peakRssBytes: nonNegative,
-      kernels: { type: 'string' },
+      kernels: string,
       usdPerMillionTokens: nonNegative,
       costPerHour: nonNegative,
-      cpu: { type: 'string' },
+      cpu: string,
       ...gated,
     },
-  },
+  ),
 };
 
 const ajv = new Ajv({ allErrors: false });

@@ -81,6 +81,11 @@ describe('rankTestPValue', () => {
     for (let u = 0; u <= n * m; u++) expect(rankTestPValue(n, m, u)).toBeCloseTo(bruteForce(n, m, u), 12);
     expect(rankTestPValue(n, m, 0)).toBeCloseTo(1, 12);
   });
+
+  it('rounds a half from ties down, never lowering p', () => {
+    expect(rankTestPValue(3, 3, 8.5)).toBe(rankTestPValue(3, 3, 8));
+    expect(rankTestPValue(3, 3, 8.5)).toBeGreaterThan(rankTestPValue(3, 3, 9));
+  });
 });
 
 describe('usdPerMillionTokens', () => {
