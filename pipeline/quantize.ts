@@ -5,7 +5,8 @@
  * and the embedding stay f32 (model-layout.ts decides which, as for a conversion).
  */
 import { createHash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { SOURCE_DTYPE_BYTES, WeightType, encodedBytes, isBlockType, BLOCK_SIZE, weightTypeName, type WeightTypeName } from '../converter/dtypes.js';
 import { InputError } from '../converter/errors.js';
 import { encodeHeader } from '../converter/model-header.js';
@@ -15,6 +16,7 @@ import { readFully, writeFully } from '../converter/io.js';
 import { streamSettings, streamTensors, writeFileAtomically, type PlannedTensor, type TensorReader } from '../converter/convert.js';
 import type { ConvertibleDtype, TensorInfo } from '../converter/safetensors.js';
 import { native } from '../engine/native.js';
+import { tokenizerPathFor } from '../tokenizer/load.js';
 import type { QuantizationError, QuantizeResults } from './results.js';
 
 export interface QuantizeOptions {
@@ -113,6 +115,19 @@ class ErrorTally {
   }
 }
 
+/** Copies the .t beside the input to beside the output (as convert writes it), so the new model runs as it is. */
+async function copyTokenizer(input: string, output: string, signal: AbortSignal | undefined): Promise<string | undefined> {
+  const from = tokenizerPathFor(input);
+  const to = tokenizerPathFor(output);
+  if (!existsSync(from) || from === to) return undefined;
+  const bytes = await readFile(from);
+  await writeFileAtomically(to, signal, async (out) => {
+    await writeFully(out, bytes);
+    return bytes.length;
+  });
+  return to;
+}
+
 export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeResults> {
   const started = performance.now();
   const settings = streamSettings({ weights: o.weights, threads: o.threads, chunkBytes: o.chunkBytes, signal: o.signal });
@@ -149,6 +164,7 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeResults
   } finally {
     await handle.close();
   }
+  const tokenizer = await copyTokenizer(o.input, o.output, o.signal);
   return {
     kind: 'quantize',
     model: o.input,
@@ -158,6 +174,7 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeResults
     errors: tally.results(),
     bytes,
     sha256: hash.digest('hex'),
+    ...(tokenizer ? { tokenizer } : {}),
     seconds: (performance.now() - started) / 1000,
   };
 }

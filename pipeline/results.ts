@@ -41,6 +41,8 @@ export interface QuantizeResults {
   sha256: string;
   /** The input's weight type. */
   inputWeights?: WeightTypeName;
+  /** The tokenizer (.t) copied from beside the input to beside the output. */
+  tokenizer?: string;
   seconds?: number;
 }
 
@@ -111,6 +113,7 @@ const SCHEMAS: Record<StepResults['kind'], Schema> = {
     output: string,
     weights: weightType,
     inputWeights: weightType,
+    tokenizer: string,
     errors: { type: 'array', items: object(['kind', 'tensors', 'rmse', 'maxAbs'], { kind: string, tensors: count, rmse: nonNegative, maxAbs: nonNegative }) },
     bytes: count,
     sha256,

@@ -23,7 +23,8 @@ beforeAll(async () => {
   dir = await tempDir();
   const checkpoint = await fixture(dir, { arch: 'glm4moe' });
   for (const weights of ['f32', 'f16', 'q40', 'q80'] as const) {
-    await convert({ modelDir: checkpoint, outFile: m(`direct.${weights}.m`), weights, tokenizerFile: null });
+    // Only the f32 file gets its tokenizer beside it, for quantize to carry over.
+    await convert({ modelDir: checkpoint, outFile: m(`direct.${weights}.m`), weights, ...(weights === 'f32' ? {} : { tokenizerFile: null }) });
   }
 });
 afterAll(async () => removeDir(dir));
@@ -91,6 +92,11 @@ describe.each(['q40', 'q80'] as const)('f32 -> %s', (weights) => {
     expect(parseResults(JSON.stringify(results), 'results.json')).toEqual(results);
   });
 
+  it('carries the tokenizer over beside the new model', async () => {
+    expect(results.tokenizer).toBe(m(`re.${weights}.t`));
+    expect((await readFile(m(`re.${weights}.t`))).equals(await readFile(m('direct.f32.t')))).toBe(true);
+  });
+
   it('reports per-kind RMSE and max |error| as recomputed from decode()', async () => {
     const expected = await recomputedErrors(m('direct.f32.m'), m(`re.${weights}.m`));
     expect(expected.get('ffn_gate_exps')!.tensors).toBe(2 * 8); // 2 MoE layers of 8 experts in the tiny fixture
@@ -119,6 +125,7 @@ it('quantizes an f16 model against its f16 values', async () => {
 it('dequantizes q40 to f32 exactly', async () => {
   const r = await quantizeModel({ input: m('direct.q40.m'), output: m('deq.f32.m'), weights: 'f32' });
   expect(r.errors.length).toBe(14);
+  expect(r.tokenizer).toBeUndefined(); // none beside the input
   expect(r.errors.every((e) => e.rmse === 0 && e.maxAbs === 0)).toBe(true);
   const q = await readModelFile(m('direct.q40.m'));
   const f = await readModelFile(m('deq.f32.m'));
