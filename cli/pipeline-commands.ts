@@ -1,10 +1,9 @@
 /** The pipeline steps as commands: quantize, verify and benchmark. Thin: parse, call pipeline/, print; a failed gate exits 1. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFile } from 'node:fs/promises';
 import { WEIGHT_TYPE_NAMES, type WeightTypeName } from '../converter/dtypes.js';
 import { DEFAULT_MAX_REGRESSION, DEFAULT_REPEAT, runBenchmark } from '../pipeline/benchmark.js';
 import { quantizeModel } from '../pipeline/quantize.js';
-import { parseResultsOf, type Gate } from '../pipeline/results.js';
+import { readResultsFile, type Gate } from '../pipeline/results.js';
 import { DEFAULT_EVAL_TEXT, verifyPerplexity } from '../pipeline/verify.js';
 import { lazyProgress } from './progress.js';
 
@@ -93,7 +92,7 @@ export function registerPipelineCommands(program: Command): void {
     .option('--json', 'print the results JSON', false)
     .action(
       async (o: { model: string; promptTokens: number; genTokens: number; threads?: number; repeat: number; baseline?: string; maxRegression: number; costPerHour?: number; json: boolean }) => {
-        const baseline = o.baseline ? parseResultsOf(await readFile(o.baseline, 'utf8'), o.baseline, 'benchmark') : undefined;
+        const baseline = o.baseline ? await readResultsFile(o.baseline, 'benchmark') : undefined;
         const r = await runBenchmark({ ...o, baseline });
         const spread = (all: number[]) => `${Math.min(...all).toFixed(1)}-${Math.max(...all).toFixed(1)}`;
         report(r, o.json, [

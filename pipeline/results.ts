@@ -3,6 +3,7 @@
  * the base branch, is the baseline the next run is compared with, so it is validated whenever it is read:
  * a baseline from an older or hand-edited run fails with the file and field named, not with a NaN later.
  */
+import { readFile } from 'node:fs/promises';
 import { Ajv, type ErrorObject, type Schema } from 'ajv';
 import { InputError } from '../converter/errors.js';
 import { WEIGHT_TYPE_NAMES, type WeightTypeName } from '../converter/dtypes.js';
@@ -194,6 +195,14 @@ export function parseResultsOf<K extends StepResults['kind']>(json: string, file
   const results = parseResults(json, file);
   if (results.kind !== kind) throw new InputError(file, `field kind is "${results.kind}"; expected "${kind}" results here`);
   return results as Extract<StepResults, { kind: K }>;
+}
+
+/** Reads and parses a results file that must be of one kind (a baseline); errors name the file. */
+export async function readResultsFile<K extends StepResults['kind']>(file: string, kind: K): Promise<Extract<StepResults, { kind: K }>> {
+  const json = await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    throw new InputError(file, `cannot read the ${kind} results (${e.code ?? e.message})`);
+  });
+  return parseResultsOf(json, file, kind);
 }
 
 /** A measured gate: passes when `actual` <= `limit`. */

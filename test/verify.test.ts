@@ -107,6 +107,7 @@ describe('against a baseline results JSON', () => {
     const broken = join(dir, 'broken.json');
     await writeFile(broken, JSON.stringify({ ...JSON.parse(await readFile(baseline, 'utf8')), perplexity: 'high' }));
     await expect(verifyPerplexity({ model: q40, reference: broken, text, ctx })).rejects.toThrow(/broken\.json: field perplexity must be number/);
+    await expect(verifyPerplexity({ model: q40, reference: join(dir, 'none.json'), text, ctx })).rejects.toThrow(/none\.json: cannot read the perplexity results \(ENOENT\)/);
   });
 });
 
