@@ -12,6 +12,7 @@ import { formatReport, inspectModel } from '../converter/inspect.js';
 import { packageRoot } from '../engine/native.js';
 import { registerDemoCommand } from './demo-command.js';
 import { registerEngineCommands } from './engine-commands.js';
+import { registerPipelineCommands } from './pipeline-commands.js';
 import { registerServeCommand } from './serve-command.js';
 import { registerPublishCommand } from './publish-command.js';
 import { registerTokenizerCommands } from './tokenizer-commands.js';
@@ -128,6 +129,7 @@ program
 registerDemoCommand(program);
 registerTokenizerCommands(program);
 registerEngineCommands(program);
+registerPipelineCommands(program);
 registerServeCommand(program);
 registerPublishCommand(program, cancellation);
 

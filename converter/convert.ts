@@ -157,7 +157,12 @@ export interface StreamOptions {
   chunkBytes: number;
   onProgress?: (progress: ConvertProgress) => void;
   signal?: AbortSignal;
+  /** Sees every chunk's source and encoded bytes, in file order, before they are written (quality figures, checksums). */
+  onChunk?: (tensor: PlannedTensor, source: Buffer, encoded: Buffer) => void;
 }
+
+/** Where the streaming core reads source bytes: a checkpoint, or another file read the same way (quantize reads a .m). */
+export type TensorReader = Pick<Checkpoint, 'read'>;
 
 /** One planned tensor to stream, followed by `padAfter` zero bytes (GGUF aligns every tensor). */
 export interface StreamItem {
@@ -177,7 +182,7 @@ const MAX_PADDING = 4096;
  */
 export async function streamTensors(
   out: FileHandle,
-  checkpoint: Checkpoint,
+  checkpoint: TensorReader,
   items: readonly StreamItem[],
   offset: number,
   options: StreamOptions,
@@ -223,6 +228,7 @@ export async function streamTensors(
       if (nonFinite > 0) {
         throw new InputError(chunk.tensor.info.file, `tensor ${chunk.tensor.info.name} holds ${nonFinite} NaN or infinite values (rows ${chunk.firstRow}-${chunk.firstRow + chunk.rows - 1} of the slice for ${chunk.tensor.spec.name})`);
       }
+      options.onChunk?.(chunk.tensor, source, encoded);
       const lastOfTensor = chunk.firstRow + chunk.rows === chunk.tensor.rows;
       const padding = lastOfTensor ? (items[chunk.index]!.padAfter ?? 0) : 0;
       if (padding < 0 || padding > MAX_PADDING) throw new Error(`internal: padding of ${padding} bytes after ${chunk.tensor.spec.name}`);

@@ -1,0 +1,106 @@
+/** The pipeline steps as commands: quantize, verify and benchmark. Thin: parse, call pipeline/, print; a failed gate exits 1. */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { WEIGHT_TYPE_NAMES, type WeightTypeName } from '../converter/dtypes.js';
+import { DEFAULT_MAX_REGRESSION, DEFAULT_REPEAT, runBenchmark } from '../pipeline/benchmark.js';
+import { quantizeModel } from '../pipeline/quantize.js';
+import { readResultsFile, type Gate } from '../pipeline/results.js';
+import { DEFAULT_EVAL_TEXT, verifyPerplexity } from '../pipeline/verify.js';
+import { lazyProgress } from './progress.js';
+
+/** A commander parser for a number that `ok` accepts, or a usage error saying what was `expected`. */
+const numberArg =
+  (ok: (n: number) => boolean, expected: string) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (!ok(n)) throw new InvalidArgumentError(`expected ${expected}`);
+    return n;
+  };
+const count = numberArg((n) => Number.isSafeInteger(n) && n > 0, 'a positive integer');
+const limit = numberArg((n) => Number.isFinite(n) && n >= 0, 'a number >= 0');
+
+function formatGates(gates: readonly Gate[]): string[] {
+  return gates.map(
+    (g) => `  ${g.skipped ? 'SKIP' : g.passed ? 'PASS' : 'FAIL'}  ${g.name}: ${g.skipped ? '' : `${g.actual.toPrecision(4)} ${g.unit} (limit ${g.limit} ${g.unit}); `}${g.detail}`,
+  );
+}
+
+/** Prints the results as JSON or as text, and makes the process exit 1 when a gate failed. */
+function report(results: { passed: boolean; gates: Gate[] }, json: boolean, lines: string[]): void {
+  console.log(json ? JSON.stringify(results, null, 2) : [...lines, ...formatGates(results.gates), results.passed ? 'passed' : 'FAILED'].join('\n'));
+  if (!results.passed) process.exitCode = 1;
+}
+
+export function registerPipelineCommands(program: Command): void {
+  program
+    .command('quantize')
+    .description('re-encode a .m model (f32/f16 to q40/q80/f16, or to f32 to dequantize) and report the error per tensor kind')
+    .requiredOption('--model <file>', 'input .m model (f32 or f16; a q40/q80 model can only be dequantized to f32)')
+    .requiredOption('--out <file>', 'output .m file')
+    .addOption(new Option('--weights <type>', 'weight type of the matrices').choices(WEIGHT_TYPE_NAMES).makeOptionMandatory())
+    .option('--threads <n>', 'encoder threads (default: all cores)', count)
+    .option('--json', 'print the results JSON', false)
+    .action(async (o: { model: string; out: string; weights: WeightTypeName; threads?: number; json: boolean }) => {
+      const progress = lazyProgress('quantize');
+      const r = await progress.around(() =>
+        quantizeModel({ input: o.model, output: o.out, weights: o.weights, threads: o.threads, onProgress: (done, total) => progress.update(done, total, '') }),
+      );
+      if (o.json) {
+        console.log(JSON.stringify(r, null, 2));
+        return;
+      }
+      const width = Math.max(...r.errors.map((e) => e.kind.length));
+      console.log(
+        [
+          `quantized ${r.model} (${r.inputWeights}) -> ${r.output} (${r.weights}): ${r.bytes} bytes, sha256 ${r.sha256}`,
+          `  ${'kind'.padEnd(width)}  tensors  RMSE        max |error|`,
+          ...r.errors.map((e) => `  ${e.kind.padEnd(width)}  ${String(e.tensors).padStart(7)}  ${e.rmse.toExponential(3).padEnd(10)}  ${e.maxAbs.toExponential(3)}`),
+        ].join('\n'),
+      );
+    });
+
+  program
+    .command('verify')
+    .description('perplexity over an evaluation text, and quality gates against a reference model or a baseline results JSON')
+    .requiredOption('--model <file>', '.m model file')
+    .option('--tokenizer <file>', '.t or tokenizer.json (default: the .t beside the model)')
+    .option('--text <file>', 'UTF-8 evaluation text', DEFAULT_EVAL_TEXT)
+    .option('--reference <file>', 'reference .m model (KL divergence, top-1 agreement, perplexity) or a verify results .json (perplexity only)')
+    .option('--max-ppl-increase <pct>', 'fail when perplexity rises more than this many percent over the reference', limit)
+    .option('--max-kld <nats>', 'fail when the mean KL divergence from the reference model exceeds this', limit)
+    .option('--ctx <n>', 'tokens per chunk', count)
+    .option('--threads <n>', 'threads (default: all cores)', count)
+    .option('--json', 'print the results JSON', false)
+    .action(async (o: { model: string; tokenizer?: string; text: string; reference?: string; maxPplIncrease?: number; maxKld?: number; ctx?: number; threads?: number; json: boolean }) => {
+      const r = await verifyPerplexity(o);
+      const lines = [`perplexity ${r.perplexity.toFixed(4)} over ${r.tokens} tokens of ${r.text} (${r.ctx} per chunk)`];
+      if (r.referencePerplexity !== undefined) lines.push(`reference  ${r.referencePerplexity.toFixed(4)} (${r.reference})`);
+      if (r.kld !== undefined) lines.push(`KL divergence mean ${r.kld.toExponential(4)}, max ${r.maxKld!.toExponential(4)} nats; top-1 agreement ${(100 * r.top1Agreement!).toFixed(2)}%`);
+      report(r, o.json, lines);
+    });
+
+  program
+    .command('benchmark')
+    .description('prefill and decode speed over repeated runs, cost per million tokens, and a noise-aware regression gate against a baseline')
+    .requiredOption('--model <file>', '.m model file')
+    .option('--prompt-tokens <n>', 'prompt length', count, 512)
+    .option('--gen-tokens <n>', 'generated tokens', count, 128)
+    .option('--threads <n>', 'threads (default: all cores)', count)
+    .option('--repeat <k>', 'runs (at least 3 to compare with a baseline)', count, DEFAULT_REPEAT)
+    .option('--baseline <file>', 'benchmark results JSON of the base branch, from the same kind of machine')
+    .option('--max-regression <pct>', 'largest allowed slowdown of the median, in percent', limit, DEFAULT_MAX_REGRESSION)
+    .option('--cost-per-hour <usd>', "the machine's price in USD per hour, for the cost per million generated tokens", limit)
+    .option('--json', 'print the results JSON', false)
+    .action(
+      async (o: { model: string; promptTokens: number; genTokens: number; threads?: number; repeat: number; baseline?: string; maxRegression: number; costPerHour?: number; json: boolean }) => {
+        const baseline = o.baseline ? await readResultsFile(o.baseline, 'benchmark') : undefined;
+        const r = await runBenchmark({ ...o, baseline });
+        const spread = (all: number[]) => `${Math.min(...all).toFixed(1)}-${Math.max(...all).toFixed(1)}`;
+        report(r, o.json, [
+          `prefill ${r.promptTokens} tokens: ${r.prefillTps.toFixed(1)} tok/s (median of ${r.prefillTpsAll.length}, range ${spread(r.prefillTpsAll)})`,
+          `decode  ${r.genTokens} tokens: ${r.decodeTps.toFixed(1)} tok/s (range ${spread(r.decodeTpsAll)})`,
+          `threads ${r.threads}, kernels ${r.kernels}, ${r.cpu}, peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB`,
+          ...(r.usdPerMillionTokens !== undefined ? [`cost    $${r.usdPerMillionTokens.toFixed(4)} per million generated tokens at $${r.costPerHour}/hour`] : []),
+        ]);
+      },
+    );
+}
