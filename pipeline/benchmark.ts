@@ -26,6 +26,8 @@ export interface BenchmarkOptions {
   baseline?: BenchmarkResults;
   /** Largest allowed slowdown of the median, in percent (default 10). */
   maxRegression?: number;
+  /** glm-engine workers (host:port) to run the model across. */
+  workers?: readonly string[];
 }
 
 /** USD per million tokens produced at `tokensPerSecond` on a machine that costs `costPerHour` USD. */

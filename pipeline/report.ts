@@ -31,7 +31,7 @@ function metricsOf(kind: StepResults['kind']): Metric[] {
   switch (kind) {
     case 'perplexity':
       return [
-        { label: 'perplexity', gate: 'perplexity', value: (r) => (r.kind === 'perplexity' ? r.perplexity : undefined), format: fixed(4), better: 'lower' },
+        { label: 'perplexity', gate: 'perplexity-increase', value: (r) => (r.kind === 'perplexity' ? r.perplexity : undefined), format: fixed(4), better: 'lower' },
         { label: 'KL divergence (mean)', gate: 'kld', value: (r) => (r.kind === 'perplexity' ? r.kld : undefined), format: (v) => v.toExponential(3), better: 'lower' },
         { label: 'top-1 agreement', value: (r) => (r.kind === 'perplexity' ? r.top1Agreement : undefined), format: percent, better: 'higher' },
       ];
@@ -68,7 +68,7 @@ function change(current: number, base: number, better: Metric['better']): string
 
 function gateMark(gate: Gate | undefined): string {
   if (!gate) return '';
-  return `${gate.passed ? '✅' : '❌'} ${cell(gate.detail)}`;
+  return `${gate.skipped ? '➖ skipped:' : gate.passed ? '✅' : '❌'} ${cell(gate.detail)}`;
 }
 
 /** The model a result is about: the model file's name (which carries the quantization). */
@@ -91,6 +91,9 @@ export interface RenderOptions {
 export function renderReport(rows: readonly ReportRow[], options: RenderOptions): string {
   const gates = allGates(rows);
   const failed = gates.filter((g) => !g.passed);
+  const skipped = gates.filter((g) => g.skipped).length;
+  const judged = gates.length - skipped;
+  const skippedNote = skipped ? ` (${skipped} not judged: see the marks below)` : '';
   const lines: string[] = [];
   if (options.marker) lines.push(options.marker);
   lines.push(`### ${failed.length ? '❌' : '✅'} glm-dllama: ${cell(options.title)}`, '');
@@ -98,8 +101,8 @@ export function renderReport(rows: readonly ReportRow[], options: RenderOptions)
     gates.length === 0
       ? 'No gates were set in this run.'
       : failed.length === 0
-        ? `All ${gates.length} gates passed.`
-        : `${failed.length} of ${gates.length} gates failed: ${failed.map((g) => cell(g.name)).join(', ')}.`,
+        ? `All ${judged} gates passed${skippedNote}.`
+        : `${failed.length} of ${judged} gates failed: ${failed.map((g) => cell(g.name)).join(', ')}${skippedNote}.`,
     '',
   );
   if (rows.length === 0) {

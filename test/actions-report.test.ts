@@ -16,7 +16,7 @@ const bench = (decode: number, gates: BenchmarkResults['gates'] = []): Benchmark
 const ppl = (passed: boolean): PerplexityResults => ({
   kind: 'perplexity', model: '/models/glm.q40.m', text: 'eval.txt', tokens: 400, perplexity: 12.5, kld: 0.012, top1Agreement: 0.93,
   referencePerplexity: 12.1, reference: 'glm.f32.m', passed,
-  gates: [{ name: 'perplexity', passed, actual: 3.3, limit: passed ? 5 : 2, unit: '%', detail: passed ? 'perplexity +3.31% <= 5%' : 'perplexity +3.31% > 2%' }],
+  gates: [{ name: 'perplexity-increase', passed, actual: 3.3, limit: passed ? 5 : 2, unit: '%', detail: passed ? 'perplexity +3.31% <= 5%' : 'perplexity +3.31% > 2%' }],
 });
 
 describe('run report', () => {
@@ -25,7 +25,7 @@ describe('run report', () => {
     expect(text.split('\n')[0]).toBe('<!-- glm-dllama-report: model gate -->');
     expect(text).toContain('| glm.q40.m | decode tok/s | 50.0 | 40.0 | +25.00% (better) |');
     expect(text).toContain('| glm.q40.m | perplexity | 12.5000 | – |  | ❌ perplexity +3.31% &gt; 2% |');
-    expect(text).toContain('1 of 1 gates failed: perplexity.');
+    expect(text).toContain('1 of 1 gates failed: perplexity-increase.');
     expect(text).toContain('Base results: cache x.');
   });
 
@@ -69,7 +69,7 @@ describe('report action', () => {
     await saveReportRow(results, { current: ppl(false) });
     const second = await runAction('report', inputs, { githubUrl: github.url, event: pullRequestEvent(7) });
     expect(second.code).toBe(1);
-    expect(second.stdout).toContain('::error::gate perplexity failed: perplexity +3.31%25 > 2%25'); // % escaped as the runner expects
+    expect(second.stdout).toContain('::error::gate perplexity-increase failed: perplexity +3.31%25 > 2%25'); // % escaped as the runner expects
     expect(github.comments.map((c) => c.id).sort()).toEqual([1, 1000]);
     expect(github.comments.find((c) => c.id === 1000)?.body).toContain('1 of 1 gates failed');
     expect(github.comments.find((c) => c.id === 1)?.body).toBe('looks good');
