@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { convertModel } from '../pipeline/convert-model.js';
 import { HubError, IntegrityError, downloadModel, parseModelSource, sha256File, type DownloadOptions } from '../pipeline/hub.js';
 import { InputError } from '../converter/errors.js';
-import { cli, fixture, removeDir, tempDir } from './helpers.js';
+import { execFile } from 'node:child_process';
+import { fixture, removeDir, tempDir } from './helpers.js';
 import { startHubServer, type HubServer } from './hub-server.js';
 
 const REPO = 'fixture-org/GLM-Tiny';
@@ -182,5 +183,53 @@ describe('hub download (local hub server)', () => {
     }
     expect(hub.transfers()).toEqual([]);
     expect(existsSync(cacheDir)).toBe(false);
+  });
+});
+
+/** The built CLI, run without blocking this process (it talks to the hub server running here). */
+function cli(env: Record<string, string | undefined>, ...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(process.cwd(), 'dist', 'cli', 'glm-dllama.js'), ...args], { env: { ...process.env, CI: 'true', ...env } }, (error, stdout, stderr) => {
+      resolve({ status: error ? Number(error.code ?? -1) : 0, stdout, stderr });
+    });
+  });
+}
+
+describe('glm-dllama download / convert --model hf:', () => {
+  let work: string;
+  let hub: HubServer;
+
+  beforeAll(async () => {
+    work = await tempDir();
+    hub = await startHubServer({ repo: REPO, dir: await fixture(work, { arch: 'glm4', size: 'tiny' }), token: TOKEN });
+  });
+  afterAll(async () => {
+    await hub.close();
+    await removeDir(work);
+  });
+
+  it('downloads with the token from HF_TOKEN, then converts from the cache without downloading again', async () => {
+    const cacheDir = join(work, 'cache');
+    const denied = await cli({ HF_TOKEN: undefined }, 'download', `hf:${REPO}`, '--cache-dir', cacheDir, '--hub-url', hub.url);
+    expect(denied.status).toBe(1);
+    expect(denied.stderr).toMatch(/^glm-dllama: error: fixture-org\/GLM-Tiny@main: resolving the revision failed: no such repository, or it is private or gated and needs a token \(set HF_TOKEN/);
+
+    const ok = await cli({ HF_TOKEN: TOKEN }, 'download', `hf:${REPO}@main`, '--cache-dir', cacheDir, '--hub-url', hub.url);
+    expect(ok.stderr).not.toContain('error');
+    expect(ok.status).toBe(0);
+    const dir = join(cacheDir, 'fixture-org--GLM-Tiny', hub.commit);
+    expect(ok.stdout).toContain(`hf:${REPO}@main (commit ${hub.commit}) -> ${dir}`);
+    const shard = [...hub.files.values()].find((f) => f.lfsOid)!;
+    expect(ok.stdout).toContain(`  ${shard.lfsOid}  ${shard.path} (${shard.content.length} bytes)`);
+
+    hub.requests.length = 0;
+    const out = join(work, 'm.q80.m');
+    const converted = await cli({ HF_TOKEN: TOKEN }, 'convert', '--model', `hf:${REPO}`, '--cache-dir', cacheDir, '--hub-url', hub.url, '--out', out, '--weights', 'q80', '--threads', '1');
+    expect(converted.stderr).not.toContain('error');
+    expect(converted.status).toBe(0);
+    expect(converted.stdout).toContain(`checkpoint hf:${REPO} -> ${out}`);
+    expect(hub.transfers()).toEqual([]);
+    const direct = await convertModel({ model: dir, weights: 'q80', outDir: join(work, 'direct'), threads: 1 });
+    expect((await sha256File(out)).sha256).toBe(direct.sha256);
   });
 });
