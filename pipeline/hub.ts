@@ -9,7 +9,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, rename, stat, statfs, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
@@ -70,6 +70,8 @@ export interface DownloadOptions {
   log?: (line: string) => void;
   /** Times a broken transfer is resumed within this call before giving up (default 3). */
   retries?: number;
+  /** Files transferred at once (default 4). */
+  concurrency?: number;
 }
 
 export interface DownloadedFile {
@@ -134,6 +136,8 @@ interface Context {
   hubUrl: string;
   accessToken: string | undefined;
   fetch: typeof fetch;
+  /** X-Error-Code of failed answers, by response URL. */
+  errorCodes: Map<string, string>;
   signal: AbortSignal | undefined;
   log: (line: string) => void;
 }
@@ -143,36 +147,49 @@ function where(ctx: Context, commit?: string): string {
   return `${ctx.repo}@${ctx.revision}${commit && commit !== ctx.revision ? ` (commit ${commit})` : ''}`;
 }
 
+/** What a failed hub answer means, from its X-Error-Code (the library keeps only the status) or else its status. */
+function hint(ctx: Context, status: number, code: string | undefined): string {
+  const tokenHelp = ctx.accessToken ? 'this token cannot see it' : 'it needs a token (set HF_TOKEN / hf-token)';
+  switch (code) {
+    case 'GatedRepo':
+      return `the repository is gated and ${ctx.accessToken ? 'this token has not been granted access' : 'needs a token with access (set HF_TOKEN / hf-token)'}: accept its terms at ${ctx.hubUrl}/${ctx.repo}`;
+    case 'RepoNotFound':
+      return `no such repository, or it is private or gated and ${tokenHelp}`;
+    case 'RevisionNotFound':
+      return 'no such revision (branch, tag or commit)';
+    case 'EntryNotFound':
+      return 'no such file at this revision';
+  }
+  if (status === 401) return ctx.accessToken ? 'the hub rejected the token: it is wrong or expired (check HF_TOKEN / hf-token)' : `the repository is private or gated and ${tokenHelp}`;
+  if (status === 403) return 'access denied: the token lacks read permission, or the repository is gated and the token has not been granted access';
+  if (status === 404) return 'no such repository, revision or file';
+  return `the hub answered ${status}`;
+}
+
 /** Turns the library's errors into messages that say what to do. */
 function explain(ctx: Context, e: unknown, what: string, commit?: string, file?: string): Error {
   if (e instanceof HubError || e instanceof CancelledError) return e;
   if (ctx.signal?.aborted) return new CancelledError('download');
   const at = `${where(ctx, commit)}${file ? `: ${file}` : ''}`;
   if (e instanceof HubApiError) {
-    const hint =
-      e.statusCode === 401
-        ? ctx.accessToken
-          ? 'the hub rejected the token: it is wrong or expired (check HF_TOKEN / hf-token)'
-          : 'no such repository, or it is private or gated and needs a token (set HF_TOKEN / hf-token)'
-        : e.statusCode === 403
-          ? `access denied: the repository is gated and this token has not been granted access (accept its terms at ${ctx.hubUrl}/${ctx.repo}), or the token lacks read permission`
-          : e.statusCode === 404
-            ? 'no such repository, revision or file'
-            : `the hub answered ${e.statusCode}`;
-    return new HubError(`${at}: ${what} failed: ${hint} [${e.message}]`, ctx.repo, ctx.revision, e.statusCode, file);
+    const explanation = hint(ctx, e.statusCode, ctx.errorCodes.get(e.url));
+    return new HubError(`${at}: ${what} failed: ${explanation} [${e.message}]`, ctx.repo, ctx.revision, e.statusCode, file);
   }
   const cause = e instanceof Error ? `${e.message}${e.cause instanceof Error ? ` (${e.cause.message})` : ''}` : String(e);
   return new HubError(`${at}: ${what} failed: ${cause}`, ctx.repo, ctx.revision, undefined, file);
 }
 
 /**
- * The fetch the library uses: adds the caller's AbortSignal (the library takes none), and refuses a
+ * The fetch the library uses: adds the caller's AbortSignal (the library takes none), keeps the hub's
+ * X-Error-Code of failed answers by URL (HubApiError carries the URL but no headers), and refuses a
  * ranged response that does not start where the request asked, so a server that ignores Range cannot
  * make us append a whole file to a partial one.
  */
-function hubFetch(signal: AbortSignal | undefined): typeof fetch {
+function hubFetch(signal: AbortSignal | undefined, errorCodes: Map<string, string>): typeof fetch {
   return async (input, init) => {
     const response = await fetch(input, { ...init, ...(signal ? { signal } : {}) });
+    const code = response.headers.get('x-error-code');
+    if (!response.ok && code) errorCodes.set(response.url, code);
     const range = new Headers(init?.headers).get('range');
     const start = range ? /^bytes=(\d+)-/.exec(range)?.[1] : undefined;
     if (start !== undefined && start !== '0' && response.ok) {
@@ -354,6 +371,21 @@ async function verifyCached(job: FileJob): Promise<string | undefined> {
   return undefined;
 }
 
+/** Fails before the first byte when the cache's file system cannot hold what is still missing. */
+async function checkFreeSpace(ctx: Context, dir: string, jobs: readonly { expected: Expected; target: string }[]): Promise<void> {
+  let needed = 0;
+  for (const j of jobs) {
+    const complete = await sizeOf(j.target);
+    if (complete === j.expected.size) continue;
+    needed += j.expected.size - ((await sizeOf(`${j.target}.incomplete`)) ?? 0);
+  }
+  const fs = await statfs(dir);
+  const free = fs.bavail * fs.bsize;
+  if (needed > free) {
+    throw new HubError(`${where(ctx)}: ${dir} needs ${(needed / 2 ** 20).toFixed(1)} MiB more but its file system has ${(free / 2 ** 20).toFixed(1)} MiB free`, ctx.repo, ctx.revision);
+  }
+}
+
 function resolveHubUrl(value: string | undefined): string {
   const text = value ?? process.env.HF_ENDPOINT ?? DEFAULT_HUB_URL;
   let url: URL;
@@ -371,12 +403,14 @@ export async function downloadModel(options: DownloadOptions): Promise<DownloadR
   const { repo, revision } = options.source;
   const token = options.token || undefined;
   if (token !== undefined && !token.startsWith('hf_')) throw new InputError('hf-token', "a Hugging Face token starts with 'hf_'");
+  const errorCodes = new Map<string, string>();
   const ctx: Context = {
     repo,
     revision,
     hubUrl: resolveHubUrl(options.hubUrl),
     accessToken: token,
-    fetch: hubFetch(options.signal),
+    fetch: hubFetch(options.signal, errorCodes),
+    errorCodes,
     signal: options.signal,
     log: options.log ?? (() => undefined),
   };
@@ -405,26 +439,54 @@ export async function downloadModel(options: DownloadOptions): Promise<DownloadR
     checkRelativePath(ctx, entry.path);
     return { entry, expected: expectedOf(entry), target: join(dir, entry.path) };
   });
+  await mkdir(dir, { recursive: true });
+  await checkFreeSpace(ctx, dir, jobs);
+
   const total = jobs.reduce((n, j) => n + j.expected.size, 0);
-  let finished = 0;
+  const present = new Map<string, number>();
+  let done = 0;
+  const report = (path: string, bytes: number) => {
+    done += bytes - (present.get(path) ?? 0);
+    present.set(path, bytes);
+    options.onProgress?.(done, total, path);
+  };
+  // A failed file stops the others (they keep their .incomplete for the next run).
+  const stop = new AbortController();
+  const jobSignal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  const jobCtx: Context = { ...ctx, signal: jobSignal, fetch: hubFetch(jobSignal, errorCodes) };
   let downloadedBytes = 0;
   const files: DownloadedFile[] = [];
-  for (const j of jobs) {
-    if (options.signal?.aborted) throw new CancelledError('download');
-    const job: FileJob = { ...j, progress: (bytes) => options.onProgress?.(finished + bytes, total, j.entry.path) };
-    await mkdir(dirname(job.target), { recursive: true });
-    let sha256 = await verifyCached(job);
-    if (sha256) {
-      ctx.log(`${j.entry.path}: cached`);
-    } else {
-      const fetched = await fetchFile(ctx, commit, job, options.retries ?? 3);
-      sha256 = fetched.sha256;
-      downloadedBytes += fetched.transferred;
-      ctx.log(`${j.entry.path}: ${j.expected.size} bytes, sha256 ${sha256}`);
+  let next = 0;
+  const worker = async () => {
+    while (next < jobs.length && !jobSignal.aborted) {
+      const index = next++;
+      const j = jobs[index]!;
+      const job: FileJob = { ...j, progress: (bytes) => report(j.entry.path, bytes) };
+      await mkdir(dirname(job.target), { recursive: true });
+      let sha256 = await verifyCached(job);
+      if (sha256) {
+        ctx.log(`${j.entry.path}: cached`);
+      } else {
+        const fetched = await fetchFile(jobCtx, commit, job, options.retries ?? 3);
+        sha256 = fetched.sha256;
+        downloadedBytes += fetched.transferred;
+        ctx.log(`${j.entry.path}: ${j.expected.size} bytes, sha256 ${sha256}`);
+      }
+      report(j.entry.path, j.expected.size);
+      files[index] = { path: j.entry.path, size: j.expected.size, sha256 };
     }
-    finished += j.expected.size;
-    options.onProgress?.(finished, total, j.entry.path);
-    files.push({ path: j.entry.path, size: j.expected.size, sha256 });
-  }
+  };
+  const workers = Array.from({ length: Math.max(1, Math.min(options.concurrency ?? 4, jobs.length)) }, () =>
+    worker().catch((e: unknown) => {
+      stop.abort();
+      throw e;
+    }),
+  );
+  // Every worker has settled (no write still in flight) before the call returns or throws.
+  const settled = await Promise.allSettled(workers);
+  if (options.signal?.aborted) throw new CancelledError('download');
+  const failures = settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  const failure = failures.find((e) => !(e instanceof CancelledError)) ?? failures[0];
+  if (failure !== undefined) throw failure;
   return { dir, commit, files, downloadedBytes };
 }

@@ -151,6 +151,8 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
       if (!file) return json(res, 404, { error: 'no such object' });
       return serveContent(req, res, file, { ETag: `"${file.lfsOid}"` });
     }
+    // As the hub: no token reads as a repository that may not exist; a bad one is refused outright.
+    if (!authorized && !authorization) return json(res, 401, { error: 'Repository not found' }, { 'X-Error-Code': 'RepoNotFound' });
     if (!authorized) return json(res, 401, { error: 'Invalid credentials in Authorization header' });
 
     const prefix = `/${options.repo}/`;
@@ -172,7 +174,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
       const page = all.slice(cursor, cursor + pageSize).map((f) => ({
         type: 'file',
         oid: f.oid,
-        size: f.lfsOid ? 134 : f.content.length,
+        size: f.content.length,
         path: f.path,
         ...(f.lfsOid ? { lfs: { oid: f.lfsOid, size: f.content.length, pointerSize: 134 } } : {}),
       }));
