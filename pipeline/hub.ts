@@ -12,6 +12,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, stat, statfs, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { HubApiError, downloadFile, listFiles, modelInfo, type ListFileEntry } from '@huggingface/hub';
 import { CancelledError, InputError } from '../converter/errors.js';
@@ -127,15 +128,11 @@ export class IntegrityError extends HubError {
   }
 }
 
-/** The server answered a resumed (ranged) request with something other than that range. */
-class RangeIgnoredError extends Error {}
-
 interface Context {
   repo: string;
   revision: string;
   hubUrl: string;
   accessToken: string | undefined;
-  fetch: typeof fetch;
   /** X-Error-Code of failed answers, by response URL. */
   errorCodes: Map<string, string>;
   signal: AbortSignal | undefined;
@@ -183,9 +180,10 @@ function explain(ctx: Context, e: unknown, what: string, commit?: string, file?:
  * The fetch the library uses: adds the caller's AbortSignal (the library takes none), keeps the hub's
  * X-Error-Code of failed answers by URL (HubApiError carries the URL but no headers), and refuses a
  * ranged response that does not start where the request asked, so a server that ignores Range cannot
- * make us append a whole file to a partial one.
+ * make us append a whole file to a partial one. The refusal is also reported to `onRangeIgnored`: the
+ * library's Blob stream passes on only an error's message.
  */
-function hubFetch(signal: AbortSignal | undefined, errorCodes: Map<string, string>): typeof fetch {
+function hubFetch(signal: AbortSignal | undefined, errorCodes: Map<string, string>, onRangeIgnored?: (why: string) => void): typeof fetch {
   return async (input, init) => {
     const response = await fetch(input, { ...init, ...(signal ? { signal } : {}) });
     const code = response.headers.get('x-error-code');
@@ -196,7 +194,9 @@ function hubFetch(signal: AbortSignal | undefined, errorCodes: Map<string, strin
       const served = /^bytes (\d+)-/.exec(response.headers.get('content-range') ?? '')?.[1];
       if (response.status !== 206 || served !== start) {
         await response.body?.cancel();
-        throw new RangeIgnoredError(`asked for bytes from ${start}, got ${response.status} ${response.headers.get('content-range') ?? 'without Content-Range'}`);
+        const why = `asked for bytes from ${start}, got ${response.status} ${response.headers.get('content-range') ?? 'without Content-Range'}`;
+        onRangeIgnored?.(why);
+        throw new Error(why);
       }
     }
     return response;
@@ -277,14 +277,9 @@ function checkRelativePath(ctx: Context, path: string): void {
 
 const RETRY_BASE_MS = 500;
 
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve();
-    }, { once: true });
-  });
+/** Waits `ms`, or less if the signal fires (the caller then sees it aborted). */
+async function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  await delay(ms, undefined, signal ? { signal } : {}).catch(() => undefined);
 }
 
 interface FileJob {
@@ -303,6 +298,10 @@ async function fetchFile(ctx: Context, commit: string, job: FileJob, retries: nu
   const { entry, expected, target } = job;
   const partial = `${target}.incomplete`;
   let transferred = 0;
+  let rangeIgnored: string | undefined;
+  const fetchFn = hubFetch(ctx.signal, ctx.errorCodes, (why) => {
+    rangeIgnored = why;
+  });
   for (let attempt = 0; ; attempt++) {
     let have = (await sizeOf(partial)) ?? 0;
     if (have > expected.size) {
@@ -316,9 +315,8 @@ async function fetchFile(ctx: Context, commit: string, job: FileJob, retries: nu
       if (have < expected.size) {
         if (have > 0) ctx.log(`${entry.path}: resuming at byte ${have} of ${expected.size}`);
         // The library's Blob fetches lazily; slice() makes it ask for the missing range only.
-        const blob = await downloadFile({ repo: ctx.repo, path: entry.path, revision: commit, hubUrl: ctx.hubUrl, accessToken: ctx.accessToken, fetch: ctx.fetch, xet: false }).catch((e: unknown) => {
-          throw explain(ctx, e, 'download', commit, entry.path);
-        });
+        // xet: false, so that large files come over plain HTTP from the resolve URL, which honours Range.
+        const blob = await downloadFile({ repo: ctx.repo, path: entry.path, revision: commit, hubUrl: ctx.hubUrl, accessToken: ctx.accessToken, fetch: fetchFn, xet: false });
         if (!blob) throw new HubError(`${where(ctx, commit)}: ${entry.path} is in the tree but the hub has no such file`, ctx.repo, ctx.revision, 404, entry.path);
         const out = await open(partial, 'a');
         try {
@@ -339,10 +337,12 @@ async function fetchFile(ctx: Context, commit: string, job: FileJob, retries: nu
       }
     } catch (e) {
       if (ctx.signal?.aborted) throw new CancelledError('download');
-      if (e instanceof HubError) throw e;
-      if (e instanceof RangeIgnoredError) {
-        ctx.log(`${entry.path}: the server cannot resume (${e.message}); starting over`);
+      // A refusal (bad token, no such file) will not change on retry; a server error or a broken connection may.
+      if (e instanceof HubError || (e instanceof HubApiError && e.statusCode < 500 && e.statusCode !== 429)) throw explain(ctx, e, 'download', commit, entry.path);
+      if (rangeIgnored) {
+        ctx.log(`${entry.path}: the server cannot resume (${rangeIgnored}); starting over`);
         await unlink(partial).catch(() => undefined);
+        rangeIgnored = undefined;
       }
       if (attempt >= retries) throw explain(ctx, e, `download (after ${attempt + 1} tries)`, commit, entry.path);
       ctx.log(`${entry.path}: transfer broke at byte ${(await sizeOf(partial)) ?? 0} (${e instanceof Error ? e.message : String(e)}); retrying`);
@@ -359,7 +359,7 @@ async function fetchFile(ctx: Context, commit: string, job: FileJob, retries: nu
   }
 }
 
-/** Hashes a file already in the cache; true when it matches the tree (else it is deleted). */
+/** Hashes a file already in the cache: its sha256 when it matches the tree, else undefined (and it is deleted). */
 async function verifyCached(job: FileJob): Promise<string | undefined> {
   const size = await sizeOf(job.target);
   if (size === undefined) return undefined;
@@ -409,12 +409,11 @@ export async function downloadModel(options: DownloadOptions): Promise<DownloadR
     revision,
     hubUrl: resolveHubUrl(options.hubUrl),
     accessToken: token,
-    fetch: hubFetch(options.signal, errorCodes),
     errorCodes,
     signal: options.signal,
     log: options.log ?? (() => undefined),
   };
-  const api = { hubUrl: ctx.hubUrl, accessToken: ctx.accessToken, fetch: ctx.fetch };
+  const api = { hubUrl: ctx.hubUrl, accessToken: ctx.accessToken, fetch: hubFetch(options.signal, errorCodes) };
   const include = options.include ?? isModelFile;
 
   const info = await modelInfo({ name: repo, revision, additionalFields: ['sha'], ...api }).catch((e: unknown) => {
@@ -453,7 +452,7 @@ export async function downloadModel(options: DownloadOptions): Promise<DownloadR
   // A failed file stops the others (they keep their .incomplete for the next run).
   const stop = new AbortController();
   const jobSignal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
-  const jobCtx: Context = { ...ctx, signal: jobSignal, fetch: hubFetch(jobSignal, errorCodes) };
+  const jobCtx: Context = { ...ctx, signal: jobSignal };
   let downloadedBytes = 0;
   const files: DownloadedFile[] = [];
   let next = 0;

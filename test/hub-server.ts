@@ -52,6 +52,8 @@ export interface HubServer {
   dropAfter: Map<string, number>;
   /** Paths served with one byte flipped. */
   corrupt: Set<string>;
+  /** Answer ranged requests that do not start at 0 with the whole file (200), as some proxies do. */
+  ignoreRange: boolean;
   /** Requests for file contents (resolve or CDN), not counting 1-byte probes. */
   transfers(): LoggedRequest[];
   close(): Promise<void>;
@@ -91,6 +93,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     gated: false,
     dropAfter: new Map(),
     corrupt: new Set(),
+    ignoreRange: false,
     transfers: () => state.requests.filter((r) => (r.path.includes('/resolve/') || r.path.startsWith('/cdn/')) && r.range !== 'bytes=0-0'),
     close: () => new Promise((resolve, reject) => server.close((e) => (e ? reject(e) : resolve()))),
   };
@@ -107,7 +110,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     let start = 0;
     let end = size - 1;
     let status = 200;
-    const range = req.headers.range;
+    const range = state.ignoreRange && !req.headers.range?.startsWith('bytes=0-') ? undefined : req.headers.range;
     if (range) {
       const m = /^bytes=(\d+)-(\d*)$/.exec(range);
       if (!m || Number(m[1]) >= size) {

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { convertModel } from '../pipeline/convert-model.js';
 import { HubError, IntegrityError, downloadModel, parseModelSource, sha256File, type DownloadOptions } from '../pipeline/hub.js';
@@ -147,6 +147,42 @@ describe('hub download (local hub server)', () => {
     expect(hub.transfers().filter((r) => r.path.startsWith('/cdn/') && r.range?.startsWith('bytes=3000-'))).toHaveLength(1);
     expect(logs).toContain(`${SHARD}: resuming at byte 3000 of ${hub.files.get(SHARD)!.content.length}`);
     expect(Buffer.compare(await readFile(join(result.dir, SHARD)), hub.files.get(SHARD)!.content)).toBe(0);
+  });
+
+  it('starts a file over when the server answers a resumed request with the whole file', async () => {
+    const cacheDir = join(work, 'cache-no-range');
+    hub.dropAfter.set(SHARD, 4000);
+    await expect(downloadModel(options(cacheDir, { retries: 0 }))).rejects.toThrow(HubError);
+    hub.ignoreRange = true;
+    hub.requests.length = 0;
+    try {
+      const result = await downloadModel(options(cacheDir));
+      const size = hub.files.get(SHARD)!.content.length;
+      expect(hub.transfers().filter((r) => r.path.startsWith('/cdn/') && r.path.endsWith(hub.files.get(SHARD)!.lfsOid!)).map((r) => r.range)).toEqual([`bytes=4000-${size - 1}`, undefined]);
+      expect(logs.some((l) => l.startsWith(`${SHARD}: the server cannot resume (asked for bytes from 4000, got 200`) && l.endsWith('starting over'))).toBe(true);
+      expect(Buffer.compare(await readFile(join(result.dir, SHARD)), hub.files.get(SHARD)!.content)).toBe(0);
+    } finally {
+      hub.ignoreRange = false;
+    }
+  });
+
+  it('downloads again a cached file that no longer matches, and stops cleanly when cancelled', async () => {
+    const cacheDir = join(work, 'cache-damaged');
+    const controller = new AbortController();
+    const cancelled = downloadModel(options(cacheDir, { signal: controller.signal, onProgress: (done) => done > 0 && controller.abort() }));
+    await expect(cancelled).rejects.toThrow('download cancelled');
+    const first = await downloadModel(options(cacheDir));
+    const cached = join(first.dir, SHARD);
+    const bytes = await readFile(cached);
+    bytes[100] = bytes[100]! ^ 1;
+    await writeFile(cached, bytes);
+    hub.requests.length = 0;
+    logs = [];
+    const second = await downloadModel(options(cacheDir));
+    expect(hub.transfers().map((r) => r.path)).toEqual([`/cdn/${hub.files.get(SHARD)!.lfsOid}`]);
+    expect(second.downloadedBytes).toBe(bytes.length);
+    expect(logs.filter((l) => l.endsWith(': cached'))).toHaveLength(second.files.length - 1);
+    expect(Buffer.compare(await readFile(cached), hub.files.get(SHARD)!.content)).toBe(0);
   });
 
   it('deletes a corrupted LFS file and names repo, revision and file', async () => {
