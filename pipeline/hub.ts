@@ -360,13 +360,14 @@ async function fetchFile(ctx: Context, commit: string, job: FileJob, retries: nu
 }
 
 /** Hashes a file already in the cache: its sha256 when it matches the tree, else undefined (and it is deleted). */
-async function verifyCached(job: FileJob): Promise<string | undefined> {
+async function verifyCached(ctx: Context, job: FileJob): Promise<string | undefined> {
   const size = await sizeOf(job.target);
   if (size === undefined) return undefined;
   const digest = new Digest(job.expected);
   await hashPrefix(job.target, size, digest);
   const { sha256, mismatch } = digest.finish(size);
   if (!mismatch) return sha256;
+  ctx.log(`${job.entry.path}: the cached copy ${mismatch}; downloading it again`);
   await unlink(job.target);
   return undefined;
 }
@@ -462,7 +463,7 @@ export async function downloadModel(options: DownloadOptions): Promise<DownloadR
       const j = jobs[index]!;
       const job: FileJob = { ...j, progress: (bytes) => report(j.entry.path, bytes) };
       await mkdir(dirname(job.target), { recursive: true });
-      let sha256 = await verifyCached(job);
+      let sha256 = await verifyCached(ctx, job);
       if (sha256) {
         ctx.log(`${j.entry.path}: cached`);
       } else {

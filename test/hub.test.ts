@@ -36,6 +36,14 @@ describe('parseModelSource', () => {
   });
 });
 
+describe('convertModel inputs', () => {
+  it('names the field of a bad model or weight type', async () => {
+    await expect(convertModel({ model: '/no/such/checkpoint', weights: 'q40', outDir: '/tmp/unused' })).rejects.toThrow('model: /no/such/checkpoint is not a checkpoint directory');
+    await expect(convertModel({ model: 'hf:owner', weights: 'q40', outDir: '/tmp/unused' })).rejects.toThrow('model: "hf:owner" is not a hub model');
+    await expect(convertModel({ model: '.', weights: 'q5' as 'q40', outDir: '/tmp/unused' })).rejects.toThrow('weights: "q5" is not a weight type; expected one of f32, f16, q40, q80');
+  });
+});
+
 describe('hub download (local hub server)', () => {
   let work: string;
   let checkpoint: string;
@@ -182,6 +190,7 @@ describe('hub download (local hub server)', () => {
     expect(hub.transfers().map((r) => r.path)).toEqual([`/cdn/${hub.files.get(SHARD)!.lfsOid}`]);
     expect(second.downloadedBytes).toBe(bytes.length);
     expect(logs.filter((l) => l.endsWith(': cached'))).toHaveLength(second.files.length - 1);
+    expect(logs).toContainEqual(expect.stringMatching(new RegExp(`^${SHARD}: the cached copy sha256 [0-9a-f]{64} does not match the hub's LFS oid [0-9a-f]{64}; downloading it again$`)));
     expect(Buffer.compare(await readFile(cached), hub.files.get(SHARD)!.content)).toBe(0);
   });
 
