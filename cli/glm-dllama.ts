@@ -10,7 +10,9 @@ import { WEIGHT_TYPE_NAMES, type WeightTypeName } from '../converter/dtypes.js';
 import { FIXTURE_ARCHS, writeFixture, type FixtureArch, type FixtureDtype, type FixtureSize } from '../converter/fixture.js';
 import { formatReport, inspectModel } from '../converter/inspect.js';
 import { packageRoot } from '../engine/native.js';
+import { defaultCacheDir } from '../pipeline/convert-model.js';
 import { registerDemoCommand } from './demo-command.js';
+import { checkpointDir, registerDownloadCommand } from './download-command.js';
 import { registerEngineCommands } from './engine-commands.js';
 import { registerPipelineCommands } from './pipeline-commands.js';
 import { registerServeCommand } from './serve-command.js';
@@ -80,22 +82,26 @@ program
 program
   .command('convert')
   .description('convert a Hugging Face checkpoint directory to a .m model file (or a llama.cpp GGUF)')
-  .requiredOption('--model <dir>', 'checkpoint directory (config.json + *.safetensors)')
+  .requiredOption('--model <dir>', 'checkpoint directory (config.json + *.safetensors), or hf:owner/name[@revision] to download it first (token: HF_TOKEN)')
   .requiredOption('--out <file>', 'output file')
   .addOption(new Option('--weights <type>', 'weight type of the matrices').choices(WEIGHT_TYPE_NAMES).default('q40'))
   .addOption(new Option('--format <format>', 'm: distributed-llama model file; gguf: llama.cpp (q40/q80 become Q4_0/Q8_0)').choices(['m', 'gguf']).default('m'))
   .option('--threads <n>', 'encoder threads (default: all cores)', positiveInt)
   .option('--tokenizer <file>', 'where to write the tokenizer (.t) (default: beside the model, when the checkpoint has one)')
   .option('--no-tokenizer', 'write no .t')
-  .action(async (o: { model: string; out: string; weights: WeightTypeName; format: 'm' | 'gguf'; threads?: number; tokenizer?: string | false }) => {
+  .option('--cache-dir <dir>', 'where hf: models are downloaded', defaultCacheDir())
+  .option('--hub-url <url>', 'hub address for hf: models (default: HF_ENDPOINT, else https://huggingface.co)')
+  .action(async (o: { model: string; out: string; weights: WeightTypeName; format: 'm' | 'gguf'; threads?: number; tokenizer?: string | false; cacheDir: string; hubUrl?: string }) => {
+    const signal = cancellation();
+    const modelDir = await checkpointDir(o.model, 'model', { cacheDir: o.cacheDir, ...(o.hubUrl ? { hubUrl: o.hubUrl } : {}) }, signal);
     const progress = lazyProgress('convert');
     const options = {
-      modelDir: o.model,
+      modelDir,
       outFile: o.out,
       weights: o.weights,
       threads: o.threads,
       tokenizerFile: o.tokenizer === false ? null : o.tokenizer,
-      signal: cancellation(),
+      signal,
       onProgress: (p: ConvertProgress) => progress.update(p.bytesDone, p.bytesTotal, `tensor ${p.tensorsDone}/${p.tensorsTotal} ${p.tensor}`),
     };
     const result = await progress.around(() => (o.format === 'gguf' ? convertToGguf(options) : convert(options)));
@@ -132,6 +138,7 @@ registerEngineCommands(program);
 registerPipelineCommands(program);
 registerServeCommand(program);
 registerPublishCommand(program, cancellation);
+registerDownloadCommand(program, cancellation);
 
 program.parseAsync().catch((e: unknown) => {
   process.stderr.write(`glm-dllama: ${e instanceof CancelledError ? '' : 'error: '}${e instanceof Error ? e.message : String(e)}\n`);

@@ -19,18 +19,29 @@ export async function convertGlm(): Promise<void> {
     hubUrl: optionalInput('hub-url'),
   };
   await ensureEngine();
-  const progress = lazyProgress('convert');
-  const r = await progress.around(() => convertModel({ ...options, log: core.info, onProgress: (done: number, total: number) => progress.update(done, total, '') }));
+  // One progress line per phase: the download's total differs from the conversion's.
+  const download = lazyProgress('download');
+  const conversion = lazyProgress('convert');
+  const r = await download.around(() =>
+    conversion.around(() =>
+      convertModel({
+        ...options,
+        log: core.info,
+        onProgress: (p) => (p.phase === 'download' ? download.update(p.done, p.total, p.file) : conversion.update(p.done, p.total, p.tensor)),
+      }),
+    ),
+  );
   core.setOutput('model-path', r.modelPath);
   core.setOutput('tokenizer-path', r.tokenizerPath ?? '');
   core.setOutput('sha256', r.sha256);
   core.setOutput('bytes', String(r.bytes));
   core.setOutput('params', String(r.params));
+  core.setOutput('source-commit', r.sourceCommit ?? '');
   await core.summary
     .addHeading(`convert-glm: ${r.modelPath}`, 3)
     .addTable([
       [{ data: 'field', header: true }, { data: 'value', header: true }],
-      ['source', r.sourceRepo ? `${r.sourceRepo}@${r.sourceRevision ?? ''}` : options.model],
+      ['source', r.sourceRepo ? `${r.sourceRepo}@${r.sourceRevision ?? ''} (commit ${r.sourceCommit ?? '?'})` : options.model],
       ['architecture', r.architecture],
       ['weights', options.weights],
       ['parameters', r.params.toLocaleString('en-US')],

@@ -55,6 +55,7 @@ export const ACTIONS: ActionDefinition[] = [
       sha256: 'sha256 of the .m file.',
       bytes: 'Size of the .m file in bytes.',
       params: 'Number of parameters converted.',
+      'source-commit': 'The commit a hub revision resolved to (empty for a local checkpoint); pass it to publish-to-spaces as source-revision.',
     },
   },
   {
