@@ -1,0 +1,117 @@
+/**
+ * A model repository's workflow end to end: the five bundled actions and the report, run as the runner
+ * runs them, on the fixture checkpoint served by a local hub, with baselines in a local actions cache,
+ * comments on a local GitHub API and the release in a local S3 (s3rver). First the default branch's run
+ * saves the baselines; then a pull request's run compares with them, comments and publishes.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { writeFixture } from '../converter/fixture.js';
+import { startLocalS3, type LocalS3 } from '../pipeline/local-s3.js';
+import { pullRequestEvent, runAction, type ActionRun } from '../pipeline/local-runner.js';
+import { startCacheServer, type CacheServer } from './cache-server.js';
+import { startGithubServer, type GithubServer } from './github-server.js';
+import { removeDir, tempDir } from './helpers.js';
+import { startHubServer, type HubServer } from './hub-server.js';
+
+const BUCKET = 'glm-models';
+
+describe('model pipeline through the actions', () => {
+  let dir: string;
+  let s3: LocalS3;
+  let github: GithubServer;
+  let cache: CacheServer;
+  let hub: HubServer;
+  const env = () => ({ ACTIONS_CACHE_URL: cache.url, ACTIONS_RUNTIME_TOKEN: 'runtime-token' });
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    const checkpoint = await writeFixture({ arch: 'glm4moe', outDir: join(dir, 'checkpoint'), size: 'tiny', seed: 3 });
+    hub = await startHubServer({ repo: 'zai-org/GLM-4.5-Air', dir: checkpoint.outDir, token: 'hf_secret' });
+    s3 = await startLocalS3({ directory: join(dir, 's3'), buckets: [BUCKET] });
+    github = await startGithubServer({ tokens: ['gh-token'], owner: 'octo', repo: 'models' });
+    cache = await startCacheServer('runtime-token');
+  });
+  afterAll(async () => {
+    await Promise.all([hub.close(), s3.close(), github.close(), cache.close()]);
+    await removeDir(dir);
+  });
+
+  /** One job: convert from the hub, quantize, verify against f32, benchmark; returns the steps' runs. */
+  async function job(name: string, event: { eventName: string; event: Record<string, unknown>; env?: Record<string, string> }, gates: { maxKld: string }) {
+    const workspace = join(dir, name);
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(workspace, { recursive: true });
+    const context = { ...event, githubUrl: github.url, workspace, env: { ...env(), ...event.env } };
+    const reporting = { 'results-dir': join(workspace, 'results'), 'github-token': 'gh-token' };
+    const runs: Record<string, ActionRun> = {};
+    runs.convert = await runAction('convert-glm', { model: `hf:zai-org/GLM-4.5-Air@${hub.commit}`, weights: 'f32', 'out-dir': 'models', 'hf-token': 'hf_secret', 'cache-dir': join(dir, 'hub-cache'), 'hub-url': hub.url }, context);
+    expect(runs.convert.code).toBe(0);
+    const f32 = runs.convert.outputs['model-path'] as string;
+    runs.quantize = await runAction('quantize', { model: join(workspace, f32), weights: 'q40', ...reporting }, context);
+    expect(runs.quantize.code).toBe(0);
+    const q40 = runs.quantize.outputs['model-path'] as string;
+    runs.verify = await runAction('verify-perplexity', { model: q40, tokenizer: join(workspace, runs.convert.outputs['tokenizer-path'] as string), reference: join(workspace, f32), 'max-ppl-increase': '50', 'max-kld': gates.maxKld, ...reporting }, context);
+    runs.bench = await runAction('benchmark', { model: q40, 'prompt-tokens': '16', 'gen-tokens': '8', repeat: '3', 'cost-per-hour': '0.25', 'max-regression': '90', ...reporting }, context);
+    expect(runs.bench.code).toBe(0);
+    return { runs, workspace, q40, tokenizer: join(workspace, runs.convert.outputs['tokenizer-path'] as string) };
+  }
+
+  it('saves baselines on the default branch, then gates, comments on and publishes a pull request', async () => {
+    // The default branch's run: no comment, baselines saved to the actions cache.
+    const push = { eventName: 'push', event: { repository: { default_branch: 'main' } }, env: { GITHUB_REF: 'refs/heads/main' } };
+    const main = await job('main', push, { maxKld: '1' });
+    expect(main.runs.convert?.outputs.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(Number(main.runs.convert?.outputs.params)).toBeGreaterThan(0);
+    expect(main.runs.verify?.code).toBe(0);
+    expect(github.calls).toHaveLength(0);
+    expect(cache.entries().map((e) => e.key.replace(/-[0-9a-f]{40}-.*$/, '')).sort()).toEqual([
+      'glm-dllama-baselines/main/linux-x64/GLM-4.5-Air.q40.m/benchmark.json',
+      'glm-dllama-baselines/main/linux-x64/GLM-4.5-Air.q40.m/perplexity.json',
+      'glm-dllama-baselines/main/linux-x64/GLM-4.5-Air.q40.m/quantize.json',
+    ]);
+
+    // The pull request's run: compared with the cached baselines, one sticky comment, a gate that fails.
+    const pr = await job('pr', { eventName: 'pull_request', event: pullRequestEvent(7) }, { maxKld: '0' });
+    expect(pr.runs.verify?.code).toBe(1);
+    expect(pr.runs.verify?.outputs.passed).toBe('false');
+    expect(github.comments).toHaveLength(1);
+    const comment = github.comments[0]?.body ?? '';
+    expect(comment).toContain('<!-- glm-dllama-report: model gate -->');
+    expect(comment).toContain('1 of 4 gates failed: kld.');
+    expect(comment).toMatch(/\| GLM-4\.5-Air\.q40\.m \| perplexity \| [\d.]+ \| [\d.]+ \| 0\.00% \| ✅/);
+    expect(comment).toMatch(/\| GLM-4\.5-Air\.q40\.m \| KL divergence \(mean\) \| [\d.e-]+ \| [\d.e-]+ \| 0\.00% \| ❌ mean KL divergence/);
+    expect(comment).toMatch(/\| GLM-4\.5-Air\.q40\.m \| decode tok\/s \| [\d.]+ \| [\d.]+ \|/);
+    expect(comment).toMatch(/\$ \/ M tokens/);
+    expect(comment).toContain('Base results: actions cache');
+    expect(cache.entries()).toHaveLength(3); // pull requests never overwrite the baselines
+
+    // Publishing the pull request's model to the bucket (as the approved promotion would).
+    const publish = await runAction(
+      'publish-to-spaces',
+      { files: `${pr.q40}\n${pr.tokenizer}`, 'model-name': 'GLM-4.5-Air', quant: 'q40', bucket: BUCKET, endpoint: s3.endpoint, 'access-key-id': s3.accessKeyId, 'secret-access-key': s3.secretAccessKey, 'results-dir': join(pr.workspace, 'results'), 'source-repo': 'zai-org/GLM-4.5-Air', 'source-revision': hub.commit },
+      { eventName: 'pull_request', event: pullRequestEvent(7), workspace: pr.workspace },
+    );
+    expect(publish.code).toBe(0);
+    // Keys are masked: only the runner's ::add-mask:: commands name them.
+    expect((publish.stdout + publish.stderr).replace(/^::add-mask::.*$/gm, '')).not.toContain('S3RVER');
+    const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
+    const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'models/' }));
+    expect((listed.Contents ?? []).map((o) => o.Key).sort()).toEqual(
+      ['README.md', 'checksums.txt', 'manifest.json', 'model.m', 'tokenizer.t'].map((f) => `models/GLM-4.5-Air/q40/${f}`),
+    );
+    const text = async (key: string) => (await (await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }))).Body?.transformToString()) ?? '';
+    const manifest = JSON.parse(await text('models/GLM-4.5-Air/q40/manifest.json')) as Record<string, unknown>;
+    expect(manifest).toMatchObject({ model: 'GLM-4.5-Air', quant: 'q40', sourceRevision: hub.commit });
+    const modelSha = createHash('sha256').update(await readFile(pr.q40)).digest('hex');
+    expect(await text('models/GLM-4.5-Air/q40/checksums.txt')).toContain(`${modelSha}  model.m`);
+    expect(publish.outputs['manifest-url']).toContain('models/GLM-4.5-Air/q40/manifest.json');
+
+    // The closing report of the run: the same comment, updated in place.
+    const report = await runAction('report', { 'results-dir': join(pr.workspace, 'results'), 'github-token': 'gh-token', 'baseline-store': 'none' }, { githubUrl: github.url, event: pullRequestEvent(7) });
+    expect(report.code).toBe(1); // the failed KL gate fails the report too, for branch protection
+    expect(github.comments).toHaveLength(1);
+  });
+});
