@@ -12,6 +12,7 @@ import { FIXTURE_ARCHS, writeFixture, type FixtureArch, type FixtureDtype, type 
 import { formatReport, inspectModel } from '../converter/inspect.js';
 import { packageRoot } from '../engine/native.js';
 import { registerEngineCommands } from './engine-commands.js';
+import { registerRegistryCommand } from './registry-command.js';
 import { registerServeCommand } from './serve-command.js';
 import { registerTokenizerCommands } from './tokenizer-commands.js';
 import { lazyProgress } from './progress.js';
@@ -146,6 +147,7 @@ program
 registerTokenizerCommands(program);
 registerEngineCommands(program);
 registerServeCommand(program);
+registerRegistryCommand(program);
 
 program.parseAsync().catch((e: unknown) => {
   process.stderr.write(`glm-dllama: ${e instanceof CancelledError ? '' : 'error: '}${e instanceof Error ? e.message : String(e)}\n`);
