@@ -221,7 +221,7 @@ export async function writeRevisions(file: string, updates: RevisionUpdate[]): P
     if (!isMap(node)) throw new RegistryError(file, [{ path: 'models', message: `no model with id ${update.id}` }]);
     node.set('revision', update.latest);
   }
-  const out = doc.toString();
+  const out = doc.toString({ flowCollectionPadding: false });
   parseRegistry(out, file); // never write a file that no longer validates
   const tmp = `${file}.${process.pid}.tmp`;
   try {
