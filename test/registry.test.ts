@@ -67,7 +67,7 @@ describe('models/registry.yaml', () => {
   });
 
   test('bad gates are refused field by field', async () => {
-    const text = (await registryText()).replace('max-kld: 0.05', 'max-kld: -1').replace('max-ppl-increase: 5    #', 'max-ppl-increase: five #');
+    const text = (await registryText()).replace('max-kld: 0.05', 'max-kld: -1').replace('max-ppl-increase: 5 #', 'max-ppl-increase: five #');
     const found = issues(text);
     expect(found).toContainEqual({ path: 'models[0].gates.max-kld', message: 'must be > 0' });
     expect(found).toContainEqual({ path: 'models[0].gates.max-ppl-increase', message: 'must be number' });
