@@ -65,7 +65,10 @@ fail() {
 [ -n "$root" ] && ! $dry_run && fail '--root is only for --dry-run'
 [[ "$runner_user" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || fail "--user $runner_user is not a valid user name"
 [[ "$labels" =~ ^[A-Za-z0-9._,-]*$ ]] || fail "--labels $labels: only letters, digits, '.', '_', '-' and commas"
+[[ "$runner_dir" =~ ^/[A-Za-z0-9._/-]+$ ]] || fail "--dir $runner_dir must be an absolute path of letters, digits, '.', '_', '-'"
+[[ "$glm_ref" =~ ^[A-Za-z0-9._/-]+$ ]] || fail "--glm-dllama-ref $glm_ref is not a tag, branch or commit"
 name=${name:-$(hostname)}
+[[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || fail "--name $name: only letters, digits, '.', '_' and '-'"
 
 token=''
 if ! $skip_register; then
@@ -91,12 +94,15 @@ masked() {
   printf '%s\n' "$text"
 }
 
-# Runs a shell command line (pipes and redirections allowed), or prints it under --dry-run.
+# Runs a shell command line (pipes and redirections allowed), or prints it under --dry-run. The line
+# shows the token variable when it is exported, as the command receives it, but never its value.
 step() {
+  local shown="+ $1"
+  [ -n "${ACTIONS_RUNNER_INPUT_TOKEN:-}" ] && shown="+ ACTIONS_RUNNER_INPUT_TOKEN=*** $1"
   if $dry_run; then
-    masked "+ $1"
+    masked "$shown"
   else
-    masked "+ $1" >&2
+    masked "$shown" >&2
     bash -c "$1"
   fi
 }
@@ -194,7 +200,7 @@ else
   [ -n "$labels" ] && config+=" --labels $labels"
   $ephemeral && config+=' --ephemeral'
   export ACTIONS_RUNNER_INPUT_TOKEN=$token
-  step "ACTIONS_RUNNER_INPUT_TOKEN=$token $(as_runner ACTIONS_RUNNER_INPUT_TOKEN "cd $runner_dir && $config")"
+  step "$(as_runner ACTIONS_RUNNER_INPUT_TOKEN "cd $runner_dir && $config")"
   unset ACTIONS_RUNNER_INPUT_TOKEN
 fi
 
