@@ -179,12 +179,17 @@ export interface HubOptions {
 
 /** The commit a Hugging Face repository's default branch points at now. */
 export async function latestRevision(repo: string, options: HubOptions = {}): Promise<string> {
-  const info = await modelInfo({
-    name: repo,
-    hubUrl: options.hubUrl ?? process.env.HF_ENDPOINT,
-    accessToken: options.accessToken,
-    additionalFields: ['sha'],
-  });
+  let info;
+  try {
+    info = await modelInfo({
+      name: repo,
+      hubUrl: options.hubUrl ?? process.env.HF_ENDPOINT,
+      accessToken: options.accessToken,
+      additionalFields: ['sha'],
+    });
+  } catch (e) {
+    throw new Error(`${repo}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
   if (typeof info.sha !== 'string' || !/^[0-9a-f]{40}$/.test(info.sha)) {
     throw new Error(`${repo}: the hub returned no commit sha for the default branch`);
   }

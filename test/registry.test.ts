@@ -22,6 +22,18 @@ async function registryText(): Promise<string> {
   return readFile(REGISTRY, 'utf8');
 }
 
+/** Runs `fn` on a temporary copy of the registry holding `text`. */
+async function withRegistry(text: string, fn: (file: string) => Promise<void>): Promise<void> {
+  const dir = await tempDir();
+  try {
+    const file = join(dir, 'registry.yaml');
+    await writeFile(file, text);
+    await fn(file);
+  } finally {
+    await removeDir(dir);
+  }
+}
+
 function issues(text: string): RegistryIssue[] {
   try {
     parseRegistry(text, 'broken.yaml');
@@ -139,11 +151,8 @@ describe('glm-dllama registry check-updates', () => {
   afterAll(async () => new Promise<void>((resolve) => server.close(() => resolve())));
 
   test('reports changed revisions, and --write updates the file keeping its comments', async () => {
-    const dir = await tempDir();
-    try {
-      const file = join(dir, 'registry.yaml');
-      const original = await registryText();
-      await writeFile(file, original);
+    const original = await registryText();
+    await withRegistry(original, async (file) => {
 
       const report = await cliAsync('registry', 'check-updates', file, '--hub-url', hubUrl, '--json');
       expect(report.stderr).toBe('');
@@ -167,35 +176,23 @@ describe('glm-dllama registry check-updates', () => {
 
       const again = await cliAsync('registry', 'check-updates', file, '--hub-url', hubUrl);
       expect(again.stdout).toContain('every model is at its latest revision');
-    } finally {
-      await removeDir(dir);
-    }
+    });
   });
 
   test('a repository the hub does not know is an error naming it', async () => {
-    const dir = await tempDir();
-    try {
-      const file = join(dir, 'registry.yaml');
-      await writeFile(file, (await registryText()).replace('zai-org/GLM-4-9B-0414', 'zai-org/GLM-4-9B-0415'));
+    await withRegistry((await registryText()).replace('zai-org/GLM-4-9B-0414', 'zai-org/GLM-4-9B-0415'), async (file) => {
       const run = await cliAsync('registry', 'check-updates', file, '--hub-url', hubUrl);
       expect(run.status).toBe(1);
-      expect(run.stderr).toMatch(/error: .*(Repository not found|404)/);
-    } finally {
-      await removeDir(dir);
-    }
+      expect(run.stderr).toMatch(/^glm-dllama: error: zai-org\/GLM-4-9B-0415: .*Repository not found/);
+    });
   });
 
   test('validate reports the file and field', async () => {
-    const dir = await tempDir();
-    try {
-      const file = join(dir, 'registry.yaml');
-      await writeFile(file, (await registryText()).replace('architecture: glm4moe', 'architecture: glm5'));
+    await withRegistry((await registryText()).replace('architecture: glm4moe', 'architecture: glm5'), async (file) => {
       const run = cli('registry', 'validate', file);
       expect(run.status).toBe(1);
       expect(run.stderr).toContain(`${file}: models[2].architecture: must be one of glm, glm4, glm4moe`);
-      expect(cli('registry', 'validate', REGISTRY).stdout).toContain('4 models valid (unpinned: intellect-3)');
-    } finally {
-      await removeDir(dir);
-    }
+    });
+    expect(cli('registry', 'validate', REGISTRY).stdout).toContain('4 models valid (unpinned: intellect-3)');
   });
 });
