@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes this machine (Ubuntu 22.04/24.04 or Debian 12, x86-64) a self-hosted GitHub Actions runner for
 # the glm-dllama workflows: an unprivileged runner user, Node, the C++ toolchain and a glm-engine build,
-# the pinned runner verified by sha256, the needrestart exclusion, registration and the systemd service.
+# the pinned runner verified by sha256, the needrestart exclusion, no metadata-service access for jobs,
+# registration and the systemd service.
 # Idempotent: every step checks the machine first and is skipped when already done, so the same command
 # finishes a half-done install or re-registers a runner. --dry-run prints the plan and changes nothing.
 #
@@ -137,7 +138,7 @@ node_ok() {
 echo "glm-dllama runner setup: runner $RUNNER_VERSION, user $runner_user, folder $runner_dir$($dry_run && echo ' (dry run: nothing is changed)')"
 
 # 1. Packages: the C++ toolchain the engine needs (node-gyp: make, g++, python3), and the tools the workflows use.
-step 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential g++ make python3 git curl jq ca-certificates gnupg'
+step 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential g++ make python3 git curl jq ca-certificates gnupg iptables'
 
 # 2. Node from NodeSource's signed apt repository.
 if node_ok; then
@@ -176,7 +177,18 @@ else
   step "install -d /etc/needrestart/conf.d && echo '\$nrconf{override_rc}->{qr(^actions\\.runner\\..+\\.service\$)} = 0;' > $needrestart_conf"
 fi
 
-# 6. glm-engine, built once as the runner user: proves the toolchain and warms the npm cache for jobs.
+# 6. Jobs must not read the cloud metadata service: it serves the Droplet's user-data and tags to any
+# local process. A boot-time unit rejects the runner user's packets to it (root keeps access).
+metadata_unit=/etc/systemd/system/glm-dllama-block-metadata.service
+if exists "$metadata_unit"; then
+  skip "$metadata_unit exists"
+else
+  rule="OUTPUT -d 169.254.169.254 -m owner --uid-owner $runner_user -j REJECT"
+  step "printf '%s\\n' '[Unit]' 'Description=Keep the GitHub runner user away from the metadata service' 'After=network-pre.target' '[Service]' 'Type=oneshot' 'RemainAfterExit=yes' 'ExecStart=/usr/sbin/iptables -I $rule' 'ExecStop=/usr/sbin/iptables -D $rule' '[Install]' 'WantedBy=multi-user.target' > $metadata_unit"
+  step "systemctl daemon-reload && systemctl enable --now glm-dllama-block-metadata.service"
+fi
+
+# 7. glm-engine, built once as the runner user: proves the toolchain and warms the npm cache for jobs.
 engine_dir=/home/$runner_user/glm-dllama
 if exists "$engine_dir/build/Release/glm-engine" && [ "$(cat "$root$engine_dir/.glm-dllama-ref" 2>/dev/null)" = "$glm_ref" ]; then
   skip "glm-engine ($glm_ref) is built in $engine_dir"
@@ -190,7 +202,7 @@ if $skip_register; then
   exit 0
 fi
 
-# 7. Registration with the short-lived token, handed to config.sh in its environment
+# 8. Registration with the short-lived token, handed to config.sh in its environment
 # (ACTIONS_RUNNER_INPUT_TOKEN) rather than on a command line other users could read in ps.
 # --replace lets a rebuilt machine take over its old name.
 if exists "$runner_dir/.runner"; then
@@ -204,7 +216,7 @@ else
   unset ACTIONS_RUNNER_INPUT_TOKEN
 fi
 
-# 8. The systemd service (actions.runner.*), started now and at every boot.
+# 9. The systemd service (actions.runner.*), started now and at every boot.
 if exists "$runner_dir/.service"; then
   skip "service $(cat "$root$runner_dir/.service") is installed"
 else

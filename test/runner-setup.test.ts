@@ -109,12 +109,13 @@ describe('install-runner.sh --dry-run', () => {
     try {
       const out = plan(args, root);
       const steps = [
-        /\+ apt-get update -qq && .*apt-get install -y -qq build-essential g\+\+ make python3 git/,
+        /\+ apt-get update -qq && .*apt-get install -y -qq build-essential g\+\+ make python3 git curl jq ca-certificates gnupg iptables/,
         /nodesource\.gpg.*\n.*node_24\.x nodistro main.*\n.*apt-get install -y -qq nodejs/,
         /\+ useradd --system --create-home --shell \/bin\/bash glm-runner/,
         /\+ curl -fsSL -o \/tmp\/actions-runner-linux-x64-2\.336\.0\.tar\.gz https:\/\/github\.com\/actions\/runner\/releases\/download\/v2\.336\.0\/actions-runner-linux-x64-2\.336\.0\.tar\.gz/,
         /\+ echo '04cf0be1aff4c3ec3554466c39124ca250e3effd8873bb7e8d68535aa9505d5d {2}\/tmp\/actions-runner-linux-x64-2\.336\.0\.tar\.gz' \| sha256sum --check --strict\n\+ tar -xzf/,
         /\$nrconf\{override_rc\}->\{qr\(\^actions\\\.runner\\\..\+\\\.service\$\)\} = 0;' > \/etc\/needrestart\/conf\.d\/glm-dllama-runner\.conf/,
+        /'ExecStart=\/usr\/sbin\/iptables -I OUTPUT -d 169\.254\.169\.254 -m owner --uid-owner glm-runner -j REJECT'.* > \/etc\/systemd\/system\/glm-dllama-block-metadata\.service\n\+ systemctl daemon-reload && systemctl enable --now glm-dllama-block-metadata\.service/,
         /git clone --quiet --depth 1 --branch v1 https:\/\/github\.com\/glm-dllama\/glm-dllama\.git .*\n.*npm ci && test -x build\/Release\/glm-engine/,
         /\+ ACTIONS_RUNNER_INPUT_TOKEN=\*\*\* sudo --preserve-env=ACTIONS_RUNNER_INPUT_TOKEN -u glm-runner -H bash -c 'cd \/opt\/actions-runner && \.\/config\.sh --unattended --url https:\/\/github\.com\/glm-dllama\/glm-dllama --name droplet-1 --work _work --replace --labels cpu-32g/,
         /\+ cd \/opt\/actions-runner && \.\/svc\.sh install glm-runner && \.\/svc\.sh start/,
@@ -157,6 +158,7 @@ describe('install-runner.sh --dry-run', () => {
       put('/usr/bin/node');
       put('/opt/actions-runner/.runner-version', '2.336.0\n');
       put('/etc/needrestart/conf.d/glm-dllama-runner.conf');
+      put('/etc/systemd/system/glm-dllama-block-metadata.service');
       put('/home/glm-runner/glm-dllama/build/Release/glm-engine');
       put('/home/glm-runner/glm-dllama/.glm-dllama-ref', 'v1\n');
       put('/opt/actions-runner/.runner', '{}');
