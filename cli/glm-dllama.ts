@@ -15,6 +15,7 @@ import { registerDemoCommand } from './demo-command.js';
 import { checkpointDir, registerDownloadCommand } from './download-command.js';
 import { registerEngineCommands } from './engine-commands.js';
 import { registerPipelineCommands } from './pipeline-commands.js';
+import { registerRegistryCommand } from './registry-command.js';
 import { registerServeCommand } from './serve-command.js';
 import { registerPublishCommand } from './publish-command.js';
 import { registerTokenizerCommands } from './tokenizer-commands.js';
@@ -139,6 +140,7 @@ registerPipelineCommands(program);
 registerServeCommand(program);
 registerPublishCommand(program, cancellation);
 registerDownloadCommand(program, cancellation);
+registerRegistryCommand(program);
 
 program.parseAsync().catch((e: unknown) => {
   process.stderr.write(`glm-dllama: ${e instanceof CancelledError ? '' : 'error: '}${e instanceof Error ? e.message : String(e)}\n`);
