@@ -11,6 +11,7 @@ export function registerDemoCommand(program: Command): void {
     .option('--out-dir <dir>', 'keep the checkpoint, models, results and the local bucket here (default: a temporary folder, removed afterwards)')
     .action(async (o: { outDir?: string }) => {
       const result = await runPipelineDemo({ outDir: o.outDir, log: (line) => console.log(line) });
+      console.log(`\npublished:\n${result.published.map((u) => `  ${u}`).join('\n')}`);
       console.log('\nThe pull-request comment this run would post:\n');
       console.log(result.report);
       console.log(result.kept ? `files kept in ${result.workDir}` : 'temporary files removed (use --out-dir DIR to keep them)');

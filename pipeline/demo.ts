@@ -1,25 +1,29 @@
 /**
- * The main job on the embedded default, as a model repository's pull-request workflow runs it: a tiny
- * GLM-4.5-layout checkpoint goes through the bundled actions (convert-glm, quantize, verify-perplexity,
- * benchmark, publish-to-spaces, report) exactly as the runner would run them, publishing to a local S3
- * server started here, and the pull-request report they would post is printed.
+ * The main job on the embedded default, as a model repository's workflows run it: a tiny GLM-4.5-layout
+ * checkpoint goes through the bundled actions exactly as GitHub's runner would run them. First the
+ * default branch's run (convert-glm, quantize, verify-perplexity, benchmark) saves its results as the
+ * baselines; then a pull request's run does the same, compares with them, publishes to a local S3 server
+ * started here (publish-to-spaces), and the report step prints the pull-request comment it would post.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeFixture } from '../converter/fixture.js';
 import { startLocalS3 } from './local-s3.js';
-import { runAction, type ActionRun } from './local-runner.js';
+import { runAction, type ActionRun, type RunContext } from './local-runner.js';
 
 export interface PipelineDemoResult {
   workDir: string;
   kept: boolean;
-  steps: { name: string; outputs: Record<string, string> }[];
+  steps: { name: string; run: string; outputs: Record<string, string> }[];
   /** The Markdown the report step would post on the pull request. */
   report: string;
+  /** Object URLs of the published files. */
+  published: string[];
 }
 
 const BUCKET = 'glm-models';
+const MODEL = 'glm4moe-tiny';
 
 export async function runPipelineDemo(options: { outDir?: string; log?: (line: string) => void } = {}): Promise<PipelineDemoResult> {
   const log = options.log ?? (() => {});
@@ -28,37 +32,50 @@ export async function runPipelineDemo(options: { outDir?: string; log?: (line: s
   const s3 = await startLocalS3({ directory: join(workDir, 's3'), buckets: [BUCKET] });
   log(`local S3 server at ${s3.endpoint}, bucket ${BUCKET}`);
   try {
-    const fixture = await writeFixture({ arch: 'glm4moe', outDir: join(workDir, 'checkpoint'), size: 'tiny', seed: 1 });
+    const fixture = await writeFixture({ arch: 'glm4moe', outDir: join(workDir, MODEL), size: 'tiny', seed: 1 });
     log(`checkpoint: tiny glm4moe (GLM-4.5 layout) in ${fixture.outDir}`);
-    const event = { pull_request: { number: 1, head: { repo: { full_name: 'local/models' } } }, repository: { default_branch: 'main' } };
-    const step = async (name: string, inputs: Record<string, string>): Promise<ActionRun> => {
-      log(`::group:: ${name}`);
-      const run = await runAction(name, inputs, { event, runnerTemp: workDir, onLine: (l) => log(`  ${l}`) });
-      if (run.code !== 0) throw new Error(`the ${name} step failed (exit ${run.code})`);
-      steps.push({ name, outputs: run.outputs });
-      return run;
+    const repository = { default_branch: 'main', full_name: 'local/models' };
+    const runs: Record<'main' | 'pr', RunContext> = {
+      main: { eventName: 'push', event: { repository }, env: { GITHUB_REF: 'refs/heads/main' } },
+      pr: { eventName: 'pull_request', event: { pull_request: { number: 1, head: { repo: repository }, base: { ref: 'main' } }, repository }, env: { GITHUB_HEAD_REF: 'my-change', GITHUB_BASE_REF: 'main' } },
     };
-    const reporting = { 'results-dir': join(workDir, 'results'), 'baseline-store': join(workDir, 'baselines'), 'runner-label': 'local', comment: 'false' };
-    const converted = await step('convert-glm', { model: fixture.outDir, weights: 'f32', 'out-dir': join(workDir, 'models') });
-    const f32 = converted.outputs['model-path'] as string;
-    const tokenizer = converted.outputs['tokenizer-path'] as string;
-    const quantized = await step('quantize', { model: f32, weights: 'q40', ...reporting });
-    const q40 = quantized.outputs['model-path'] as string;
-    await step('verify-perplexity', { model: q40, tokenizer, reference: f32, 'max-ppl-increase': '5', 'max-kld': '0.05', ...reporting });
-    await step('benchmark', { model: q40, 'prompt-tokens': '32', 'gen-tokens': '16', repeat: '3', 'cost-per-hour': '0.10', ...reporting });
-    await step('publish-to-spaces', {
-      files: [q40, tokenizer].join('\n'),
-      'model-name': 'glm4moe-tiny',
+    const step = async (run: 'main' | 'pr', name: string, inputs: Record<string, string>): Promise<ActionRun> => {
+      const workspace = join(workDir, run);
+      await mkdir(workspace, { recursive: true });
+      log(`▶ ${run === 'main' ? 'default branch' : 'pull request'}: ${name}`);
+      const result = await runAction(name, inputs, { ...runs[run], workspace, runnerTemp: workspace, onLine: (l) => log(`    ${l}`) });
+      if (result.code !== 0) throw new Error(`the ${name} step failed (exit ${result.code})`);
+      steps.push({ name, run, outputs: result.outputs });
+      return result;
+    };
+    // Both runs keep baselines in one folder, as a self-hosted runner's persistent disk would.
+    const gateJob = async (run: 'main' | 'pr') => {
+      const reporting = { 'baseline-store': join(workDir, 'baselines'), 'runner-label': 'local', comment: 'false' };
+      const converted = await step(run, 'convert-glm', { model: fixture.outDir, weights: 'f32', 'out-dir': 'models' });
+      const f32 = join(workDir, run, converted.outputs['model-path'] as string);
+      const tokenizer = join(workDir, run, converted.outputs['tokenizer-path'] as string);
+      const quantized = await step(run, 'quantize', { model: f32, weights: 'q40', ...reporting });
+      const q40 = quantized.outputs['model-path'] as string;
+      await step(run, 'verify-perplexity', { model: q40, tokenizer, reference: f32, 'max-ppl-increase': '5', 'max-kld': '0.05', ...reporting });
+      // One thread and a generous allowance: the tiny model's runs take milliseconds, so on a busy
+      // machine a scheduling hiccup is a large share of a run; the demo must not fail on noise.
+      await step(run, 'benchmark', { model: q40, 'prompt-tokens': '64', 'gen-tokens': '64', threads: '1', repeat: '5', 'max-regression': '75', 'cost-per-hour': '0.10', ...reporting });
+      return { q40, tokenizer, reporting };
+    };
+    await gateJob('main');
+    const pr = await gateJob('pr');
+    const published = await step('pr', 'publish-to-spaces', {
+      files: [pr.q40, pr.tokenizer].join('\n'),
+      'model-name': MODEL,
       quant: 'q40',
       bucket: BUCKET,
       endpoint: s3.endpoint,
       'access-key-id': s3.accessKeyId,
       'secret-access-key': s3.secretAccessKey,
       acl: 'public-read',
-      'results-dir': reporting['results-dir'],
     });
-    const report = await step('report', reporting);
-    return { workDir, kept: options.outDir !== undefined, steps, report: report.summary };
+    const report = await step('pr', 'report', pr.reporting);
+    return { workDir, kept: options.outDir !== undefined, steps, report: report.summary, published: (published.outputs.urls ?? '').split('\n') };
   } finally {
     await s3.close();
     if (options.outDir === undefined) await rm(workDir, { recursive: true, force: true });

@@ -4,7 +4,7 @@
  * GITHUB_EVENT_PATH. The tests and the demo pipeline run the actions through it.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../engine/native.js';
@@ -24,7 +24,7 @@ export interface RunContext {
   event?: Record<string, unknown>;
   env?: Record<string, string>;
   runnerTemp?: string;
-  /** The job's working folder (GITHUB_WORKSPACE and the action's current folder; default: a new temporary one). */
+  /** The job's working folder (GITHUB_WORKSPACE and the action's current folder; default: a temporary one, removed afterwards). */
   workspace?: string;
   /** Each line the action prints, as it prints it (default: kept only in the result). */
   onLine?: (line: string) => void;
@@ -86,7 +86,9 @@ export async function runAction(name: string, inputs: Record<string, string>, co
     echo(d.toString());
   });
   const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)));
-  return { code, outputs: parseOutputFile(await readFile(files.output, 'utf8')), summary: await readFile(files.summary, 'utf8'), stdout, stderr };
+  const result = { code, outputs: parseOutputFile(await readFile(files.output, 'utf8')), summary: await readFile(files.summary, 'utf8'), stdout, stderr };
+  await rm(dir, { recursive: true, force: true });
+  return result;
 }
 
 export function pullRequestEvent(number: number): Record<string, unknown> {

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { InputError } from '../converter/errors.js';
 import { LoadedModel, klDivergence, perplexity } from '../engine/index.js';
 import { packageRoot } from '../engine/native.js';
@@ -96,19 +96,19 @@ export async function verifyPerplexity(o: VerifyOptions): Promise<PerplexityResu
     gates.push(
       ref === undefined
         ? skippedGate(PPL_GATE, maxPplIncrease, '%', 'not measured: no reference given')
-        : checkGate(PPL_GATE, 100 * (measured.perplexity / ref - 1), maxPplIncrease, '%', `perplexity ${measured.perplexity.toFixed(4)} against ${ref.toFixed(4)} for ${o.reference}`),
+        : checkGate(PPL_GATE, 100 * (measured.perplexity / ref - 1), maxPplIncrease, '%', `perplexity ${measured.perplexity.toFixed(4)} against ${ref.toFixed(4)} for ${basename(o.reference as string)}`),
     );
   }
   if (maxKld !== undefined) {
     gates.push(
       measured.kld !== undefined
-        ? checkGate(KLD_GATE, measured.kld, maxKld, 'nats', `mean KL divergence from ${o.reference} over ${ids.length} tokens (largest at one position ${measured.maxKld!.toExponential(3)}, top-1 agreement ${(100 * measured.top1Agreement!).toFixed(2)}%)`)
+        ? checkGate(KLD_GATE, measured.kld, maxKld, 'nats', `mean KL divergence from ${basename(o.reference as string)} over ${ids.length} tokens (largest at one position ${measured.maxKld!.toExponential(3)}, top-1 agreement ${(100 * measured.top1Agreement!).toFixed(2)}%)`)
         : skippedGate(
             KLD_GATE,
             maxKld,
             'nats',
             o.reference
-              ? `not measured: the reference ${o.reference} is a results JSON, which has no logits to compare with; only perplexity was compared`
+              ? `not measured: the reference ${basename(o.reference as string)} is a results JSON, which has no logits to compare with; only perplexity was compared`
               : 'not measured: no reference given',
           ),
     );

@@ -1,6 +1,6 @@
 /** The commands as a new user runs them: the issue's acceptance sequence and the quick-start main job. */
 import { join } from 'node:path';
-import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { cli, filesIn, removeDir, tempDir } from './helpers.js';
 
 let dir: string;
@@ -41,14 +41,22 @@ it('writes the tokenizer beside the model unless told otherwise', async () => {
   expect(tokens.ids.length).toBeGreaterThan(0);
 });
 
-it('the main job reports q40 and q80 conversions of the embedded default', () => {
+it('the main job runs the pipeline through the bundled actions and prints the pull-request report', async () => {
   const keep = join(dir, 'demo');
   const demo = cli('demo', '--out-dir', keep);
+  expect(demo.stderr).toBe('');
   expect(demo.status).toBe(0);
-  expect(demo.stdout).toMatch(/checkpoint: tiny glm4moe \(GLM-4\.5 layout\)/);
-  expect(demo.stdout).toMatch(/^q40: \d+ tensors, .* inspect ok .* mean RMSE vs source \d/m);
-  expect(demo.stdout).toMatch(/^q80: /m);
-  expect(existsSync(join(keep, 'glm4moe-tiny.q40.m'))).toBe(true);
+  for (const run of ['default branch', 'pull request']) {
+    for (const step of ['convert-glm', 'quantize', 'verify-perplexity', 'benchmark']) expect(demo.stdout).toContain(`▶ ${run}: ${step}`);
+  }
+  expect(demo.stdout).toContain('▶ pull request: publish-to-spaces');
+  expect(demo.stdout).toMatch(/^### ✅ glm-dllama: model gate$/m);
+  expect(demo.stdout).toMatch(/^\| glm4moe-tiny\.q40\.m \| perplexity \| [\d.]+ \| [\d.]+ \| 0\.00% \| ✅/m);
+  expect(demo.stdout).toMatch(/^\| glm4moe-tiny\.q40\.m \| decode tok\/s \| [\d.]+ \| [\d.]+ \|/m);
+  // The release sits in the local bucket's folder, byte for byte the model the pull request built.
+  const published = join(keep, 's3', 'glm-models', 'models', 'glm4moe-tiny', 'q40');
+  expect(await readFile(join(published, 'model.m._S3rver_object'))).toEqual(await readFile(join(keep, 'pr', 'models', 'glm4moe-tiny.q40.m')));
+  expect(demo.stdout).toContain('/glm-models/models/glm4moe-tiny/q40/manifest.json');
 });
 
 it('rejects bad arguments with usage help and a non-zero exit', () => {

@@ -54,7 +54,7 @@ describe('model pipeline through the actions', () => {
     expect(runs.quantize.code).toBe(0);
     const q40 = runs.quantize.outputs['model-path'] as string;
     runs.verify = await runAction('verify-perplexity', { model: q40, tokenizer: join(workspace, runs.convert.outputs['tokenizer-path'] as string), reference: join(workspace, f32), 'max-ppl-increase': '50', 'max-kld': gates.maxKld, ...reporting }, context);
-    runs.bench = await runAction('benchmark', { model: q40, 'prompt-tokens': '16', 'gen-tokens': '8', repeat: '3', 'cost-per-hour': '0.25', 'max-regression': '90', ...reporting }, context);
+    runs.bench = await runAction('benchmark', { model: q40, 'prompt-tokens': '64', 'gen-tokens': '64', threads: '1', repeat: '3', 'cost-per-hour': '0.25', 'max-regression': '90', ...reporting }, context);
     expect(runs.bench.code).toBe(0);
     return { runs, workspace, q40, tokenizer: join(workspace, runs.convert.outputs['tokenizer-path'] as string) };
   }
