@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { convert } from '../converter/convert.js';
 import { writeFixture, type FixtureOptions } from '../converter/fixture.js';
 import { INDEX_FILE } from '../converter/safetensors.js';
 
@@ -56,4 +57,14 @@ export function cli(...args: string[]): { status: number; stdout: string; stderr
 
 export async function filesIn(dir: string): Promise<string[]> {
   return (await readdir(dir)).sort();
+}
+
+/** The tiny glm4moe fixture converted to f32 and q40 in `dir` (m.f32.m and m.q40.m, each with its .t). */
+export async function f32AndQ40(dir: string): Promise<{ f32: string; q40: string }> {
+  const checkpoint = await fixture(dir, { arch: 'glm4moe' });
+  const f32 = join(dir, 'm.f32.m');
+  const q40 = join(dir, 'm.q40.m');
+  await convert({ modelDir: checkpoint, outFile: f32, weights: 'f32' });
+  await convert({ modelDir: checkpoint, outFile: q40, weights: 'q40' });
+  return { f32, q40 };
 }

@@ -1,8 +1,6 @@
 /** Sampling, perplexity and KL divergence on the engine's outputs. */
-import { join } from 'node:path';
-import { convert } from '../converter/convert.js';
 import { LoadedModel, Sampler, klDivergence, logSoftmax, logprobs, perplexity, topIds } from '../engine/index.js';
-import { fixture, removeDir, tempDir } from './helpers.js';
+import { f32AndQ40, removeDir, tempDir } from './helpers.js';
 
 let dir: string;
 let f32: string;
@@ -11,11 +9,7 @@ const ids = Array.from({ length: 40 }, (_, i) => (i * 53 + 11) % 512);
 
 beforeAll(async () => {
   dir = await tempDir();
-  const checkpoint = await fixture(dir, { arch: 'glm4moe' });
-  f32 = join(dir, 'm.f32.m');
-  q40 = join(dir, 'm.q40.m');
-  await convert({ modelDir: checkpoint, outFile: f32, weights: 'f32' });
-  await convert({ modelDir: checkpoint, outFile: q40, weights: 'q40' });
+  ({ f32, q40 } = await f32AndQ40(dir));
 });
 afterAll(async () => removeDir(dir));
 

@@ -6,12 +6,11 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { convert } from '../converter/convert.js';
 import { LoadedModel, perplexity } from '../engine/index.js';
 import { parseResults, parseResultsOf, type PerplexityResults } from '../pipeline/results.js';
 import { DEFAULT_EVAL_TEXT, verifyPerplexity } from '../pipeline/verify.js';
 import { loadTokenizer } from '../tokenizer/index.js';
-import { cli, fixture, removeDir, tempDir } from './helpers.js';
+import { cli, f32AndQ40, removeDir, tempDir } from './helpers.js';
 
 let dir: string;
 let f32: string;
@@ -21,11 +20,7 @@ const ctx = 32;
 
 beforeAll(async () => {
   dir = await tempDir();
-  const checkpoint = await fixture(dir, { arch: 'glm4moe' });
-  f32 = join(dir, 'm.f32.m');
-  q40 = join(dir, 'm.q40.m');
-  await convert({ modelDir: checkpoint, outFile: f32, weights: 'f32' });
-  await convert({ modelDir: checkpoint, outFile: q40, weights: 'q40' });
+  ({ f32, q40 } = await f32AndQ40(dir));
   text = join(dir, 'text.txt');
   await writeFile(text, 'The tide rose by a hand in sixty years. 潮水在六十年里上涨了一掌。\nconst median = sorted[mid];\n'.repeat(3));
 });
