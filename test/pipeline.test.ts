@@ -114,4 +114,20 @@ describe('model pipeline through the actions', () => {
     expect(report.code).toBe(1); // the failed KL gate fails the report too, for branch protection
     expect(github.comments).toHaveLength(1);
   });
+
+  it('publish-to-spaces fails clearly on wrong credentials and on a missing bucket, without printing keys', async () => {
+    const file = join(dir, 'tiny.q40.m');
+    await import('node:fs/promises').then((fs) => fs.writeFile(file, 'not really a model'));
+    const inputs = { files: file, 'model-name': 'tiny', quant: 'q40', endpoint: s3.endpoint };
+    const visible = (r: ActionRun) => (r.stdout + r.stderr).replace(/^::add-mask::.*$/gm, '');
+    const wrongKeys = await runAction('publish-to-spaces', { ...inputs, bucket: BUCKET, 'access-key-id': 'AKIAWRONGWRONGWRONG', 'secret-access-key': 'wrong-secret-value-123' });
+    expect(wrongKeys.code).toBe(1);
+    expect(visible(wrongKeys)).toContain(`failed: wrong credentials for bucket ${BUCKET} at endpoint ${s3.endpoint}`);
+    expect(visible(wrongKeys)).not.toMatch(/AKIAWRONGWRONGWRONG|wrong-secret-value-123/);
+    const noBucket = await runAction('publish-to-spaces', { ...inputs, bucket: 'no-such-bucket', 'access-key-id': s3.accessKeyId, 'secret-access-key': s3.secretAccessKey });
+    expect(noBucket.code).toBe(1);
+    expect(visible(noBucket)).toContain(`bucket no-such-bucket does not exist at ${s3.endpoint}`);
+    const noRegion = await runAction('publish-to-spaces', { files: file, 'model-name': 'tiny', quant: 'q40', bucket: BUCKET, 'access-key-id': 'a', 'secret-access-key': 'b' });
+    expect(visible(noRegion)).toContain('::error::input `region`: give `region` (a Spaces region such as nyc3) or `endpoint`');
+  });
 });
