@@ -4,13 +4,16 @@
       "engine/src/quant.cpp", "engine/src/quant-avx2.cpp", "engine/src/model.cpp", "engine/src/thread-pool.cpp",
       "engine/src/session.cpp", "engine/src/cpu/kernels.cpp", "engine/src/cpu/kernels-avx2.cpp", "engine/src/cpu/kernels-vnni.cpp", "engine/src/cpu/kernels-neon.cpp",
       "engine/src/graph/blocks.cpp", "engine/src/graph/glm.cpp", "engine/src/graph/glm4.cpp", "engine/src/graph/glm4moe.cpp", "engine/src/graph/graph.cpp",
-      "engine/src/bench.cpp", "engine/src/metrics.cpp"
+      "engine/src/bench.cpp", "engine/src/metrics.cpp",
+      "engine/src/net/crypto.cpp", "engine/src/net/socket.cpp", "engine/src/net/protocol.cpp", "engine/src/net/slice.cpp",
+      "engine/src/net/cluster.cpp", "engine/src/net/worker.cpp"
     ]
   },
   "targets": [
     {
       "target_name": "glm_engine",
       "sources": ["<@(engine_sources)", "engine/src/addon.cpp"],
+      # OpenSSL (net/crypto.cpp) comes from the Node process, whose headers node-gyp provides.
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
@@ -28,6 +31,7 @@
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
       "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-ffp-contract=off"],
       "ldflags": ["-pthread"],
+      "libraries": ["-lcrypto"],
       "xcode_settings": {
         "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
         "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3", "-ffp-contract=off"]

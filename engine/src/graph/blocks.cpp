@@ -187,7 +187,7 @@ void Blocks::moe(const LayerWeights& L, const float* x, int n, float* out) {
   std::fill_n(out, static_cast<size_t>(n) * dim, 0.0f);
   for (int e = 0; e < experts; e++) {
     const auto& tokens = routed[e];
-    if (tokens.empty()) continue;
+    if (tokens.empty() || L.experts[e].gate.rows == 0) continue;  // not routed to, or held by another node
     const int m = static_cast<int>(tokens.size());
     float* in = grow(expertIn_, static_cast<size_t>(m) * dim);
     for (int i = 0; i < m; i++) std::copy_n(x + static_cast<size_t>(tokens[i].first) * dim, dim, in + static_cast<size_t>(i) * dim);

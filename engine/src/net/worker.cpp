@@ -1,0 +1,149 @@
+#include "worker.h"
+
+#include <cstring>
+#include <memory>
+
+#include "../session.h"
+#include "protocol.h"
+#include "slice.h"
+
+namespace glm {
+
+namespace {
+
+// The worker's half of the all-reduce: its partial to the root, the sum back.
+class RootLink : public Collective {
+ public:
+  RootLink(Link& link, FloatType sync, int dim, int timeoutMs) : link_(link), sync_(sync), dim_(dim), timeoutMs_(timeoutMs) {}
+  void allReduce(float* values, int n) override {
+    const size_t count = static_cast<size_t>(n) * dim_, bytes = encodedBytes(sync_, count);
+    wire_.resize(bytes);
+    encodeF32(sync_, values, wire_.data(), count);
+    link_.send(Msg::Partial, wire_.data(), bytes, timeoutMs_);
+    link_.receiveExact(Msg::Sum, wire_.data(), bytes, timeoutMs_, "waiting for the root's sum of the partials");
+    decodeToF32(sync_, wire_.data(), values, count);
+  }
+
+ private:
+  Link& link_;
+  FloatType sync_;
+  int dim_;
+  int timeoutMs_;
+  std::vector<uint8_t> wire_;
+};
+
+std::unique_ptr<Shard> receiveSlices(Link& link, const ModelHeader& h, const SlicePlan& plan, int timeoutMs, size_t& received) {
+  auto shard = std::make_unique<Shard>();
+  const Weights layout = layoutOf(h);
+  std::vector<uint8_t> frame;
+  size_t at = 0;
+  forEachSlice(layout, plan, shard->weights, [&](const Tensor& t, const Rect& r, Tensor& mine) {
+    mine.type = t.type;
+    mine.rows = r.rows;
+    mine.cols = r.cols;
+    if (r.empty()) return;
+    size_t need = rectBytes(t, r);
+    uint8_t* out = shard->allocate(need);
+    mine.data = out;
+    received += need;
+    while (need > 0) {
+      if (at == frame.size()) {
+        link.receive(Msg::Weights, frame, timeoutMs, "receiving the model slices");
+        at = 0;
+      }
+      const size_t take = std::min(need, frame.size() - at);
+      std::memcpy(out, frame.data() + at, take);
+      out += take;
+      at += take;
+      need -= take;
+    }
+  });
+  if (at != frame.size()) throw NetError(link.peer() + ": the root sent more weight bytes than this node's slices hold");
+  return shard;
+}
+
+FloatType typeField(uint32_t v, bool allowF16, const char* what) {
+  if (v == static_cast<uint32_t>(FloatType::F32) || v == static_cast<uint32_t>(FloatType::Q80) || (allowF16 && v == static_cast<uint32_t>(FloatType::F16))) {
+    return static_cast<FloatType>(v);
+  }
+  throw NetError(std::string("unsupported ") + what + " type " + std::to_string(v));
+}
+
+void serveRoot(Link& link, const Model* own, const WorkerOptions& o, const std::function<void(const std::string&)>& log) {
+  WorkerHello mine;
+  randomBytes(mine.nonce, sizeof mine.nonce);
+  mine.hasModel = own != nullptr;
+  if (own) mine.identity = own->identity();
+  link.send(Msg::WorkerHello, mine.write(), kIdleLimitMs);
+  std::vector<uint8_t> payload;
+  link.receive(Msg::RootHello, payload, kIdleLimitMs, "waiting for the root's hello");
+  const RootHello root = RootHello::read(payload, link.peer());
+  const int timeout = static_cast<int>(root.timeoutMs);
+  std::unique_ptr<Shard> shard;
+  SlicePlan plan;
+  FloatType sync, kvType;
+  try {
+    if (!sameDigest(root.mac, handshakeMac(o.secret, "root", root.nonce, mine.nonce))) {
+      throw NetError("authentication failed: the root's shared secret does not match this worker's (--secret / GLM_ENGINE_SECRET)");
+    }
+    const ModelHeader h = parseHeader(reinterpret_cast<const uint8_t*>(root.headerPairs.data()), root.headerPairs.size(), "the root's model");
+    if (own && !sameDigest(root.identity, own->identity())) throw NetError("the root's model differs from this worker's " + own->path());
+    plan = planSlices(h, static_cast<int>(root.nodeCount), static_cast<int>(root.nodeIndex), static_cast<ExpertSplit>(root.expertSplit & 1));
+    sync = typeField(root.syncType, false, "sync");
+    kvType = typeField(root.kvType, true, "KV cache");
+    link.send(Msg::Accept, handshakeMac(o.secret, "worker", root.nonce, mine.nonce).data(), 32, timeout);
+    size_t streamed = 0;
+    shard = root.sendWeights ? receiveSlices(link, h, plan, timeout, streamed) : cutShard(*own, plan);
+    link.receive(Msg::Ready, payload, timeout, "waiting for the end of the start-up");
+    log(link.peer() + ": node " + std::to_string(plan.index) + " of " + std::to_string(plan.nodes) + ", sync " + (sync == FloatType::Q80 ? "q80" : "f32") +
+        (root.sendWeights ? ", " + std::to_string(streamed) + " bytes of slices received" : ", slices cut from " + own->path()));
+  } catch (const std::exception& e) {
+    link.sendError(e.what());
+    throw;
+  }
+  const int dim = shard->weights.header().dim;
+  RootLink reduce(link, sync, dim, timeout);
+  Session session(std::move(shard), o.threads, static_cast<int>(root.context), kvType, reduce);
+  link.send(Msg::Ready, nullptr, 0, timeout);
+  const int vocabRows = plan.vocab.size();
+  std::vector<float> x, logits;
+  for (;;) {
+    const Msg type = link.receiveAny(payload, kIdleLimitMs, "waiting for the root's next pass (heartbeats stopped)");
+    if (type == Msg::End) return;
+    if (type != Msg::Forward) throw NetError(link.peer() + ": unexpected " + msgName(type) + " between passes");
+    Reader r(payload, link.peer() + ": Forward");
+    const int pos = static_cast<int>(r.u32()), n = static_cast<int>(r.u32()), first = static_cast<int>(r.u32()), count = static_cast<int>(r.u32());
+    if (n <= 0 || payload.size() != 16 + static_cast<size_t>(n) * dim * sizeof(float)) throw NetError(link.peer() + ": malformed Forward message");
+    x.resize(static_cast<size_t>(n) * dim);
+    r.bytes(x.data(), x.size() * sizeof(float));
+    r.end();
+    logits.resize(static_cast<size_t>(count) * vocabRows);
+    try {
+      session.evaluateSlice(x.data(), n, pos, first, count, logits.data());
+    } catch (const std::invalid_argument& e) {
+      link.sendError(e.what());
+      throw;
+    }
+    link.send(Msg::Logits, logits.data(), logits.size() * sizeof(float), timeout);
+  }
+}
+
+}  // namespace
+
+void serveWorker(const WorkerOptions& o, const std::function<void(const std::string&)>& log) {
+  std::unique_ptr<Model> own;
+  if (!o.model.empty()) own = std::make_unique<Model>(o.model);
+  Listener listener(o.host, o.port);
+  log("listening on " + o.host + ":" + std::to_string(listener.port()));
+  for (;;) {
+    Link link(listener.accept());
+    try {
+      serveRoot(link, own.get(), o, log);
+      log(link.peer() + ": session ended; listening again");
+    } catch (const std::exception& e) {
+      log(link.peer() + ": " + e.what() + "; listening again");
+    }
+  }
+}
+
+}  // namespace glm
