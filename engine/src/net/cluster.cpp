@@ -44,11 +44,11 @@ void Cluster::connect(int node, const Endpoint& to, const Model& model, int cont
   const int timeout = options_.timeoutMs;
   auto link = std::make_unique<Link>(Socket::connect(to, std::min(timeout, 10000)));
   std::vector<uint8_t> payload;
-  link->receive(Msg::WorkerHello, payload, timeout, "waiting for the worker's hello (is it serving another root?)");
+  link->receive(Msg::WorkerHello, payload, timeout, "waiting for the worker's hello");
   const WorkerHello worker = WorkerHello::read(payload, link->peer());
   if (worker.hasModel && !sameDigest(worker.identity, model.identity())) {
     link->sendError("the root's model " + model.path() + " differs from this worker's model file");
-    throw NetError("worker " + link->peer() + ": its model file differs from the root's " + model.path() + " (identity " +
+    throw NetError(link->peer() + ": its model file differs from the root's " + model.path() + " (identity " +
                    hex(worker.identity.data(), 8) + " vs " + hex(model.identity().data(), 8) + "); give it the same file, or none");
   }
   RootHello hello;
@@ -70,7 +70,7 @@ void Cluster::connect(int node, const Endpoint& to, const Model& model, int cont
   Reader(payload, link->peer() + ": Accept").bytes(proof.data(), proof.size());
   if (!sameDigest(proof, handshakeMac(options_.secret, "worker", hello.nonce, worker.nonce))) {
     link->sendError("the worker failed to prove the shared secret");
-    throw NetError("worker " + link->peer() + ": it does not know the shared secret (--secret / GLM_ENGINE_SECRET)");
+    throw NetError(link->peer() + ": it does not know the shared secret (--secret / GLM_ENGINE_SECRET)");
   }
   if (hello.sendWeights) streamSlices(*link, model, plans_[node]);
   link->send(Msg::Ready, nullptr, 0, timeout);

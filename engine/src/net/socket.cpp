@@ -90,7 +90,7 @@ Socket Socket::connect(const Endpoint& to, int timeoutMs) {
     const int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
     if (fd < 0) continue;
     setNonBlocking(fd);
-    Socket s(fd, to.str());
+    Socket s(fd, "worker " + to.str());
     if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) {
       last = std::strerror(errno);
       continue;

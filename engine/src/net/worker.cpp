@@ -1,7 +1,10 @@
 #include "worker.h"
 
+#include <atomic>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "../session.h"
 #include "protocol.h"
@@ -135,14 +138,36 @@ void serveWorker(const WorkerOptions& o, const std::function<void(const std::str
   if (!o.model.empty()) own = std::make_unique<Model>(o.model);
   Listener listener(o.host, o.port);
   log("listening on " + o.host + ":" + std::to_string(listener.port()));
+  // One root at a time, served on its own thread so that another root is told at once that this
+  // worker is busy instead of waiting for a timeout.
+  std::atomic<bool> busy{false};
+  std::mutex logging;
+  auto say = [&](const std::string& line) {
+    std::lock_guard<std::mutex> lock(logging);
+    log(line);
+  };
+  std::thread session;
   for (;;) {
-    Link link(listener.accept());
-    try {
-      serveRoot(link, own.get(), o, log);
-      log(link.peer() + ": session ended; listening again");
-    } catch (const std::exception& e) {
-      log(link.peer() + ": " + e.what() + "; listening again");
+    Socket socket = listener.accept();
+    if (busy) {
+      Link refused(std::move(socket));
+      refused.sendError("this worker is busy serving another root");
+      say(refused.peer() + ": refused, busy with another root");
+      continue;
     }
+    if (session.joinable()) session.join();
+    busy = true;
+    session = std::thread([&, link = std::make_shared<Link>(std::move(socket))] {
+      try {
+        serveRoot(*link, own.get(), o, say);
+        say(link->peer() + ": session ended; listening again");
+      } catch (const std::exception& e) {
+        const std::string why = e.what();
+        say((why.rfind(link->peer(), 0) == 0 ? why : link->peer() + ": " + why) + "; listening again");
+      }
+      link->close();
+      busy = false;
+    });
   }
 }
 
