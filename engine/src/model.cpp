@@ -90,6 +90,7 @@ ModelHeader parsePairs(const std::map<int32_t, int32_t>& kv, const std::string& 
   positive(h.vocabSize, "vocab_size");
   positive(h.maxSeqLen, "max_seq_len");
   if (h.nHeads % h.nKvHeads != 0) throw fail("n_kv_heads does not divide n_heads");
+  h.kvGroup = h.nHeads / h.nKvHeads;
   if (h.ropeDim <= 0 || h.ropeDim > h.headDim || h.ropeDim % 2 != 0) throw fail("rope_dim must be even and within head_dim");
   if (h.hiddenAct != 1) throw fail("only silu (hidden_act 1) is supported");
   if (h.arch == ArchType::GLM4_MOE) {

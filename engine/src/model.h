@@ -38,6 +38,9 @@ struct ModelHeader {
   float routedScalingFactor = 1.0f;
   bool normTopkProb = false;
   int32_t nExpertGroups = 1, topkGroups = 1;
+  // Query heads per KV head, and where this node's first query head sits in its KV head's group:
+  // nHeads / nKvHeads and 0 for a whole model; a node's slice may start mid-group (net/slice.h).
+  int32_t kvGroup = 1, headOffset = 0;
 
   int qDim() const { return nHeads * headDim; }
   int kvDim() const { return nKvHeads * headDim; }

@@ -6,22 +6,17 @@ namespace glm {
 
 namespace {
 
-Range part(int total, int nodes, int index) {
-  return {static_cast<int>(static_cast<int64_t>(total) * index / nodes), static_cast<int>(static_cast<int64_t>(total) * (index + 1) / nodes)};
-}
-
 std::string count(int nodes) { return std::to_string(nodes) + (nodes == 1 ? " node" : " nodes"); }
 
-void divisible(int value, const char* field, int nodes) {
-  if (value % nodes != 0) throw PlanError(std::string(field) + " (" + std::to_string(value) + ") is not divisible by " + count(nodes));
-}
-
-// Quantized rows are cut between 32-value blocks only.
-void wholeBlocks(const ModelHeader& h, int columns, const char* what, int nodes) {
-  if ((h.weightType == FloatType::Q40 || h.weightType == FloatType::Q80) && columns % static_cast<int>(kBlockSize) != 0) {
-    throw PlanError(std::string("with quantized weights each node's share of ") + what + " must be whole 32-value blocks, but " + count(nodes) +
-                    " leaves " + std::to_string(columns) + " columns per node");
+// Node `index`'s share of `total`, in whole units of `grain` (32-value blocks where quantized rows are
+// cut by columns); shares differ by at most one unit. Every node must get at least one unit.
+Range part(int total, int grain, int nodes, int index, const char* field) {
+  const int units = total / grain;
+  if (total % grain != 0 || units < nodes) {
+    throw PlanError(std::string(field) + " (" + std::to_string(total) + ") cannot give each of " + count(nodes) + " a share" +
+                    (grain > 1 ? " of whole " + std::to_string(grain) + "-value blocks (quantized weights)" : ""));
   }
+  return {static_cast<int>(static_cast<int64_t>(units) * index / nodes) * grain, static_cast<int>(static_cast<int64_t>(units) * (index + 1) / nodes) * grain};
 }
 
 }  // namespace
@@ -32,42 +27,34 @@ SlicePlan planSlices(const ModelHeader& h, int nodes, int index, ExpertSplit exp
   p.nodes = nodes;
   p.index = index;
   p.experts = experts;
-  divisible(h.nHeads, "n_heads", nodes);
-  if (h.nKvHeads % nodes != 0 && nodes % h.nKvHeads != 0) {
-    throw PlanError("n_kv_heads (" + std::to_string(h.nKvHeads) + ") and " + count(nodes) +
-                    ": one must divide the other (more nodes than KV heads replicate them)");
-  }
-  p.heads = part(h.nHeads, nodes, index);
+  const bool quantized = h.weightType == FloatType::Q40 || h.weightType == FloatType::Q80;
+  const int grain = quantized ? static_cast<int>(kBlockSize) : 1;
+  // Query heads are split evenly; a node reads every KV head its query heads use, so a KV head whose
+  // group spans two nodes is replicated on both (and on every node when there are more nodes than KV heads).
+  p.heads = part(h.nHeads, 1, nodes, index, "n_heads");
   const int group = h.nHeads / h.nKvHeads;
   p.kvHeads = {p.heads.begin / group, (p.heads.end - 1) / group + 1};
-  wholeBlocks(h, p.heads.size() * h.headDim, "the attention output columns (n_heads x head_dim)", nodes);
-
-  const bool dense = h.arch != ArchType::GLM4_MOE || h.firstDenseLayers > 0;
-  if (dense) {
-    divisible(h.hiddenDim, "hidden_dim", nodes);
-    p.ffn = part(h.hiddenDim, nodes, index);
-    wholeBlocks(h, p.ffn.size(), "the FFN (hidden_dim)", nodes);
+  for (int k = 0; k < nodes && quantized; k++) {
+    const int columns = part(h.nHeads, 1, nodes, k, "n_heads").size() * h.headDim;
+    if (columns % static_cast<int>(kBlockSize) != 0) {
+      throw PlanError("with quantized weights each node's columns of the attention output must be whole 32-value blocks, but " + count(nodes) + " give node " +
+                      std::to_string(k) + " " + std::to_string(columns) + " (its heads x head_dim " + std::to_string(h.headDim) + ")");
+    }
   }
+  const bool dense = h.arch != ArchType::GLM4_MOE || h.firstDenseLayers > 0;
+  if (dense) p.ffn = part(h.hiddenDim, grain, nodes, index, "hidden_dim");
   if (h.arch == ArchType::GLM4_MOE && h.firstDenseLayers < h.nLayers) {
     if (experts == ExpertSplit::Slice) {
-      divisible(h.moeHiddenDim, "moe_hidden_dim", nodes);
-      p.expertRows = part(h.moeHiddenDim, nodes, index);
+      p.expertRows = part(h.moeHiddenDim, grain, nodes, index, "moe_hidden_dim");
       p.expertIds = {0, h.nExperts};
-      wholeBlocks(h, p.expertRows.size(), "every expert (moe_hidden_dim)", nodes);
     } else {
-      if (h.nExperts < nodes) throw PlanError("n_experts (" + std::to_string(h.nExperts) + ") is fewer than " + count(nodes) + " to place whole experts on");
       p.expertRows = {0, h.moeHiddenDim};
-      p.expertIds = part(h.nExperts, nodes, index);
+      p.expertIds = part(h.nExperts, 1, nodes, index, "n_experts");
     }
     const int shared = h.moeHiddenDim * h.nSharedExperts;
-    if (shared > 0) {
-      divisible(shared, "the shared expert's width (moe_hidden_dim x n_shared_experts)", nodes);
-      p.shared = part(shared, nodes, index);
-      wholeBlocks(h, p.shared.size(), "the shared expert", nodes);
-    }
+    if (shared > 0) p.shared = part(shared, grain, nodes, index, "the shared expert's width (moe_hidden_dim x n_shared_experts)");
   }
-  if (h.vocabSize < nodes) throw PlanError("vocab_size (" + std::to_string(h.vocabSize) + ") is smaller than " + count(nodes));
-  p.vocab = part(h.vocabSize, nodes, index);
+  p.vocab = part(h.vocabSize, 1, nodes, index, "vocab_size");
   return p;
 }
 
@@ -78,6 +65,8 @@ ModelHeader localHeader(const ModelHeader& h, const SlicePlan& p) {
   local.hiddenDim = p.ffn.size();
   local.moeHiddenDim = p.expertRows.size();
   local.vocabSize = p.vocab.size();
+  local.kvGroup = h.nHeads / h.nKvHeads;
+  local.headOffset = p.heads.begin - p.kvHeads.begin * local.kvGroup;
   return local;
 }
 

@@ -1,7 +1,8 @@
 // How a model is split over N nodes (tensor parallelism), computed identically by the root and every
 // worker from the header alone: node k owns a range of query heads (with the KV heads they read,
-// replicated when there are more nodes than KV heads), of dense FFN rows, of every expert's rows or of
-// whole experts, and of vocabulary rows. Norms, the router and its bias are replicated; the embedding
+// replicated where a KV head's group spans nodes), of dense FFN rows, of every expert's rows or of
+// whole experts, and of vocabulary rows. Shares are as even as whole units allow (heads; 32-value
+// blocks for quantized FFN columns), so N need not divide the dimensions. Norms, the router and its bias are replicated; the embedding
 // stays on the root (node 0).
 #pragma once
 #include <cstdint>
@@ -33,7 +34,7 @@ class PlanError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Throws PlanError naming the dimension that `nodes` does not divide.
+// Throws PlanError naming the dimension that cannot give every node a share.
 SlicePlan planSlices(const ModelHeader& h, int nodes, int index, ExpertSplit experts);
 
 // The node's view of the header: its own head, KV head, FFN, expert-row and vocabulary counts.
