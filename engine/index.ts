@@ -265,3 +265,4 @@ export function bench(modelPath: string, options: BenchOptions = {}): BenchResul
 export { perplexity, klDivergence, type PerplexityResult, type KldResult, type ChunkNll } from './metrics.js';
 export { Sampler, Random, topIds, type SamplingOptions } from './sampler.js';
 export { GenerationSession, type GenerateOptions, type GenerationStats, type FinishReason } from './generate.js';
+export { decodeTraffic, dllamaDecodeTraffic, syncRowBytes, type TrafficShape } from './distributed.js';

@@ -1,6 +1,7 @@
 #include "worker.h"
 
-#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -138,25 +139,30 @@ void serveWorker(const WorkerOptions& o, const std::function<void(const std::str
   if (!o.model.empty()) own = std::make_unique<Model>(o.model);
   Listener listener(o.host, o.port);
   log("listening on " + o.host + ":" + std::to_string(listener.port()));
-  // One root at a time, served on its own thread so that another root is told at once that this
-  // worker is busy instead of waiting for a timeout.
-  std::atomic<bool> busy{false};
-  std::mutex logging;
+  // One root at a time, served on its own thread, so that another root is told that this worker is
+  // busy instead of waiting for a timeout. A root that just ended its session gets a moment to finish.
+  std::mutex mutex;
+  std::condition_variable idle;
+  bool busy = false;
   auto say = [&](const std::string& line) {
-    std::lock_guard<std::mutex> lock(logging);
+    std::lock_guard<std::mutex> lock(mutex);
     log(line);
   };
   std::thread session;
   for (;;) {
     Socket socket = listener.accept();
-    if (busy) {
-      Link refused(std::move(socket));
-      refused.sendError("this worker is busy serving another root");
-      say(refused.peer() + ": refused, busy with another root");
-      continue;
+    {
+      std::unique_lock<std::mutex> lock(mutex);
+      if (!idle.wait_for(lock, std::chrono::seconds(2), [&] { return !busy; })) {
+        lock.unlock();
+        Link refused(std::move(socket));
+        refused.sendError("this worker is busy serving another root");
+        say(refused.peer() + ": refused, busy with another root");
+        continue;
+      }
+      busy = true;
     }
     if (session.joinable()) session.join();
-    busy = true;
     session = std::thread([&, link = std::make_shared<Link>(std::move(socket))] {
       try {
         serveRoot(*link, own.get(), o, say);
@@ -166,7 +172,9 @@ void serveWorker(const WorkerOptions& o, const std::function<void(const std::str
         say((why.rfind(link->peer(), 0) == 0 ? why : link->peer() + ": " + why) + "; listening again");
       }
       link->close();
+      std::lock_guard<std::mutex> lock(mutex);
       busy = false;
+      idle.notify_all();
     });
   }
 }
