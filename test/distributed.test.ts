@@ -10,7 +10,7 @@ import { convert } from '../converter/convert.js';
 import { readModelFile } from '../converter/model-file.js';
 import { bench, decodeTraffic, LoadedModel, logSoftmax, type DistributedOptions } from '../engine/index.js';
 import { cli, fixture, removeDir, tempDir } from './helpers.js';
-import { ENGINE, startWorker, stopWorker, waitForLog, type WorkerProcess } from './distributed-helpers.js';
+import { ENGINE, startWorker, stopWorker, waitForLog, type WorkerProcess } from '../engine/worker-process.js';
 
 let dir: string;
 const models = new Map<string, string>();

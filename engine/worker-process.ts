@@ -1,8 +1,10 @@
-/** Real `glm-engine worker` processes on loopback for the distributed tests. */
+/** `glm-engine worker` processes on this machine, for the benchmark and the tests of a cluster on loopback. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { packageRoot } from './native.js';
 
-export const ENGINE = join(process.cwd(), 'build', 'Release', 'glm-engine');
+/** The standalone engine executable (root and worker). */
+export const ENGINE = join(packageRoot(), 'build', 'Release', 'glm-engine');
 
 export interface WorkerProcess {
   child: ChildProcess;
@@ -12,7 +14,7 @@ export interface WorkerProcess {
   log: string[];
 }
 
-/** Starts a worker on a free port and resolves once it listens. */
+/** Starts a worker on a free loopback port (one thread unless args say otherwise) and resolves once it listens. */
 export function startWorker(args: string[] = [], env: Record<string, string> = {}): Promise<WorkerProcess> {
   const child = spawn(ENGINE, ['worker', '--host', '127.0.0.1', '--port', '0', '--threads', '1', ...args], {
     env: { ...process.env, ...env },
