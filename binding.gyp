@@ -13,7 +13,6 @@
     {
       "target_name": "glm_engine",
       "sources": ["<@(engine_sources)", "engine/src/addon.cpp"],
-      # OpenSSL (net/crypto.cpp) comes from the Node process, whose headers node-gyp provides.
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
@@ -31,7 +30,6 @@
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
       "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-ffp-contract=off"],
       "ldflags": ["-pthread"],
-      "libraries": ["-lcrypto"],
       "xcode_settings": {
         "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
         "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3", "-ffp-contract=off"]

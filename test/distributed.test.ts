@@ -5,9 +5,11 @@
  * model, a node count the model cannot be split over) ends the run with a clear error in bounded time.
  */
 import { spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { join } from 'node:path';
 import { convert } from '../converter/convert.js';
 import { readModelFile } from '../converter/model-file.js';
+import { native } from '../engine/native.js';
 import { bench, decodeTraffic, LoadedModel, logSoftmax, type DistributedOptions } from '../engine/index.js';
 import { cli, fixture, removeDir, tempDir } from './helpers.js';
 import { ENGINE, startWorker, stopWorker, waitForLog, type WorkerProcess } from '../engine/worker-process.js';
@@ -198,4 +200,15 @@ it('glm-engine and the CLI take --workers: a root and two workers reproduce a si
   expect(viaCli.status).toBe(0);
   const ids = (out: string) => (JSON.parse(out) as { positions: { top: { id: number }[] }[] }).positions.map((p) => p.top.map((t) => t.id));
   expect(ids(viaCli.stdout)).toEqual(ids(local.stdout));
+});
+
+it("the handshake's HMAC-SHA-256 equals Node's on every padding boundary and key length", () => {
+  const bytes = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 131 + seed * 17) & 255);
+  for (const keyLength of [0, 1, 32, 64, 65, 200]) {
+    for (const length of [0, 1, 55, 56, 63, 64, 65, 119, 120, 1000]) {
+      const key = bytes(keyLength, 1);
+      const data = bytes(length, 2);
+      expect(Buffer.from(native().hmacSha256(key, data)).toString('hex')).toBe(createHmac('sha256', key).update(data).digest('hex'));
+    }
+  }
 });

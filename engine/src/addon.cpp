@@ -12,6 +12,7 @@
 #include "cpu/kernels.h"
 #include "metrics.h"
 #include "model.h"
+#include "net/crypto.h"
 #include "quant.h"
 #include "session.h"
 
@@ -149,6 +150,16 @@ Napi::Value F32ToF16(const Napi::CallbackInfo& info) {
 
 Napi::Value F16ToF32(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), glm::f16ToF32(static_cast<uint16_t>(info[0].As<Napi::Number>().Uint32Value())));
+}
+
+// hmacSha256(key, data) -> Uint8Array(32): the handshake's MAC (net/crypto.h), for the tests against Node's crypto.
+Napi::Value HmacSha256(const Napi::CallbackInfo& info) {
+  Napi::Uint8Array key = bytesArg(info, 0, "key");
+  Napi::Uint8Array data = bytesArg(info, 1, "data");
+  const glm::Digest d = glm::hmacSha256(std::string(reinterpret_cast<const char*>(key.Data()), key.ByteLength()), data.Data(), data.ByteLength());
+  Napi::Uint8Array out = Napi::Uint8Array::New(info.Env(), d.size());
+  std::copy(d.begin(), d.end(), out.Data());
+  return out;
 }
 
 // setSimd(enabled) -> name of the encoder path now in use ("avx2" or "scalar")
@@ -435,6 +446,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("kernelPath", Napi::Function::New(env, KernelPath));
   exports.Set("bench", Napi::Function::New(env, Bench));
   exports.Set("setSimd", Napi::Function::New(env, SetSimd));
+  exports.Set("hmacSha256", Napi::Function::New(env, HmacSha256));
   exports.Set("encode", Napi::Function::New(env, Encode));
   exports.Set("decode", Napi::Function::New(env, Decode));
   exports.Set("f32ToF16", Napi::Function::New(env, F32ToF16));
