@@ -4,7 +4,7 @@
  * promises to report (a killed or stalled worker, a wrong secret, another protocol version, another
  * model, a node count the model cannot be split over) ends the run with a clear error in bounded time.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { join } from 'node:path';
 import { convert } from '../converter/convert.js';
@@ -143,6 +143,40 @@ it('a stalled worker (as with a pulled cable) stops the root after the timeout',
   } finally {
     stalled.child.kill('SIGCONT');
     stopWorker(stalled);
+  }
+});
+
+it('heartbeats keep an idle session alive past the worker\'s idle limit', async () => {
+  const worker = await startWorker(['--idle-timeout', '2']);
+  try {
+    const model = load('glm4moe.f32', { workers: [worker.address], sync: 'f32' });
+    const before = model.evaluate(tokens);
+    await new Promise((r) => setTimeout(r, 3_500)); // idle longer than the worker waits for a silent root
+    model.reset();
+    expect(Array.from(model.evaluate(tokens))).toEqual(Array.from(before));
+    model.close();
+    expect(worker.log.some((l) => /heartbeats stopped/.test(l))).toBe(false);
+  } finally {
+    stopWorker(worker);
+  }
+});
+
+it('a worker drops a root that stops answering and serves the next one', async () => {
+  const worker = await startWorker(['--idle-timeout', '2']);
+  const args = ['bench', '--model', models.get('glm4moe.f32')!, '--prompt-tokens', '8', '--gen-tokens', '40', '--repeat', '100000', '--threads', '1'];
+  const root = spawn(ENGINE, [...args, '--workers', worker.address, '--net-timeout', '2'], { stdio: 'ignore' });
+  try {
+    await waitForLog(worker, /node 1 of 2/);
+    root.kill('SIGSTOP'); // neither closed nor reset: only the deadlines can tell
+    const stoppedAt = Date.now();
+    await waitForLog(worker, /no progress within 2 s while waiting for the root's .*; listening again/, 6_000);
+    expect(Date.now() - stoppedAt).toBeLessThan(5_000);
+    const next = load('glm4moe.f32', { workers: [worker.address], sync: 'f32' });
+    expect(next.evaluate(tokens).length).toBe(next.vocabSize);
+    next.close();
+  } finally {
+    root.kill('SIGKILL');
+    stopWorker(worker);
   }
 });
 

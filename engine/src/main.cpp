@@ -4,7 +4,7 @@
 //   glm-engine generate --model M --tokens 1,2,3 [--max-tokens 64] [--stop-ids a,b]
 //   glm-engine perplexity --model M --tokens-file F [--ctx 512]
 //   glm-engine info --model M
-//   glm-engine worker --port P [--host ADDR] [--threads N] [--model M] [--secret S]
+//   glm-engine worker --port P [--host ADDR] [--threads N] [--model M] [--secret S] [--idle-timeout SECONDS]
 // Every command that runs the model takes --workers host:port,... [--sync q80|f32] [--secret S]
 // [--experts slice|place] [--net-timeout SECONDS] to run as the root of a tensor-parallel cluster.
 // Errors go to stderr with a non-zero exit status.
@@ -35,7 +35,7 @@ const char* kUsage =
     "  glm-engine generate --model M --tokens 1,2,3 [--max-tokens 64] [--stop-ids a,b] [--threads N]   (greedy)\n"
     "  glm-engine perplexity --model M --tokens-file F [--ctx 512] [--threads N]   (F: ids separated by commas or spaces)\n"
     "  glm-engine info --model M\n"
-    "  glm-engine worker --port P [--host 0.0.0.0] [--threads N] [--model M] [--secret S]   (serves roots until killed)\n"
+    "  glm-engine worker --port P [--host 0.0.0.0] [--threads N] [--model M] [--secret S] [--idle-timeout 10]   (serves roots until killed)\n"
     "distributed (every command that runs the model): --workers host:port,... [--sync q80|f32] [--secret S]\n"
     "  [--experts slice|place] [--net-timeout 30]; the secret may come from GLM_ENGINE_SECRET instead\n";
 
@@ -277,6 +277,8 @@ void worker(const Args& args) {
   o.threads = std::max(1, args.number("threads", defaultThreads()));
   if (args.options.count("model")) o.model = args.required("model");
   o.secret = secretOf(args);
+  o.idleLimitMs = args.number("idle-timeout", 10) * 1000;
+  if (o.idleLimitMs <= 0) throw UsageError("--idle-timeout must be at least 1 second");
   glm::serveWorker(o, [](const std::string& line) {
     std::fprintf(stderr, "glm-engine worker: %s\n", line.c_str());
     std::fflush(stderr);

@@ -36,8 +36,6 @@ const char* msgName(Msg m);
 
 constexpr size_t kFrameHeaderBytes = 8;
 constexpr int kHeartbeatMs = 1000;
-// A worker drops a root it has not heard from (not even a Ping) for this long.
-constexpr int kIdleLimitMs = 10000;
 
 // A worker's error sent to the root, or the root's to a worker.
 class RemoteError : public NetError {

@@ -78,9 +78,9 @@ void serveRoot(Link& link, const Model* own, const WorkerOptions& o, const std::
   randomBytes(mine.nonce, sizeof mine.nonce);
   mine.hasModel = own != nullptr;
   if (own) mine.identity = own->identity();
-  link.send(Msg::WorkerHello, mine.write(), kIdleLimitMs);
+  link.send(Msg::WorkerHello, mine.write(), o.idleLimitMs);
   std::vector<uint8_t> payload;
-  link.receive(Msg::RootHello, payload, kIdleLimitMs, "waiting for the root's hello");
+  link.receive(Msg::RootHello, payload, o.idleLimitMs, "waiting for the root's hello");
   const RootHello root = RootHello::read(payload, link.peer());
   const int timeout = static_cast<int>(root.timeoutMs);
   std::unique_ptr<Shard> shard;
@@ -112,7 +112,7 @@ void serveRoot(Link& link, const Model* own, const WorkerOptions& o, const std::
   const int vocabRows = plan.vocab.size();
   std::vector<float> x, logits;
   for (;;) {
-    const Msg type = link.receiveAny(payload, kIdleLimitMs, "waiting for the root's next pass (heartbeats stopped)");
+    const Msg type = link.receiveAny(payload, o.idleLimitMs, "waiting for the root's next pass (heartbeats stopped)");
     if (type == Msg::End) return;
     if (type != Msg::Forward) throw NetError(link.peer() + ": unexpected " + msgName(type) + " between passes");
     Reader r(payload, link.peer() + ": Forward");

@@ -13,6 +13,8 @@ struct WorkerOptions {
   int threads = 1;
   std::string model;   // optional own copy of the model file
   std::string secret;  // empty: accept any root
+  // A root not heard from (not even its heartbeat, every second) for this long is dropped.
+  int idleLimitMs = 10000;
 };
 
 // Never returns unless it cannot listen (NetError). `log` receives one line per event.
