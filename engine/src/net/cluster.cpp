@@ -1,7 +1,6 @@
 #include "cluster.h"
 
 #include <algorithm>
-#include <cstring>
 
 namespace glm {
 

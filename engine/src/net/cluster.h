@@ -3,7 +3,6 @@
 // the input rows out, the partial sums of each layer in and their sum back, the logits in. The root
 // is node 0 and computes its own slice in between.
 #pragma once
-#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <string>

@@ -1,5 +1,6 @@
 #include "crypto.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>

@@ -72,15 +72,14 @@ void Link::send(Msg type, const void* payload, size_t bytes, int timeoutMs) {
   if (type != Msg::Ping) sent_ += sizeof head + bytes;
 }
 
-bool Link::heartbeat() {
+void Link::heartbeat() {
   std::unique_lock<std::mutex> lock(sending_, std::try_to_lock);
-  if (!lock.owns_lock() || !socket_.open() || nowMs() - lastSendMs_ < kHeartbeatMs) return false;
+  if (!lock.owns_lock() || !socket_.open() || nowMs() - lastSendMs_ < kHeartbeatMs) return;
   lock.unlock();
   try {
     send(Msg::Ping, nullptr, 0, kHeartbeatMs);
-    return true;
   } catch (const NetError&) {
-    return false;  // the next pass reports the lost worker
+    // the next pass reports the lost worker
   }
 }
 

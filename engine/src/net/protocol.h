@@ -81,8 +81,9 @@ class Link {
 
   void send(Msg type, const void* payload, size_t bytes, int timeoutMs);
   void send(Msg type, const Writer& w, int timeoutMs) { send(type, w.data().data(), w.data().size(), timeoutMs); }
-  // Sends a Ping unless another frame went out in the last heartbeat interval; false if busy or closed.
-  bool heartbeat();
+  // Sends a Ping unless another frame went out in the last heartbeat interval or a send is under way;
+  // a failure is left for the next pass to report.
+  void heartbeat();
   void sendError(const std::string& message);
   // Receives the next frame other than Ping and returns its type; throws RemoteError for an Error frame.
   Msg receiveAny(std::vector<uint8_t>& payload, int timeoutMs, const char* what);

@@ -1,5 +1,6 @@
 #include "worker.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -82,32 +83,36 @@ void serveRoot(Link& link, const Model* own, const WorkerOptions& o, const std::
   std::vector<uint8_t> payload;
   link.receive(Msg::RootHello, payload, o.idleLimitMs, "waiting for the root's hello");
   const RootHello root = RootHello::read(payload, link.peer());
-  const int timeout = static_cast<int>(root.timeoutMs);
-  std::unique_ptr<Shard> shard;
+  const int timeout = static_cast<int>(std::min<uint32_t>(std::max<uint32_t>(root.timeoutMs, 1), 86400000));  // 1 ms .. a day
   SlicePlan plan;
-  FloatType sync, kvType;
+  FloatType sync = FloatType::Q80;
+  int dim = 0;
+  std::unique_ptr<RootLink> reduce;
+  std::unique_ptr<Session> session;
   try {
     if (!sameDigest(root.mac, handshakeMac(o.secret, "root", root.nonce, mine.nonce))) {
       throw NetError("authentication failed: the root's shared secret does not match this worker's (--secret / GLM_ENGINE_SECRET)");
     }
     const ModelHeader h = parseHeader(reinterpret_cast<const uint8_t*>(root.headerPairs.data()), root.headerPairs.size(), "the root's model");
     if (own && !sameDigest(root.identity, own->identity())) throw NetError("the root's model differs from this worker's " + own->path());
-    plan = planSlices(h, static_cast<int>(root.nodeCount), static_cast<int>(root.nodeIndex), static_cast<ExpertSplit>(root.expertSplit & 1));
+    if (root.expertSplit > static_cast<uint32_t>(ExpertSplit::Place)) throw NetError("unknown expert split " + std::to_string(root.expertSplit));
+    if (!root.sendWeights && !own) throw NetError("the root sends no slices, but this worker has no model file");
+    plan = planSlices(h, static_cast<int>(root.nodeCount), static_cast<int>(root.nodeIndex), static_cast<ExpertSplit>(root.expertSplit));
     sync = typeField(root.syncType, false, "sync");
-    kvType = typeField(root.kvType, true, "KV cache");
+    const FloatType kvType = typeField(root.kvType, true, "KV cache");
     link.send(Msg::Accept, handshakeMac(o.secret, "worker", root.nonce, mine.nonce).data(), 32, timeout);
     size_t streamed = 0;
-    shard = root.sendWeights ? receiveSlices(link, h, plan, timeout, streamed) : cutShard(*own, plan);
+    std::unique_ptr<Shard> shard = root.sendWeights ? receiveSlices(link, h, plan, timeout, streamed) : cutShard(*own, plan);
     link.receive(Msg::Ready, payload, timeout, "waiting for the end of the start-up");
+    dim = h.dim;
+    reduce = std::make_unique<RootLink>(link, sync, dim, timeout);
+    session = std::make_unique<Session>(std::move(shard), o.threads, static_cast<int>(root.context), kvType, *reduce);
     log(link.peer() + ": node " + std::to_string(plan.index) + " of " + std::to_string(plan.nodes) + ", sync " + (sync == FloatType::Q80 ? "q80" : "f32") +
         (root.sendWeights ? ", " + std::to_string(streamed) + " bytes of slices received" : ", slices cut from " + own->path()));
   } catch (const std::exception& e) {
     link.sendError(e.what());
     throw;
   }
-  const int dim = shard->weights.header().dim;
-  RootLink reduce(link, sync, dim, timeout);
-  Session session(std::move(shard), o.threads, static_cast<int>(root.context), kvType, reduce);
   link.send(Msg::Ready, nullptr, 0, timeout);
   const int vocabRows = plan.vocab.size();
   std::vector<float> x, logits;
@@ -117,13 +122,15 @@ void serveRoot(Link& link, const Model* own, const WorkerOptions& o, const std::
     if (type != Msg::Forward) throw NetError(link.peer() + ": unexpected " + msgName(type) + " between passes");
     Reader r(payload, link.peer() + ": Forward");
     const int pos = static_cast<int>(r.u32()), n = static_cast<int>(r.u32()), first = static_cast<int>(r.u32()), count = static_cast<int>(r.u32());
-    if (n <= 0 || payload.size() != 16 + static_cast<size_t>(n) * dim * sizeof(float)) throw NetError(link.peer() + ": malformed Forward message");
+    if (n <= 0 || first < 0 || count < 0 || first + count > n || payload.size() != 16 + static_cast<size_t>(n) * dim * sizeof(float)) {
+      throw NetError(link.peer() + ": malformed Forward message");
+    }
     x.resize(static_cast<size_t>(n) * dim);
     r.bytes(x.data(), x.size() * sizeof(float));
     r.end();
     logits.resize(static_cast<size_t>(count) * vocabRows);
     try {
-      session.evaluateSlice(x.data(), n, pos, first, count, logits.data());
+      session->evaluateSlice(x.data(), n, pos, first, count, logits.data());
     } catch (const std::invalid_argument& e) {
       link.sendError(e.what());
       throw;
