@@ -148,6 +148,19 @@ function tokenList(value: string): number[] {
   return ids;
 }
 
+/** The options of a measurement over a text file (perplexity, kld). */
+function withTextMeasure(command: Command): Command {
+  return withDistributed(
+    command
+      .requiredOption('--model <file>', '.m model file')
+      .option('--tokenizer <file>', '.t or tokenizer.json (default: the .t beside the model)')
+      .requiredOption('--text <file>', 'UTF-8 text')
+      .option('--ctx <n>', 'tokens per chunk', positiveInt, 512)
+      .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+      .option('--json', 'print one JSON object', false),
+  );
+}
+
 export function registerEngineCommands(program: Command): void {
   withSampling(
     program
@@ -201,17 +214,7 @@ export function registerEngineCommands(program: Command): void {
     }
   });
 
-  withDistributed(
-    program
-      .command('perplexity')
-      .description('perplexity of the model over a text, and the mean NLL of each chunk')
-      .requiredOption('--model <file>', '.m model file')
-      .option('--tokenizer <file>', '.t or tokenizer.json (default: the .t beside the model)')
-      .requiredOption('--text <file>', 'UTF-8 text')
-      .option('--ctx <n>', 'tokens per chunk', positiveInt, 512)
-      .option('--threads <n>', 'threads (default: all cores)', positiveInt)
-      .option('--json', 'print one JSON object', false),
-  ).action(async (o: DistributedFlags & { model: string; tokenizer?: string; text: string; ctx: number; threads?: number; json: boolean }) => {
+  withTextMeasure(program.command('perplexity').description('perplexity of the model over a text, and the mean NLL of each chunk')).action(async (o: DistributedFlags & { model: string; tokenizer?: string; text: string; ctx: number; threads?: number; json: boolean }) => {
     const tokenizer = await tokenizerFor(o.model, o.tokenizer);
     const ids = await textIds(tokenizer, o.text);
     const result = perplexity(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, ...distributedOptions(o) }), ids, o.ctx);
@@ -223,17 +226,11 @@ export function registerEngineCommands(program: Command): void {
     console.log(`perplexity ${result.perplexity.toFixed(4)} over ${result.predicted} predicted tokens (mean NLL ${result.nll.toFixed(4)})`);
   });
 
-  withDistributed(
+  withTextMeasure(
     program
       .command('kld')
       .description('KL divergence and top-1 agreement of a model against a reference model (e.g. q40 against f32) over a text')
-      .requiredOption('--model <file>', '.m model file')
-      .requiredOption('--reference <file>', 'the reference .m file')
-      .option('--tokenizer <file>', '.t or tokenizer.json (default: the .t beside the model)')
-      .requiredOption('--text <file>', 'UTF-8 text')
-      .option('--ctx <n>', 'tokens per chunk', positiveInt, 512)
-      .option('--threads <n>', 'threads (default: all cores)', positiveInt)
-      .option('--json', 'print one JSON object', false),
+      .requiredOption('--reference <file>', 'the reference .m file'),
   ).action(async (o: DistributedFlags & { model: string; reference: string; tokenizer?: string; text: string; ctx: number; threads?: number; json: boolean }) => {
     const tokenizer = await tokenizerFor(o.model, o.tokenizer);
     const ids = await textIds(tokenizer, o.text);
