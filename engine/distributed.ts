@@ -24,16 +24,21 @@ export function vocabShare(vocab: number, nodes: number, k: number): number {
 const FRAME = 8; // frame header
 const FORWARD = 16; // position, token count, first logit row, logit rows
 
+/** Bytes of one logit on the wire: f16 with q80 sync, f32 with f32 sync. */
+export function logitBytes(sync: SyncType): number {
+  return sync === 'f32' ? 4 : 2;
+}
+
 /**
  * Per generated token (one token per pass, its logits only), for node 0 (the root) then each worker.
  * Root -> worker: a Forward frame with the token's input row in f32, then the sum of the partials twice
- * per layer. Worker -> root: its partial twice per layer, then its vocabulary rows of logits in f32.
+ * per layer. Worker -> root: its partial twice per layer, then its vocabulary rows of logits.
  */
 export function decodeTraffic(s: TrafficShape, nodes: number, sync: SyncType): NodeTraffic[] {
   if (nodes === 1) return [];
   const syncs = 2 * s.nLayers * (FRAME + syncRowBytes(s.dim, sync));
   const down = FRAME + FORWARD + 4 * s.dim + syncs;
-  const workers = Array.from({ length: nodes - 1 }, (_, i) => ({ sent: syncs + FRAME + 4 * vocabShare(s.vocabSize, nodes, i + 1), received: down }));
+  const workers = Array.from({ length: nodes - 1 }, (_, i) => ({ sent: syncs + FRAME + logitBytes(sync) * vocabShare(s.vocabSize, nodes, i + 1), received: down }));
   const root = { sent: (nodes - 1) * down, received: workers.reduce((sum, w) => sum + w.sent, 0) };
   return [root, ...workers];
 }

@@ -142,13 +142,16 @@ void Cluster::allReduce(float* values, int n) {
 
 void Cluster::gather(const float* local, int count, float* logits) {
   guarded([&] {
+    const FloatType type = logitsType(options_.sync);
     for (int k = 0; k < nodes(); k++) {
       const Range v = plans_[k].vocab;
       const float* rows = local;
       if (k > 0) {
-        scratch_.resize(static_cast<size_t>(count) * v.size());
-        links_[k - 1]->receiveExact(Msg::Logits, scratch_.data(), scratch_.size() * sizeof(float), options_.timeoutMs,
-                                    "waiting for a worker's logits");
+        const size_t values = static_cast<size_t>(count) * v.size();
+        wire_.resize(encodedBytes(type, values));
+        scratch_.resize(values);
+        links_[k - 1]->receiveExact(Msg::Logits, wire_.data(), wire_.size(), options_.timeoutMs, "waiting for a worker's logits");
+        decodeToF32(type, wire_.data(), scratch_.data(), values);
         rows = scratch_.data();
       }
       for (int t = 0; t < count; t++) {

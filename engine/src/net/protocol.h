@@ -10,7 +10,7 @@
 //            root   -> Ready;  worker -> Ready
 // Each pass: root   -> Forward {pos, n, first, count} + the n input rows (f32)
 //            per layer, twice: worker -> Partial; root -> Sum  (n x dim in the sync type)
-//            worker -> Logits (its vocabulary rows of the `count` tokens from `first`)
+//            worker -> Logits (its vocabulary rows of the `count` tokens from `first`, see logitsType)
 // Idle:      root   -> Ping every second; End when the session closes.
 // The macs are HMAC-SHA-256 over both nonces with the shared secret (empty when none), so the secret
 // never travels and neither side can replay an old handshake.
@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "../quant.h"
 #include "crypto.h"
 #include "socket.h"
 
@@ -35,6 +36,10 @@ enum class Msg : uint8_t { WorkerHello = 1, RootHello, Accept, Weights, Ready, F
 const char* msgName(Msg m);
 
 constexpr size_t kFrameHeaderBytes = 8;
+
+// How the workers' logits travel: f16 with q80 sync (half the bytes, well inside the error q80 sums
+// already bring), f32 with f32 sync (exact).
+inline FloatType logitsType(FloatType sync) { return sync == FloatType::Q80 ? FloatType::F16 : FloatType::F32; }
 constexpr int kHeartbeatMs = 1000;
 
 // A worker's error sent to the root, or the root's to a worker.

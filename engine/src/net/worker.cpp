@@ -116,6 +116,7 @@ void serveRoot(Link& link, const Model* own, const WorkerOptions& o, const std::
   link.send(Msg::Ready, nullptr, 0, timeout);
   const int vocabRows = plan.vocab.size();
   std::vector<float> x, logits;
+  std::vector<uint8_t> wire;
   for (;;) {
     const Msg type = link.receiveAny(payload, o.idleLimitMs, "waiting for the root's next pass (heartbeats stopped)");
     if (type == Msg::End) return;
@@ -135,7 +136,9 @@ void serveRoot(Link& link, const Model* own, const WorkerOptions& o, const std::
       link.sendError(e.what());
       throw;
     }
-    link.send(Msg::Logits, logits.data(), logits.size() * sizeof(float), timeout);
+    wire.resize(encodedBytes(logitsType(sync), logits.size()));
+    encodeF32(logitsType(sync), logits.data(), wire.data(), logits.size());
+    link.send(Msg::Logits, wire.data(), wire.size(), timeout);
   }
 }
 
