@@ -79,6 +79,21 @@ describe.each([
   });
 });
 
+it('8 nodes (the small glm4moe: 8 heads, each of its 2 KV heads replicated on 4 nodes) give one node\'s tokens', async () => {
+  const small = join(dir, 'glm4moe-small.f32.m');
+  await convert({ modelDir: await fixture(dir, { arch: 'glm4moe', size: 'small' }), outFile: small, weights: 'f32' });
+  models.set('small', small);
+  const more = await Promise.all(Array.from({ length: 4 }, () => startWorker()));
+  try {
+    const one = run(load('small'));
+    const eight = run(load('small', { workers: [...addresses(3), ...more.map((w) => w.address)], sync: 'f32' }));
+    expect(eight.greedy).toEqual(one.greedy);
+    expect(worstDifference(eight.logprobs, one.logprobs)).toBeLessThan(1e-4);
+  } finally {
+    more.forEach(stopWorker);
+  }
+});
+
 it.each(['glm4moe.f32', 'glm4.q40'])('%s: q80 sync stays within the documented 0.1 of one node', (name) => {
   const one = run(load(name));
   const q80 = run(load(name, { workers: addresses(1), sync: 'q80' }));
