@@ -15,6 +15,7 @@
 // The macs are HMAC-SHA-256 over both nonces with the shared secret (empty when none), so the secret
 // never travels and neither side can replay an old handshake.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -108,7 +109,7 @@ class Link {
   Socket socket_;
   std::mutex sending_;
   int64_t lastSendMs_ = 0;
-  uint64_t sent_ = 0, received_ = 0;
+  std::atomic<uint64_t> sent_{0}, received_{0};  // read by the thread that reports traffic
 };
 
 struct WorkerHello {
