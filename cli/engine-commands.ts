@@ -3,10 +3,49 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { bench, GenerationSession, klDivergence, LoadedModel, logprobs, perplexity, type GenerateOptions, type GenerationStats, type KvCacheType } from '../engine/index.js';
+import {
+  bench,
+  GenerationSession,
+  klDivergence,
+  LoadedModel,
+  logprobs,
+  perplexity,
+  type DistributedOptions,
+  type ExpertSplit,
+  type GenerateOptions,
+  type GenerationStats,
+  type KvCacheType,
+  type SyncType,
+} from '../engine/index.js';
 import { applyChatTemplate, loadTokenizer, StreamDecoder, tokenizerPathFor, type ChatMessage, type LoadedTokenizer } from '../tokenizer/index.js';
 
 const kvCacheOption = () => new Option('--kv-cache <type>', 'keys and values in f32 (exact) or f16 (half the memory)').choices(['f32', 'f16']).default('f32');
+
+/** The flags that make any engine command the root of a cluster of `glm-engine worker`s (docs/distributed.md). */
+export interface DistributedFlags {
+  workers?: string[];
+  sync: SyncType;
+  secret?: string;
+  experts: ExpertSplit;
+  netTimeout: number;
+}
+
+export function addressList(value: string, previous: string[] = []): string[] {
+  return [...previous, ...value.split(',').map((s) => s.trim()).filter((s) => s !== '')];
+}
+
+export function withDistributed(command: Command): Command {
+  return command
+    .option('--workers <addresses>', 'run tensor-parallel with these glm-engine workers (host:port, comma-separated)', addressList)
+    .addOption(new Option('--sync <type>', 'partial sums on the wire: q80 (compact) or f32 (exact)').choices(['q80', 'f32']).default('q80'))
+    .addOption(new Option('--secret <text>', "the workers' shared secret").env('GLM_ENGINE_SECRET'))
+    .addOption(new Option('--experts <split>', 'MoE: slice every expert over the nodes, or place whole experts').choices(['slice', 'place']).default('slice'))
+    .option('--net-timeout <seconds>', "longest wait for a worker's answer", positiveInt, 30);
+}
+
+export function distributedOptions(o: DistributedFlags): DistributedOptions {
+  return { workers: o.workers, sync: o.sync, secret: o.secret, experts: o.experts, timeoutMs: o.netTimeout * 1000 };
+}
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -33,7 +72,7 @@ async function tokenizerFor(model: string, tokenizer?: string): Promise<LoadedTo
   return loadTokenizer(path);
 }
 
-interface SamplingFlags {
+interface SamplingFlags extends DistributedFlags {
   kvCache: KvCacheType;
   maxTokens: number;
   temperature: number;
@@ -45,7 +84,7 @@ interface SamplingFlags {
 }
 
 function withSampling(command: Command): Command {
-  return command
+  return withDistributed(command)
     .option('--max-tokens <n>', 'most tokens to generate', positiveInt, 256)
     .option('--temperature <t>', '0 is greedy', nonNegative, 0.8)
     .option('--top-p <p>', 'nucleus mass (1 disables)', probability, 0.95)
@@ -109,6 +148,19 @@ function tokenList(value: string): number[] {
   return ids;
 }
 
+/** The options of a measurement over a text file (perplexity, kld). */
+function withTextMeasure(command: Command): Command {
+  return withDistributed(
+    command
+      .requiredOption('--model <file>', '.m model file')
+      .option('--tokenizer <file>', '.t or tokenizer.json (default: the .t beside the model)')
+      .requiredOption('--text <file>', 'UTF-8 text')
+      .option('--ctx <n>', 'tokens per chunk', positiveInt, 512)
+      .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+      .option('--json', 'print one JSON object', false),
+  );
+}
+
 export function registerEngineCommands(program: Command): void {
   withSampling(
     program
@@ -125,7 +177,7 @@ export function registerEngineCommands(program: Command): void {
         o.chat && tokenizer.chatTemplate
           ? applyChatTemplate(tokenizer.tokenizer, tokenizer.chatTemplate, { messages: [{ role: 'user', content: o.prompt }] }, tokenizer.templateTokens).ids
           : tokenizer.tokenizer.encodeIds(o.prompt);
-      const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache }));
+      const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, ...distributedOptions(o) }));
       const { stats } = await streamReply(session, tokenizer, ids, generateOptions(o, tokenizer));
       process.stdout.write('\n');
       process.stderr.write(statsLine(stats));
@@ -142,7 +194,7 @@ export function registerEngineCommands(program: Command): void {
     const tokenizer = await tokenizerFor(o.model, o.tokenizer);
     if (!tokenizer.chatTemplate) throw new Error(`${tokenizer.file}: the tokenizer has no chat template`);
     const template = tokenizer.chatTemplate;
-    const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache }));
+    const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, ...distributedOptions(o) }));
     const messages: ChatMessage[] = o.system ? [{ role: 'system', content: o.system }] : [];
     const terminal = process.stdin.isTTY === true;
     const lines = createInterface({ input: process.stdin, terminal });
@@ -162,80 +214,73 @@ export function registerEngineCommands(program: Command): void {
     }
   });
 
-  program
-    .command('perplexity')
-    .description('perplexity of the model over a text, and the mean NLL of each chunk')
-    .requiredOption('--model <file>', '.m model file')
-    .option('--tokenizer <file>', '.t or tokenizer.json (default: the .t beside the model)')
-    .requiredOption('--text <file>', 'UTF-8 text')
-    .option('--ctx <n>', 'tokens per chunk', positiveInt, 512)
-    .option('--threads <n>', 'threads (default: all cores)', positiveInt)
-    .option('--json', 'print one JSON object', false)
-    .action(async (o: { model: string; tokenizer?: string; text: string; ctx: number; threads?: number; json: boolean }) => {
-      const tokenizer = await tokenizerFor(o.model, o.tokenizer);
-      const ids = await textIds(tokenizer, o.text);
-      const result = perplexity(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx }), ids, o.ctx);
-      if (o.json) {
-        console.log(JSON.stringify(result));
-        return;
-      }
-      for (const c of result.chunks) console.log(`chunk at token ${c.start}: ${c.tokens} tokens, NLL ${c.nll.toFixed(4)}`);
-      console.log(`perplexity ${result.perplexity.toFixed(4)} over ${result.predicted} predicted tokens (mean NLL ${result.nll.toFixed(4)})`);
-    });
+  withTextMeasure(program.command('perplexity').description('perplexity of the model over a text, and the mean NLL of each chunk')).action(async (o: DistributedFlags & { model: string; tokenizer?: string; text: string; ctx: number; threads?: number; json: boolean }) => {
+    const tokenizer = await tokenizerFor(o.model, o.tokenizer);
+    const ids = await textIds(tokenizer, o.text);
+    const result = perplexity(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, ...distributedOptions(o) }), ids, o.ctx);
+    if (o.json) {
+      console.log(JSON.stringify(result));
+      return;
+    }
+    for (const c of result.chunks) console.log(`chunk at token ${c.start}: ${c.tokens} tokens, NLL ${c.nll.toFixed(4)}`);
+    console.log(`perplexity ${result.perplexity.toFixed(4)} over ${result.predicted} predicted tokens (mean NLL ${result.nll.toFixed(4)})`);
+  });
 
-  program
-    .command('kld')
-    .description('KL divergence and top-1 agreement of a model against a reference model (e.g. q40 against f32) over a text')
-    .requiredOption('--model <file>', '.m model file')
-    .requiredOption('--reference <file>', 'the reference .m file')
-    .option('--tokenizer <file>', '.t or tokenizer.json (default: the .t beside the model)')
-    .requiredOption('--text <file>', 'UTF-8 text')
-    .option('--ctx <n>', 'tokens per chunk', positiveInt, 512)
-    .option('--threads <n>', 'threads (default: all cores)', positiveInt)
-    .option('--json', 'print one JSON object', false)
-    .action(async (o: { model: string; reference: string; tokenizer?: string; text: string; ctx: number; threads?: number; json: boolean }) => {
-      const tokenizer = await tokenizerFor(o.model, o.tokenizer);
-      const ids = await textIds(tokenizer, o.text);
-      const load = (path: string) => new LoadedModel(path, { threads: o.threads, contextLength: o.ctx });
-      const r = klDivergence(load(o.model), load(o.reference), ids, o.ctx);
-      if (o.json) {
-        console.log(JSON.stringify(r));
-        return;
-      }
-      console.log(
-        [
-          `KL divergence: mean ${r.meanKld.toExponential(4)}, max ${r.maxKld.toExponential(4)} nats over ${r.positions} positions`,
-          `top-1 agreement: ${(100 * r.top1Agreement).toFixed(2)}%`,
-          `perplexity: ${r.perplexity.toFixed(4)} (reference ${r.referencePerplexity.toFixed(4)})`,
-        ].join('\n'),
-      );
-    });
+  withTextMeasure(
+    program
+      .command('kld')
+      .description('KL divergence and top-1 agreement of a model against a reference model (e.g. q40 against f32) over a text')
+      .requiredOption('--reference <file>', 'the reference .m file'),
+  ).action(async (o: DistributedFlags & { model: string; reference: string; tokenizer?: string; text: string; ctx: number; threads?: number; json: boolean }) => {
+    const tokenizer = await tokenizerFor(o.model, o.tokenizer);
+    const ids = await textIds(tokenizer, o.text);
+    // The model under test runs on the cluster; the reference on this machine.
+    const r = klDivergence(
+      new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, ...distributedOptions(o) }),
+      new LoadedModel(o.reference, { threads: o.threads, contextLength: o.ctx }),
+      ids,
+      o.ctx,
+    );
+    if (o.json) {
+      console.log(JSON.stringify(r));
+      return;
+    }
+    console.log(
+      [
+        `KL divergence: mean ${r.meanKld.toExponential(4)}, max ${r.maxKld.toExponential(4)} nats over ${r.positions} positions`,
+        `top-1 agreement: ${(100 * r.top1Agreement).toFixed(2)}%`,
+        `perplexity: ${r.perplexity.toFixed(4)} (reference ${r.referencePerplexity.toFixed(4)})`,
+      ].join('\n'),
+    );
+  });
 
-  program
-    .command('logprobs')
-    .description('for each input token, the log-softmax of the next-token distribution, as JSON')
-    .requiredOption('--model <file>', '.m model file')
-    .requiredOption('--tokens <ids>', 'comma-separated token ids', tokenList)
-    .option('--top <k>', 'print only the k most likely next tokens per position', positiveInt)
-    .option('--threads <n>', 'threads (default: all cores)', positiveInt)
-    .addOption(kvCacheOption())
-    .action((o: { model: string; tokens: number[]; top?: number; threads?: number; kvCache: KvCacheType }) => {
-      const model = new LoadedModel(o.model, { threads: o.threads, contextLength: o.tokens.length, kvCache: o.kvCache });
-      console.log(JSON.stringify(logprobs(model, o.tokens, o.top)));
-    });
+  withDistributed(
+    program
+      .command('logprobs')
+      .description('for each input token, the log-softmax of the next-token distribution, as JSON')
+      .requiredOption('--model <file>', '.m model file')
+      .requiredOption('--tokens <ids>', 'comma-separated token ids', tokenList)
+      .option('--top <k>', 'print only the k most likely next tokens per position', positiveInt)
+      .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+      .addOption(kvCacheOption()),
+  ).action((o: DistributedFlags & { model: string; tokens: number[]; top?: number; threads?: number; kvCache: KvCacheType }) => {
+    const model = new LoadedModel(o.model, { threads: o.threads, contextLength: o.tokens.length, kvCache: o.kvCache, ...distributedOptions(o) });
+    console.log(JSON.stringify(logprobs(model, o.tokens, o.top)));
+  });
 
-  program
-    .command('bench')
-    .description('prefill and decode speed (tokens/s, median and spread over repeats) and peak memory')
-    .requiredOption('--model <file>', '.m model file')
-    .option('--prompt-tokens <n>', 'prompt length', positiveInt, 512)
-    .option('--gen-tokens <n>', 'generated tokens', positiveInt, 128)
-    .option('--threads <n>', 'threads (default: all cores)', positiveInt)
-    .option('--repeat <k>', 'runs to take the median of', positiveInt, 3)
-    .addOption(kvCacheOption())
-    .option('--json', 'print one JSON object', false)
-    .action((o: { model: string; promptTokens: number; genTokens: number; threads?: number; repeat: number; kvCache: KvCacheType; json: boolean }) => {
-      const r = bench(o.model, o);
+  withDistributed(
+    program
+      .command('bench')
+      .description('prefill and decode speed (tokens/s, median and spread over repeats) and peak memory')
+      .requiredOption('--model <file>', '.m model file')
+      .option('--prompt-tokens <n>', 'prompt length', positiveInt, 512)
+      .option('--gen-tokens <n>', 'generated tokens', positiveInt, 128)
+      .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+      .option('--repeat <k>', 'runs to take the median of', positiveInt, 3)
+      .addOption(kvCacheOption(),
+  )    .option('--json', 'print one JSON object', false))
+    .action((o: DistributedFlags & { model: string; promptTokens: number; genTokens: number; threads?: number; repeat: number; kvCache: KvCacheType; json: boolean }) => {
+      const r = bench(o.model, { ...o, ...distributedOptions(o) });
       if (o.json) {
         console.log(JSON.stringify(r));
         return;
@@ -246,6 +291,9 @@ export function registerEngineCommands(program: Command): void {
           `prefill ${r.prompt_tokens} tokens: ${r.prefill_tps.toFixed(1)} tok/s (median of ${r.prefill_tps_all.length}, range ${spread(r.prefill_tps_all)})`,
           `decode  ${r.gen_tokens} tokens: ${r.decode_tps.toFixed(1)} tok/s (range ${spread(r.decode_tps_all)})`,
           `threads ${r.threads}, kernels ${r.kernels}, KV cache ${r.kv_cache}, peak RSS ${(r.peak_rss_bytes / 2 ** 20).toFixed(0)} MiB`,
+          ...r.decode_bytes_per_token.map(
+            (t, k) => `node ${k}: ${t.sent.toFixed(0)} bytes sent, ${t.received.toFixed(0)} received per decoded token (sync ${r.sync}, experts ${r.experts})`,
+          ),
         ].join('\n'),
       );
     });

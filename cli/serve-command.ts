@@ -1,8 +1,10 @@
 /** `glm-dllama serve`: the OpenAI-compatible server (server/) on a model. Thin: parse, load, listen, close on signals. */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync } from 'node:fs';
-import { tokenizerPathFor } from '../tokenizer/index.js';
+import { LoadedModel } from '../engine/index.js';
+import { loadTokenizer, tokenizerPathFor } from '../tokenizer/index.js';
 import { createServer, EngineGenerator } from '../server/index.js';
+import { addressList, distributedOptions, withDistributed, type DistributedFlags } from './engine-commands.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -16,15 +18,12 @@ function nonNegativeInt(value: string): number {
   return n;
 }
 
-function list(value: string, previous: string[] = []): string[] {
-  return [...previous, ...value.split(',').map((s) => s.trim()).filter((s) => s !== '')];
-}
+const list = addressList;
 
-interface ServeFlags {
+interface ServeFlags extends DistributedFlags {
   model: string;
   tokenizer?: string;
   modelName?: string;
-  workers?: string[];
   host: string;
   port: number;
   threads?: number;
@@ -43,58 +42,58 @@ interface ServeFlags {
 }
 
 export function registerServeCommand(program: Command): void {
-  program
-    .command('serve')
-    .description('an OpenAI-compatible HTTP server (/v1/chat/completions, /v1/models, /health, /metrics) on a model')
-    .requiredOption('--model <file>', '.m model file')
-    .option('--tokenizer <file>', '.t or tokenizer.json (default: the .t beside the model)')
-    .option('--model-name <id>', 'the model id clients see (default: the file name without .m)')
-    .option('--workers <addresses>', 'distributed workers (not available yet: the engine runs on this machine)', list)
-    .option('--host <address>', 'address to listen on', '127.0.0.1')
-    .option('--port <n>', 'port', nonNegativeInt, 8080)
-    .option('--threads <n>', 'threads (default: all cores)', positiveInt)
-    .option('--ctx <n>', "context length in tokens (default: the model's, at most 4096)", positiveInt)
-    .addOption(new Option('--kv-cache <type>', 'keys and values in f32 or f16').choices(['f32', 'f16']).default('f32'))
-    .option('--rate-limit <n>', 'chat requests per client IP per window (0 disables)', nonNegativeInt, 10)
-    .option('--rate-window <seconds>', 'the rate-limit window', positiveInt, 3600)
-    .option('--trust-proxy <addresses>', 'reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed', list)
-    .option('--api-key <key>', 'require Authorization: Bearer KEY (repeatable; also GLM_DLLAMA_API_KEYS, comma-separated)', list)
-    .option('--queue <n>', 'requests that may wait while one generates (more get 503)', nonNegativeInt, 8)
-    .option('--max-tokens <n>', 'largest max_tokens accepted, and the default', positiveInt, 1024)
-    .option('--body-limit <bytes>', 'largest request body', positiveInt, 1024 * 1024)
-    .option('--timeout <seconds>', 'a request (queue wait and generation) is ended after this long', positiveInt, 300)
-    .option('--cors <origins>', 'allowed browser origins, comma-separated, or * for any (default: no CORS)', list)
-    .option('--log', 'log each request as JSON lines on stdout', false)
-    .action(async (o: ServeFlags) => {
-      if (o.workers && o.workers.length > 0) throw new Error('--workers: distributed inference is not available yet; serve runs the model on this machine');
-      const tokenizer = o.tokenizer ?? tokenizerPathFor(o.model);
-      if (!o.tokenizer && !existsSync(tokenizer)) throw new Error(`${o.model}: no tokenizer found beside it (${tokenizer}); pass --tokenizer FILE`);
-      const generator = await EngineGenerator.load({ model: o.model, tokenizer, threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, modelId: o.modelName });
-      const envKeys = list(process.env['GLM_DLLAMA_API_KEYS'] ?? '');
-      const server = await createServer({
-        generator,
-        rateLimit: o.rateLimit > 0 ? { max: o.rateLimit, windowMs: o.rateWindow * 1000 } : false,
-        trustedProxies: o.trustProxy,
-        apiKeys: [...(o.apiKey ?? []), ...envKeys],
-        maxQueue: o.queue,
-        maxTokens: o.maxTokens,
-        bodyLimit: o.bodyLimit,
-        requestTimeoutMs: o.timeout * 1000,
-        corsOrigins: o.cors ? (o.cors.includes('*') ? true : o.cors) : false,
-        logger: o.log,
-      });
-      const address = await server.listen(o.port, o.host);
-      process.stderr.write(`serving ${generator.modelId} (context ${generator.contextLength} tokens) on ${address}/v1\n`);
-      let signals = 0;
-      const shutdown = () => {
-        if (++signals > 1) process.exit(130);
-        process.stderr.write('closing: refusing new requests, finishing those in flight (again to quit now)\n');
-        server.close().then(
-          () => process.exit(0),
-          () => process.exit(1),
-        );
-      };
-      process.on('SIGINT', shutdown);
-      process.on('SIGTERM', shutdown);
+  withDistributed(
+    program
+      .command('serve')
+      .description('an OpenAI-compatible HTTP server (/v1/chat/completions, /v1/models, /health, /metrics) on a model')
+      .requiredOption('--model <file>', '.m model file')
+      .option('--tokenizer <file>', '.t or tokenizer.json (default: the .t beside the model)')
+      .option('--model-name <id>', 'the model id clients see (default: the file name without .m)')
+      .option('--host <address>', 'address to listen on', '127.0.0.1')
+      .option('--port <n>', 'port', nonNegativeInt, 8080)
+      .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+      .option('--ctx <n>', "context length in tokens (default: the model's, at most 4096)", positiveInt)
+      .addOption(new Option('--kv-cache <type>', 'keys and values in f32 or f16').choices(['f32', 'f16']).default('f32'))
+      .option('--rate-limit <n>', 'chat requests per client IP per window (0 disables)', nonNegativeInt, 10)
+      .option('--rate-window <seconds>', 'the rate-limit window', positiveInt, 3600)
+      .option('--trust-proxy <addresses>', 'reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed', list)
+      .option('--api-key <key>', 'require Authorization: Bearer KEY (repeatable; also GLM_DLLAMA_API_KEYS, comma-separated)', list)
+      .option('--queue <n>', 'requests that may wait while one generates (more get 503)', nonNegativeInt, 8)
+      .option('--max-tokens <n>', 'largest max_tokens accepted, and the default', positiveInt, 1024)
+      .option('--body-limit <bytes>', 'largest request body', positiveInt, 1024 * 1024)
+      .option('--timeout <seconds>', 'a request (queue wait and generation) is ended after this long', positiveInt, 300)
+      .option('--cors <origins>', 'allowed browser origins, comma-separated, or * for any (default: no CORS)', list)
+      .option('--log', 'log each request as JSON lines on stdout', false),
+  ).action(async (o: ServeFlags) => {
+    const tokenizer = o.tokenizer ?? tokenizerPathFor(o.model);
+    if (!o.tokenizer && !existsSync(tokenizer)) throw new Error(`${o.model}: no tokenizer found beside it (${tokenizer}); pass --tokenizer FILE`);
+    const model = new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, ...distributedOptions(o) });
+    const generator = new EngineGenerator(model, await loadTokenizer(tokenizer), o.modelName);
+    const envKeys = list(process.env['GLM_DLLAMA_API_KEYS'] ?? '');
+    const server = await createServer({
+      generator,
+      rateLimit: o.rateLimit > 0 ? { max: o.rateLimit, windowMs: o.rateWindow * 1000 } : false,
+      trustedProxies: o.trustProxy,
+      apiKeys: [...(o.apiKey ?? []), ...envKeys],
+      maxQueue: o.queue,
+      maxTokens: o.maxTokens,
+      bodyLimit: o.bodyLimit,
+      requestTimeoutMs: o.timeout * 1000,
+      corsOrigins: o.cors ? (o.cors.includes('*') ? true : o.cors) : false,
+      logger: o.log,
     });
+    const address = await server.listen(o.port, o.host);
+    process.stderr.write(`serving ${generator.modelId} (context ${generator.contextLength} tokens) on ${address}/v1\n`);
+    let signals = 0;
+    const shutdown = () => {
+      if (++signals > 1) process.exit(130);
+      process.stderr.write('closing: refusing new requests, finishing those in flight (again to quit now)\n');
+      server.close().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    };
+    process.on('SIGINT', shutdown);
+    process.on('SIGTERM', shutdown);
+  });
 }

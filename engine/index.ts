@@ -18,22 +18,80 @@ interface NativeSession {
   readonly contextLength: number;
   readonly threads: number;
   readonly header: { vocabSize: number; maxSeqLen: number; nLayers: number; dim: number };
+  readonly traffic: NodeTraffic[];
+  close(): void;
+}
+
+/** What the native side takes for a distributed run (see DistributedOptions). */
+interface NativeDistributed {
+  workers: string[];
+  sync: SyncType;
+  secret: string;
+  experts: ExpertSplit;
+  timeoutMs: number;
 }
 
 interface NativeInference {
-  Engine: new (path: string, threads: number, contextLength: number, kvF16: boolean) => NativeSession;
-  bench(path: string, options: { promptTokens: number; genTokens: number; threads: number; repeat: number; kvCache: KvCacheType }): {
+  Engine: new (path: string, threads: number, contextLength: number, kvF16: boolean, distributed?: NativeDistributed) => NativeSession;
+  bench(
+    path: string,
+    options: { promptTokens: number; genTokens: number; threads: number; repeat: number; kvCache: KvCacheType; distributed?: NativeDistributed },
+  ): {
     prefillTps: number[];
     decodeTps: number[];
     peakRssBytes: number;
     threads: number;
+    prefillTraffic: NodeTraffic[];
+    decodeTraffic: NodeTraffic[];
   };
   kernelPath(): string;
 }
 
 const inference = (): NativeInference => native() as unknown as NativeInference;
 
-export interface LoadOptions {
+/** How partial sums travel between nodes: q80 blocks (default, dim/32 x 34 bytes a row) or exact f32. */
+export type SyncType = 'q80' | 'f32';
+/** MoE split: every expert sliced over all nodes (default), or whole experts placed on nodes. */
+export type ExpertSplit = 'slice' | 'place';
+
+/** Bytes a node has sent and received (totals, or per token in bench results). */
+export interface NodeTraffic {
+  sent: number;
+  received: number;
+}
+
+/** Tensor parallelism over `glm-engine worker` processes (docs/distributed.md); this process is node 0. */
+export interface DistributedOptions {
+  /** host:port of each worker, in node order; none runs on this machine alone. */
+  workers?: readonly string[];
+  sync?: SyncType;
+  /** Shared secret the workers were started with (default: GLM_ENGINE_SECRET, else none). */
+  secret?: string;
+  experts?: ExpertSplit;
+  /** Longest wait for a worker's answer before the run fails (default 30000). */
+  timeoutMs?: number;
+}
+
+const WORKER_ADDRESS = /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/;
+
+/** The options checked once, for the native side; undefined on one node. */
+function nativeDistributed(o: DistributedOptions): NativeDistributed | undefined {
+  if (!o.workers || o.workers.length === 0) return undefined;
+  for (const w of o.workers) {
+    const port = Number(WORKER_ADDRESS.exec(w)?.[2]);
+    if (!(port >= 1 && port <= 65535)) throw new Error(`workers: "${w}" is not host:port`);
+  }
+  if (o.timeoutMs !== undefined && !(Number.isSafeInteger(o.timeoutMs) && o.timeoutMs > 0)) throw new Error('timeoutMs must be a positive integer');
+  return {
+    workers: [...o.workers],
+    sync: o.sync ?? 'q80',
+    secret: o.secret ?? process.env.GLM_ENGINE_SECRET ?? '',
+    experts: o.experts ?? 'slice',
+    timeoutMs: o.timeoutMs ?? 30000,
+  };
+}
+
+export interface LoadOptions extends DistributedOptions {
   /** Worker threads (default: all cores). */
   threads?: number;
   /** KV cache length in tokens (default: the model's, at most 4096). */
@@ -52,7 +110,13 @@ export class LoadedModel {
     readonly path: string,
     options: LoadOptions = {},
   ) {
-    this.session = new (inference().Engine)(path, options.threads ?? availableParallelism(), options.contextLength ?? 0, options.kvCache === 'f16');
+    this.session = new (inference().Engine)(
+      path,
+      options.threads ?? availableParallelism(),
+      options.contextLength ?? 0,
+      options.kvCache === 'f16',
+      nativeDistributed(options),
+    );
   }
 
   get vocabSize(): number {
@@ -67,6 +131,10 @@ export class LoadedModel {
   get threads(): number {
     return this.session.threads;
   }
+  /** Bytes each node has sent and received since loading (node 0 is this process; [] on one node). */
+  get traffic(): NodeTraffic[] {
+    return this.session.traffic;
+  }
 
   /** Evaluates tokens after those already in the cache; returns the logits of each (n x vocab) or of the last. */
   evaluate(tokens: readonly number[] | Int32Array, allLogits = false): Float32Array {
@@ -80,6 +148,11 @@ export class LoadedModel {
 
   reset(): void {
     this.session.reset();
+  }
+
+  /** Frees the model and KV cache now; on a cluster, ends the session so the workers serve the next root. */
+  close(): void {
+    this.session.close();
   }
 
   /** Mean NLL of each chunk of `contextLength` ids, each evaluated from an empty cache (see metrics.ts). */
@@ -125,7 +198,7 @@ export function logprobs(model: LoadedModel, tokens: readonly number[], top?: nu
   return { positions };
 }
 
-export interface BenchOptions {
+export interface BenchOptions extends DistributedOptions {
   promptTokens?: number;
   genTokens?: number;
   threads?: number;
@@ -144,6 +217,12 @@ export interface BenchResult {
   gen_tokens: number;
   kv_cache: KvCacheType;
   kernels: string;
+  nodes: number;
+  sync: SyncType;
+  experts: ExpertSplit;
+  /** Bytes per token each node sent and received (node 0 is the root); [] on one node. */
+  prefill_bytes_per_token: NodeTraffic[];
+  decode_bytes_per_token: NodeTraffic[];
 }
 
 export function median(values: readonly number[]): number {
@@ -155,7 +234,15 @@ export function median(values: readonly number[]): number {
 /** Prefill and decode speed: one prefill of promptTokens then genTokens greedy decodes, `repeat` times. */
 export function bench(modelPath: string, options: BenchOptions = {}): BenchResult {
   const o = { promptTokens: 512, genTokens: 128, threads: availableParallelism(), repeat: 3, kvCache: 'f32' as KvCacheType, ...options };
-  const r = inference().bench(modelPath, o);
+  const distributed = nativeDistributed(o);
+  const r = inference().bench(modelPath, {
+    promptTokens: o.promptTokens,
+    genTokens: o.genTokens,
+    threads: o.threads,
+    repeat: o.repeat,
+    kvCache: o.kvCache,
+    distributed,
+  });
   return {
     prefill_tps: median(r.prefillTps),
     decode_tps: median(r.decodeTps),
@@ -167,9 +254,15 @@ export function bench(modelPath: string, options: BenchOptions = {}): BenchResul
     gen_tokens: o.genTokens,
     kv_cache: o.kvCache,
     kernels: inference().kernelPath(),
+    nodes: (distributed?.workers.length ?? 0) + 1,
+    sync: distributed?.sync ?? 'q80',
+    experts: distributed?.experts ?? 'slice',
+    prefill_bytes_per_token: r.prefillTraffic,
+    decode_bytes_per_token: r.decodeTraffic,
   };
 }
 
 export { perplexity, klDivergence, type PerplexityResult, type KldResult, type ChunkNll } from './metrics.js';
 export { Sampler, Random, topIds, type SamplingOptions } from './sampler.js';
 export { GenerationSession, type GenerateOptions, type GenerationStats, type FinishReason } from './generate.js';
+export { decodeTraffic, dllamaDecodeTraffic, syncRowBytes, type TrafficShape } from './distributed.js';

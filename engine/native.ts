@@ -15,6 +15,8 @@ export interface NativeEngine {
   /** IEEE half bits of a float32, rounded to nearest even. */
   f32ToF16(value: number): number;
   f16ToF32(bits: number): number;
+  /** HMAC-SHA-256 as the distributed handshake computes it (engine/src/net/crypto.h). */
+  hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array;
   /** Enables (where the CPU allows) or disables the SIMD encoders; returns the path now in use. */
   setSimd(enabled: boolean): 'avx2' | 'scalar';
 }

@@ -12,6 +12,7 @@
 #include "cpu/kernels.h"
 #include "metrics.h"
 #include "model.h"
+#include "net/crypto.h"
 #include "quant.h"
 #include "session.h"
 
@@ -151,12 +152,63 @@ Napi::Value F16ToF32(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), glm::f16ToF32(static_cast<uint16_t>(info[0].As<Napi::Number>().Uint32Value())));
 }
 
+// hmacSha256(key, data) -> Uint8Array(32): the handshake's MAC (net/crypto.h), for the tests against Node's crypto.
+Napi::Value HmacSha256(const Napi::CallbackInfo& info) {
+  Napi::Uint8Array key = bytesArg(info, 0, "key");
+  Napi::Uint8Array data = bytesArg(info, 1, "data");
+  const glm::Digest d = glm::hmacSha256(std::string(reinterpret_cast<const char*>(key.Data()), key.ByteLength()), data.Data(), data.ByteLength());
+  Napi::Uint8Array out = Napi::Uint8Array::New(info.Env(), d.size());
+  std::copy(d.begin(), d.end(), out.Data());
+  return out;
+}
+
 // setSimd(enabled) -> name of the encoder path now in use ("avx2" or "scalar")
 Napi::Value SetSimd(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), glm::setSimdEnabled(info[0].ToBoolean().Value()));
 }
 
-// A loaded model and its inference session: new Engine(path, threads, maxSeqLen, kvF16).
+// { workers?: string[], sync?: 'q80' | 'f32', secret?: string, experts?: 'slice' | 'place', timeoutMs?: number }
+glm::DistributedOptions distributedArg(Napi::Env env, const Napi::Value& value) {
+  glm::DistributedOptions d;
+  if (value.IsUndefined() || value.IsNull()) return d;
+  if (!value.IsObject()) throw Napi::TypeError::New(env, "distributed options must be an object");
+  Napi::Object o = value.As<Napi::Object>();
+  if (o.Has("workers") && !o.Get("workers").IsUndefined()) {
+    if (!o.Get("workers").IsArray()) throw Napi::TypeError::New(env, "workers must be an array of host:port strings");
+    Napi::Array list = o.Get("workers").As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      if (!list.Get(i).IsString()) throw Napi::TypeError::New(env, "workers must be an array of host:port strings");
+      d.workers.push_back(list.Get(i).As<Napi::String>().Utf8Value());
+    }
+  }
+  auto text = [&](const char* key, const std::string& fallback) {
+    const Napi::Value v = o.Get(key);
+    if (v.IsUndefined()) return fallback;
+    if (!v.IsString()) throw Napi::TypeError::New(env, std::string(key) + " must be a string");
+    return v.As<Napi::String>().Utf8Value();
+  };
+  const std::string sync = text("sync", "q80"), experts = text("experts", "slice");
+  if (sync != "q80" && sync != "f32") throw Napi::RangeError::New(env, "sync must be q80 or f32, got " + sync);
+  if (experts != "slice" && experts != "place") throw Napi::RangeError::New(env, "experts must be slice or place, got " + experts);
+  d.sync = sync == "f32" ? glm::FloatType::F32 : glm::FloatType::Q80;
+  d.experts = experts == "place" ? glm::ExpertSplit::Place : glm::ExpertSplit::Slice;
+  d.secret = text("secret", "");
+  if (o.Get("timeoutMs").IsNumber()) d.timeoutMs = std::max(1, o.Get("timeoutMs").As<Napi::Number>().Int32Value());
+  return d;
+}
+
+Napi::Array trafficArray(Napi::Env env, const std::vector<glm::TokenTraffic>& nodes) {
+  Napi::Array a = Napi::Array::New(env, nodes.size());
+  for (size_t k = 0; k < nodes.size(); k++) {
+    Napi::Object node = Napi::Object::New(env);
+    node.Set("sent", nodes[k].sent);
+    node.Set("received", nodes[k].received);
+    a.Set(k, node);
+  }
+  return a;
+}
+
+// A loaded model and its inference session: new Engine(path, threads, maxSeqLen, kvF16, distributed?).
 class Engine : public Napi::ObjectWrap<Engine> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -166,7 +218,8 @@ class Engine : public Napi::ObjectWrap<Engine> {
                         InstanceMethod("perplexity", &Engine::Perplexity),
                         InstanceMethod("rewind", &Engine::Rewind), InstanceAccessor("position", &Engine::Position, nullptr),
                         InstanceAccessor("contextLength", &Engine::ContextLength, nullptr),
-                        InstanceAccessor("threads", &Engine::Threads, nullptr), InstanceAccessor("header", &Engine::Header, nullptr)});
+                        InstanceAccessor("threads", &Engine::Threads, nullptr), InstanceAccessor("header", &Engine::Header, nullptr),
+                        InstanceAccessor("traffic", &Engine::Traffic, nullptr), InstanceMethod("close", &Engine::Close)});
   }
 
   explicit Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info) {
@@ -175,9 +228,10 @@ class Engine : public Napi::ObjectWrap<Engine> {
     const int threads = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 1;
     const int maxSeqLen = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
     const glm::FloatType kvType = info.Length() > 3 && info[3].ToBoolean().Value() ? glm::FloatType::F16 : glm::FloatType::F32;
+    const glm::DistributedOptions distributed = distributedArg(env, info.Length() > 4 ? info[4] : env.Undefined());
     try {
       model_ = std::make_unique<glm::Model>(info[0].As<Napi::String>().Utf8Value());
-      session_ = std::make_unique<glm::Session>(*model_, std::max(1, threads), maxSeqLen, kvType);
+      session_ = std::make_unique<glm::Session>(*model_, std::max(1, threads), maxSeqLen, kvType, distributed);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
@@ -223,11 +277,25 @@ class Engine : public Napi::ObjectWrap<Engine> {
     std::vector<float> logits_;
   };
 
+  glm::Session& session(Napi::Env env) {
+    if (!session_) throw Napi::Error::New(env, "the model was closed");
+    return *session_;
+  }
+
+  // close(): ends the session now (a cluster's workers go back to listening) and frees the model.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (busy_) throw Napi::Error::New(info.Env(), "the model is busy with another evaluation; await it first");
+    session_.reset();
+    model_.reset();
+    return info.Env().Undefined();
+  }
+
   Napi::Int32Array tokensArg(const Napi::CallbackInfo& info, const char* call) {
     if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
       throw Napi::TypeError::New(info.Env(), std::string(call) + "(tokens, allLogits): tokens must be an Int32Array");
     }
     if (busy_) throw Napi::Error::New(info.Env(), "the model is busy with another evaluation; await it first");
+    session(info.Env());
     return info[0].As<Napi::Int32Array>();
   }
 
@@ -240,7 +308,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
     const size_t vocab = static_cast<size_t>(model_->header().vocabSize);
     Napi::Float32Array logits = Napi::Float32Array::New(env, (all ? n : 1) * vocab);
     try {
-      session_->evaluate(tokens.Data(), n, logits.Data(), all);
+      session(env).evaluate(tokens.Data(), n, logits.Data(), all);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
@@ -268,7 +336,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
     Napi::Int32Array ids = info[0].As<Napi::Int32Array>();
     std::vector<glm::ChunkNll> chunks;
     try {
-      chunks = glm::chunkPerplexity(*session_, std::vector<int32_t>(ids.Data(), ids.Data() + ids.ElementLength()),
+      chunks = glm::chunkPerplexity(session(env), std::vector<int32_t>(ids.Data(), ids.Data() + ids.ElementLength()),
                                     info[1].As<Napi::Number>().Int32Value());
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
@@ -286,25 +354,35 @@ class Engine : public Napi::ObjectWrap<Engine> {
 
   Napi::Value Reset(const Napi::CallbackInfo& info) {
     if (busy_) throw Napi::Error::New(info.Env(), "the model is busy with another evaluation; await it first");
-    session_->reset();
+    session(info.Env()).reset();
     return info.Env().Undefined();
   }
 
   Napi::Value Rewind(const Napi::CallbackInfo& info) {
     if (busy_) throw Napi::Error::New(info.Env(), "the model is busy with another evaluation; await it first");
     try {
-      session_->rewind(info[0].As<Napi::Number>().Int32Value());
+      session(info.Env()).rewind(info[0].As<Napi::Number>().Int32Value());
     } catch (const std::exception& e) {
       throw Napi::Error::New(info.Env(), e.what());
     }
     return info.Env().Undefined();
   }
 
-  Napi::Value Position(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session_->position()); }
-  Napi::Value ContextLength(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session_->maxSeqLen()); }
-  Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session_->threads()); }
+  Napi::Value Position(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session(info.Env()).position()); }
+  Napi::Value ContextLength(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session(info.Env()).maxSeqLen()); }
+  Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session(info.Env()).threads()); }
+
+  // Bytes each node has sent and received so far ([] on one node); node 0 is this process.
+  Napi::Value Traffic(const Napi::CallbackInfo& info) {
+    std::vector<glm::TokenTraffic> nodes;
+    if (const glm::Cluster* cluster = session(info.Env()).cluster()) {
+      for (const glm::NodeTraffic& t : cluster->traffic()) nodes.push_back({static_cast<double>(t.sent), static_cast<double>(t.received)});
+    }
+    return trafficArray(info.Env(), nodes);
+  }
 
   Napi::Value Header(const Napi::CallbackInfo& info) {
+    session(info.Env());
     const glm::ModelHeader& h = model_->header();
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("archType", static_cast<int>(h.arch));
@@ -328,7 +406,8 @@ class Engine : public Napi::ObjectWrap<Engine> {
 
 Napi::Value KernelPath(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), glm::kernelPath()); }
 
-// bench(path, {promptTokens, genTokens, threads, repeat}) -> {prefillTps: number[], decodeTps: number[], peakRssBytes, threads}
+// bench(path, {promptTokens, genTokens, threads, repeat, kvCache, distributed?}) -> {prefillTps: number[], decodeTps: number[],
+// peakRssBytes, threads, prefillTraffic, decodeTraffic: [{sent, received}] bytes per token per node}
 Napi::Value Bench(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject()) throw Napi::TypeError::New(env, "bench(path, options)");
@@ -339,6 +418,7 @@ Napi::Value Bench(const Napi::CallbackInfo& info) {
   options.threads = o.Get("threads").As<Napi::Number>().Int32Value();
   options.repeat = o.Get("repeat").As<Napi::Number>().Int32Value();
   options.kvType = o.Get("kvCache").ToString().Utf8Value() == "f16" ? glm::FloatType::F16 : glm::FloatType::F32;
+  options.distributed = distributedArg(env, o.Get("distributed"));
   glm::BenchResult r;
   try {
     const glm::Model model(info[0].As<Napi::String>().Utf8Value());
@@ -356,6 +436,8 @@ Napi::Value Bench(const Napi::CallbackInfo& info) {
   out.Set("decodeTps", list(r.decodeTps));
   out.Set("peakRssBytes", static_cast<double>(r.peakRssBytes));
   out.Set("threads", r.threads);
+  out.Set("prefillTraffic", trafficArray(env, r.prefillTraffic));
+  out.Set("decodeTraffic", trafficArray(env, r.decodeTraffic));
   return out;
 }
 
@@ -364,6 +446,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("kernelPath", Napi::Function::New(env, KernelPath));
   exports.Set("bench", Napi::Function::New(env, Bench));
   exports.Set("setSimd", Napi::Function::New(env, SetSimd));
+  exports.Set("hmacSha256", Napi::Function::New(env, HmacSha256));
   exports.Set("encode", Napi::Function::New(env, Encode));
   exports.Set("decode", Napi::Function::New(env, Decode));
   exports.Set("f32ToF16", Napi::Function::New(env, F32ToF16));

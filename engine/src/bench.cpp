@@ -33,7 +33,7 @@ size_t peakRssBytes() {
 BenchResult runBench(const Model& model, const BenchOptions& o) {
   const int context = o.promptTokens + o.genTokens;
   if (o.promptTokens <= 0 || o.genTokens < 0 || o.repeat <= 0) throw std::invalid_argument("bench: prompt tokens and repeat must be positive");
-  Session session(model, o.threads, context, o.kvType);
+  Session session(model, o.threads, context, o.kvType, o.distributed);
   if (session.maxSeqLen() < context) {
     throw std::invalid_argument("bench: " + std::to_string(context) + " tokens exceed the model's context of " + std::to_string(session.maxSeqLen()));
   }
@@ -48,11 +48,26 @@ BenchResult runBench(const Model& model, const BenchOptions& o) {
   BenchResult result;
   result.threads = session.threads();
   using Clock = std::chrono::steady_clock;
+  const Cluster* cluster = session.cluster();
+  std::vector<NodeTraffic> before;
+  // Adds the bytes moved since `before` to `into`, per token.
+  auto account = [&](std::vector<TokenTraffic>& into, int tokens) {
+    if (!cluster) return;
+    const std::vector<NodeTraffic> now = cluster->traffic();
+    into.resize(now.size());
+    for (size_t k = 0; k < now.size(); k++) {
+      into[k].sent += static_cast<double>(now[k].sent - before[k].sent) / tokens / o.repeat;
+      into[k].received += static_cast<double>(now[k].received - before[k].received) / tokens / o.repeat;
+    }
+    before = now;
+  };
   for (int r = 0; r < o.repeat; r++) {
     session.reset();
+    if (cluster) before = cluster->traffic();
     const auto start = Clock::now();
     session.evaluate(prompt.data(), o.promptTokens, logits.data(), false);
     const double prefill = std::chrono::duration<double>(Clock::now() - start).count();
+    account(result.prefillTraffic, o.promptTokens);
     result.prefillTps.push_back(o.promptTokens / prefill);
     if (o.genTokens == 0) continue;
     const auto decodeStart = Clock::now();
@@ -61,6 +76,7 @@ BenchResult runBench(const Model& model, const BenchOptions& o) {
       session.evaluate(&next, 1, logits.data(), false);
     }
     const double decode = std::chrono::duration<double>(Clock::now() - decodeStart).count();
+    account(result.decodeTraffic, o.genTokens);
     result.decodeTps.push_back(o.genTokens / decode);
   }
   result.peakRssBytes = peakRssBytes();

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "model.h"
+#include "net/cluster.h"
 
 namespace glm {
 
@@ -13,6 +14,12 @@ struct BenchOptions {
   int threads = 1;
   int repeat = 3;
   FloatType kvType = FloatType::F32;
+  DistributedOptions distributed;
+};
+
+// Bytes per token each node sent and received (node 0 is the root), measured over every repeat.
+struct TokenTraffic {
+  double sent = 0, received = 0;
 };
 
 struct BenchResult {
@@ -20,6 +27,7 @@ struct BenchResult {
   std::vector<double> decodeTps;
   size_t peakRssBytes = 0;
   int threads = 0;
+  std::vector<TokenTraffic> prefillTraffic, decodeTraffic;  // empty on one node
 };
 
 // Runs `repeat` times: one prefill of promptTokens (deterministic pseudo-random ids), then genTokens

@@ -4,6 +4,9 @@
 //   glm-engine generate --model M --tokens 1,2,3 [--max-tokens 64] [--stop-ids a,b]
 //   glm-engine perplexity --model M --tokens-file F [--ctx 512]
 //   glm-engine info --model M
+//   glm-engine worker --port P [--host ADDR] [--threads N] [--model M] [--secret S] [--idle-timeout SECONDS]
+// Every command that runs the model takes --workers host:port,... [--sync q80|f32] [--secret S]
+// [--experts slice|place] [--net-timeout SECONDS] to run as the root of a tensor-parallel cluster.
 // Errors go to stderr with a non-zero exit status.
 #include <algorithm>
 #include <cmath>
@@ -20,6 +23,7 @@
 #include "cpu/kernels.h"
 #include "metrics.h"
 #include "model.h"
+#include "net/worker.h"
 #include "session.h"
 
 namespace {
@@ -30,7 +34,10 @@ const char* kUsage =
     "  glm-engine bench --model M [--prompt-tokens 512] [--gen-tokens 128] [--threads N] [--repeat K] [--kv-cache f32|f16] [--json]\n"
     "  glm-engine generate --model M --tokens 1,2,3 [--max-tokens 64] [--stop-ids a,b] [--threads N]   (greedy)\n"
     "  glm-engine perplexity --model M --tokens-file F [--ctx 512] [--threads N]   (F: ids separated by commas or spaces)\n"
-    "  glm-engine info --model M\n";
+    "  glm-engine info --model M\n"
+    "  glm-engine worker --port P [--host 0.0.0.0] [--threads N] [--model M] [--secret S] [--idle-timeout 10]   (serves roots until killed)\n"
+    "distributed (every command that runs the model): --workers host:port,... [--sync q80|f32] [--secret S]\n"
+    "  [--experts slice|place] [--net-timeout 30]; the secret may come from GLM_ENGINE_SECRET instead\n";
 
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -81,6 +88,42 @@ glm::FloatType kvCacheType(const Args& args) {
   throw UsageError("--kv-cache must be f32 or f16");
 }
 
+std::string secretOf(const Args& args) {
+  auto it = args.options.find("secret");
+  if (it != args.options.end()) return it->second;
+  const char* env = std::getenv("GLM_ENGINE_SECRET");
+  return env ? env : "";
+}
+
+glm::DistributedOptions distributed(const Args& args) {
+  glm::DistributedOptions d;
+  auto option = [&](const char* name) -> const std::string* {
+    auto it = args.options.find(name);
+    return it == args.options.end() ? nullptr : &it->second;
+  };
+  if (const std::string* list = option("workers")) {
+    size_t at = 0;
+    while (at <= list->size()) {
+      const size_t comma = std::min(list->find(',', at), list->size());
+      if (comma > at) d.workers.push_back(list->substr(at, comma - at));
+      at = comma + 1;
+    }
+    if (d.workers.empty()) throw UsageError("--workers needs host:port addresses separated by commas");
+  }
+  if (const std::string* sync = option("sync")) {
+    if (*sync != "q80" && *sync != "f32") throw UsageError("--sync must be q80 or f32");
+    d.sync = *sync == "f32" ? glm::FloatType::F32 : glm::FloatType::Q80;
+  }
+  if (const std::string* experts = option("experts")) {
+    if (*experts != "slice" && *experts != "place") throw UsageError("--experts must be slice or place");
+    d.experts = *experts == "place" ? glm::ExpertSplit::Place : glm::ExpertSplit::Slice;
+  }
+  d.secret = secretOf(args);
+  d.timeoutMs = args.number("net-timeout", 30) * 1000;
+  if (d.timeoutMs <= 0) throw UsageError("--net-timeout must be at least 1 second");
+  return d;
+}
+
 int defaultThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
 
 std::vector<int32_t> parseTokens(const std::string& list) {
@@ -102,7 +145,7 @@ void logprobs(const Args& args) {
   const glm::Model model(args.required("model"));
   const std::vector<int32_t> tokens = parseTokens(args.required("tokens"));
   const int top = args.number("top", 0);
-  glm::Session session(model, args.number("threads", defaultThreads()), static_cast<int>(tokens.size()), kvCacheType(args));
+  glm::Session session(model, args.number("threads", defaultThreads()), static_cast<int>(tokens.size()), kvCacheType(args), distributed(args));
   const int vocab = model.header().vocabSize;
   std::vector<float> logits(tokens.size() * vocab);
   session.evaluate(tokens.data(), static_cast<int>(tokens.size()), logits.data(), true);
@@ -139,7 +182,8 @@ void generate(const Args& args) {
   const int maxTokens = args.number("max-tokens", 64);
   std::vector<int32_t> stops;
   if (args.options.count("stop-ids")) stops = parseTokens(args.required("stop-ids"));
-  glm::Session session(model, args.number("threads", defaultThreads()), static_cast<int>(prompt.size()) + maxTokens, kvCacheType(args));
+  glm::Session session(model, args.number("threads", defaultThreads()), static_cast<int>(prompt.size()) + maxTokens, kvCacheType(args),
+                       distributed(args));
   std::vector<float> logits(model.header().vocabSize);
   session.evaluate(prompt.data(), static_cast<int>(prompt.size()), logits.data(), false);
   std::printf("{\"ids\":[");
@@ -170,7 +214,7 @@ void perplexity(const Args& args) {
   std::fclose(f);
   if (!clean) throw std::runtime_error(file + ": expected token ids separated by commas or spaces");
   const int ctx = args.number("ctx", 512);
-  glm::Session session(model, args.number("threads", defaultThreads()), ctx, kvCacheType(args));
+  glm::Session session(model, args.number("threads", defaultThreads()), ctx, kvCacheType(args), distributed(args));
   const std::vector<glm::ChunkNll> chunks = glm::chunkPerplexity(session, ids, ctx);
   double total = 0.0;
   int predicted = 0;
@@ -191,6 +235,7 @@ void bench(const Args& args) {
   o.threads = args.number("threads", defaultThreads());
   o.repeat = args.number("repeat", 3);
   o.kvType = kvCacheType(args);
+  o.distributed = distributed(args);
   const glm::BenchResult r = glm::runBench(model, o);
   const double prefill = glm::median(r.prefillTps), decode = glm::median(r.decodeTps);
   if (args.flag("json")) {
@@ -199,14 +244,45 @@ void bench(const Args& args) {
       for (size_t i = 0; i < v.size(); i++) s += (i ? "," : "") + std::to_string(v[i]);
       return s + "]";
     };
+    auto traffic = [](const std::vector<glm::TokenTraffic>& nodes) {
+      std::string s = "[";
+      for (size_t k = 0; k < nodes.size(); k++) {
+        char item[96];
+        std::snprintf(item, sizeof item, "%s{\"sent\":%.1f,\"received\":%.1f}", k ? "," : "", nodes[k].sent, nodes[k].received);
+        s += item;
+      }
+      return s + "]";
+    };
     std::printf("{\"prefill_tps\":%.3f,\"decode_tps\":%.3f,\"prefill_tps_all\":%s,\"decode_tps_all\":%s,\"peak_rss_bytes\":%zu,"
-                "\"threads\":%d,\"prompt_tokens\":%d,\"gen_tokens\":%d,\"kv_cache\":\"%s\",\"kernels\":\"%s\"}\n",
+                "\"threads\":%d,\"prompt_tokens\":%d,\"gen_tokens\":%d,\"kv_cache\":\"%s\",\"kernels\":\"%s\",\"nodes\":%zu,"
+                "\"sync\":\"%s\",\"experts\":\"%s\",\"prefill_bytes_per_token\":%s,\"decode_bytes_per_token\":%s}\n",
                 prefill, decode, list(r.prefillTps).c_str(), list(r.decodeTps).c_str(), r.peakRssBytes, r.threads,
-                o.promptTokens, o.genTokens, o.kvType == glm::FloatType::F16 ? "f16" : "f32", glm::kernelPath());
+                o.promptTokens, o.genTokens, o.kvType == glm::FloatType::F16 ? "f16" : "f32", glm::kernelPath(), o.distributed.workers.size() + 1,
+                o.distributed.sync == glm::FloatType::F32 ? "f32" : "q80", o.distributed.experts == glm::ExpertSplit::Place ? "place" : "slice",
+                traffic(r.prefillTraffic).c_str(), traffic(r.decodeTraffic).c_str());
   } else {
     std::printf("prefill %d tokens: %.1f tok/s (median of %d)\ndecode %d tokens: %.1f tok/s\nthreads %d, kernels %s, peak RSS %.0f MiB\n",
                 o.promptTokens, prefill, o.repeat, o.genTokens, decode, r.threads, glm::kernelPath(), r.peakRssBytes / 1048576.0);
+    for (size_t k = 0; k < r.decodeTraffic.size(); k++) {
+      std::printf("node %zu: %.0f bytes sent, %.0f received per decoded token\n", k, r.decodeTraffic[k].sent, r.decodeTraffic[k].received);
+    }
   }
+}
+
+void worker(const Args& args) {
+  glm::WorkerOptions o;
+  o.port = args.number("port", 9990);
+  if (o.port > 65535) throw UsageError("--port must be 0..65535");
+  if (args.options.count("host")) o.host = args.required("host");
+  o.threads = std::max(1, args.number("threads", defaultThreads()));
+  if (args.options.count("model")) o.model = args.required("model");
+  o.secret = secretOf(args);
+  o.idleLimitMs = args.number("idle-timeout", 10) * 1000;
+  if (o.idleLimitMs <= 0) throw UsageError("--idle-timeout must be at least 1 second");
+  glm::serveWorker(o, [](const std::string& line) {
+    std::fprintf(stderr, "glm-engine worker: %s\n", line.c_str());
+    std::fflush(stderr);
+  });
 }
 
 void info(const Args& args) {
@@ -231,6 +307,8 @@ int main(int argc, char** argv) {
       generate(args);
     } else if (args.command == "perplexity") {
       perplexity(args);
+    } else if (args.command == "worker") {
+      worker(args);
     } else if (args.command == "info") {
       info(args);
     } else {

@@ -5,8 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
+
+#include "net/crypto.h"
 
 namespace glm {
 
@@ -21,7 +24,7 @@ float floatFromBits(int32_t bits) {
 }
 
 // Parses the key/value pairs into the header; mirrors HEADER_KEYS in converter/model-header.ts.
-ModelHeader parseHeader(const std::map<int32_t, int32_t>& kv, const std::string& path) {
+ModelHeader parsePairs(const std::map<int32_t, int32_t>& kv, const std::string& path) {
   auto fail = [&](const std::string& what) -> ModelError { return ModelError(path + ": " + what); };
   std::map<int32_t, int32_t> rest = kv;
   auto take = [&](int32_t key, const char* name, const int32_t* absent) -> int32_t {
@@ -87,6 +90,7 @@ ModelHeader parseHeader(const std::map<int32_t, int32_t>& kv, const std::string&
   positive(h.vocabSize, "vocab_size");
   positive(h.maxSeqLen, "max_seq_len");
   if (h.nHeads % h.nKvHeads != 0) throw fail("n_kv_heads does not divide n_heads");
+  h.kvGroup = h.nHeads / h.nKvHeads;
   if (h.ropeDim <= 0 || h.ropeDim > h.headDim || h.ropeDim % 2 != 0) throw fail("rope_dim must be even and within head_dim");
   if (h.hiddenAct != 1) throw fail("only silu (hidden_act 1) is supported");
   if (h.arch == ArchType::GLM4_MOE) {
@@ -103,6 +107,69 @@ ModelHeader parseHeader(const std::map<int32_t, int32_t>& kv, const std::string&
 }
 
 }  // namespace
+
+ModelHeader parseHeader(const uint8_t* pairs, size_t bytes, const std::string& source) {
+  if (bytes % 8 != 0) throw ModelError(source + ": header size " + std::to_string(bytes + 8) + " is invalid");
+  std::map<int32_t, int32_t> kv;
+  for (size_t at = 0; at < bytes; at += 8) {
+    int32_t key, value;
+    std::memcpy(&key, pairs + at, 4);
+    std::memcpy(&value, pairs + at + 4, 4);
+    if (!kv.emplace(key, value).second) throw ModelError(source + ": header key " + std::to_string(key) + " appears twice");
+  }
+  return parsePairs(kv, source);
+}
+
+void layoutTensors(Weights& w, const std::function<Tensor(FloatType, int, int)>& next) {
+  const ModelHeader& h = w.header();
+  const FloatType W = h.weightType, F32 = FloatType::F32;
+  auto vec = [&](int n) { return next(F32, n, 1); };
+  w.embedding = next(F32, h.vocabSize, h.dim);
+  w.layers.assign(h.nLayers, LayerWeights{});
+  for (int l = 0; l < h.nLayers; l++) {
+    LayerWeights& L = w.layers[l];
+    L.attnNorm = vec(h.dim);
+    L.wq = next(W, h.qDim(), h.dim);
+    L.wk = next(W, h.kvDim(), h.dim);
+    L.wv = next(W, h.kvDim(), h.dim);
+    if (h.attentionBias) {
+      L.bq = vec(h.qDim());
+      L.bk = vec(h.kvDim());
+      L.bv = vec(h.kvDim());
+    }
+    if (h.qkNorm) {
+      L.qNorm = vec(h.headDim);
+      L.kNorm = vec(h.headDim);
+    }
+    L.wo = next(W, h.dim, h.qDim());
+    if (h.arch == ArchType::GLM4) L.postAttnNorm = vec(h.dim);
+    L.ffnNorm = vec(h.dim);
+    if (h.isMoeLayer(l)) {
+      L.router = next(F32, h.nExperts, h.dim);
+      L.routerBias = vec(h.nExperts);
+      L.experts.resize(h.nExperts);
+      for (auto& e : L.experts) {
+        e.gate = next(W, h.moeHiddenDim, h.dim);
+        e.up = next(W, h.moeHiddenDim, h.dim);
+        e.down = next(W, h.dim, h.moeHiddenDim);
+      }
+      if (h.nSharedExperts > 0) {
+        const int shared = h.moeHiddenDim * h.nSharedExperts;
+        L.hasShared = true;
+        L.shared.gate = next(W, shared, h.dim);
+        L.shared.up = next(W, shared, h.dim);
+        L.shared.down = next(W, h.dim, shared);
+      }
+    } else {
+      L.dense.gate = next(W, h.hiddenDim, h.dim);
+      L.dense.up = next(W, h.hiddenDim, h.dim);
+      L.dense.down = next(W, h.dim, h.hiddenDim);
+    }
+    if (h.arch == ArchType::GLM4) L.postFfnNorm = vec(h.dim);
+  }
+  w.outputNorm = vec(h.dim);
+  w.output = next(W, h.vocabSize, h.dim);
+}
 
 Model::Model(const std::string& path) : path_(path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
@@ -132,19 +199,16 @@ Model::Model(const std::string& path) : path_(path) {
     if (headerSize < 8 || (headerSize - 8) % 8 != 0 || static_cast<size_t>(headerSize) > size_) {
       throw ModelError(path + ": header size " + std::to_string(headerSize) + " is invalid");
     }
-    std::map<int32_t, int32_t> kv;
-    for (int32_t at = 8; at < headerSize; at += 8) {
-      int32_t key, value;
-      std::memcpy(&key, base + at, 4);
-      std::memcpy(&value, base + at + 4, 4);
-      if (!kv.emplace(key, value).second) throw ModelError(path + ": header key " + std::to_string(key) + " appears twice");
-    }
-    header_ = parseHeader(kv, path);
-    const ModelHeader& h = header_;
+    header_ = parseHeader(base + 8, static_cast<size_t>(headerSize) - 8, path);
+    headerBytes_ = static_cast<size_t>(headerSize);
 
     // Walk the tensors in file order (converter/model-layout.ts), checking they fit.
-    size_t offset = static_cast<size_t>(headerSize);
-    auto next = [&](FloatType type, int rows, int cols) {
+    size_t offset = headerBytes_;
+    Sha256 digest;
+    digest.update(base, headerBytes_);
+    const uint64_t fileSize = size_;
+    digest.update(&fileSize, sizeof fileSize);
+    layoutTensors(*this, [&](FloatType type, int rows, int cols) {
       Tensor t;
       t.type = type;
       t.rows = rows;
@@ -157,56 +221,13 @@ Model::Model(const std::string& path) : path_(path) {
         throw ModelError(path + ": the tensors run past the end of the file (" + std::to_string(size_) + " bytes); it is truncated");
       }
       t.data = base + offset;
+      const size_t sample = std::min<size_t>(bytes, 64);
+      digest.update(t.data, sample);
+      digest.update(t.data + bytes - sample, sample);
       offset += bytes;
       return t;
-    };
-    const FloatType W = h.weightType, F32 = FloatType::F32;
-    auto vec = [&](int n) { return next(F32, n, 1); };
-    embedding = next(F32, h.vocabSize, h.dim);
-    layers.resize(h.nLayers);
-    for (int l = 0; l < h.nLayers; l++) {
-      LayerWeights& L = layers[l];
-      L.attnNorm = vec(h.dim);
-      L.wq = next(W, h.qDim(), h.dim);
-      L.wk = next(W, h.kvDim(), h.dim);
-      L.wv = next(W, h.kvDim(), h.dim);
-      if (h.attentionBias) {
-        L.bq = vec(h.qDim());
-        L.bk = vec(h.kvDim());
-        L.bv = vec(h.kvDim());
-      }
-      if (h.qkNorm) {
-        L.qNorm = vec(h.headDim);
-        L.kNorm = vec(h.headDim);
-      }
-      L.wo = next(W, h.dim, h.qDim());
-      if (h.arch == ArchType::GLM4) L.postAttnNorm = vec(h.dim);
-      L.ffnNorm = vec(h.dim);
-      if (h.isMoeLayer(l)) {
-        L.router = next(F32, h.nExperts, h.dim);
-        L.routerBias = vec(h.nExperts);
-        L.experts.resize(h.nExperts);
-        for (auto& e : L.experts) {
-          e.gate = next(W, h.moeHiddenDim, h.dim);
-          e.up = next(W, h.moeHiddenDim, h.dim);
-          e.down = next(W, h.dim, h.moeHiddenDim);
-        }
-        if (h.nSharedExperts > 0) {
-          const int shared = h.moeHiddenDim * h.nSharedExperts;
-          L.hasShared = true;
-          L.shared.gate = next(W, shared, h.dim);
-          L.shared.up = next(W, shared, h.dim);
-          L.shared.down = next(W, h.dim, shared);
-        }
-      } else {
-        L.dense.gate = next(W, h.hiddenDim, h.dim);
-        L.dense.up = next(W, h.hiddenDim, h.dim);
-        L.dense.down = next(W, h.dim, h.hiddenDim);
-      }
-      if (h.arch == ArchType::GLM4) L.postFfnNorm = vec(h.dim);
-    }
-    outputNorm = vec(h.dim);
-    output = next(W, h.vocabSize, h.dim);
+    });
+    identity_ = digest.finish();
     if (offset != size_) {
       throw ModelError(path + ": the header describes " + std::to_string(offset) + " bytes but the file has " +
                        std::to_string(size_) + "; it has trailing bytes");

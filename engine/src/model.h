@@ -2,8 +2,10 @@
 // tensor, in the order the format defines. Loading validates everything a forward pass relies on
 // and throws ModelError with a message naming the file.
 #pragma once
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -36,6 +38,9 @@ struct ModelHeader {
   float routedScalingFactor = 1.0f;
   bool normTopkProb = false;
   int32_t nExpertGroups = 1, topkGroups = 1;
+  // Query heads per KV head, and where this node's first query head sits in its KV head's group:
+  // nHeads / nKvHeads and 0 for a whole model; a node's slice may start mid-group (net/slice.h).
+  int32_t kvGroup = 1, headOffset = 0;
 
   int qDim() const { return nHeads * headDim; }
   int kvDim() const { return nKvHeads * headDim; }
@@ -67,7 +72,26 @@ struct LayerWeights {
   bool hasShared = false;
 };
 
-class Model {
+// The header and every tensor of a model, or of one node's slice of it (then the header's head, FFN,
+// expert and vocabulary counts are the node's own and absent tensors have no data).
+struct Weights {
+  ModelHeader header_;
+  const ModelHeader& header() const { return header_; }
+
+  Tensor embedding;
+  std::vector<LayerWeights> layers;
+  Tensor outputNorm, output;
+};
+
+// Parses the header's key/value pairs (the bytes after magic and header size); `source` names the
+// file or peer in errors.
+ModelHeader parseHeader(const uint8_t* pairs, size_t bytes, const std::string& source);
+
+// Calls next(type, rows, cols) for every tensor in file order (docs/model-format.md) and stores the
+// results in w, whose header must be set.
+void layoutTensors(Weights& w, const std::function<Tensor(FloatType, int, int)>& next);
+
+class Model : public Weights {
  public:
   // Maps and validates `path`; throws ModelError.
   explicit Model(const std::string& path);
@@ -76,18 +100,20 @@ class Model {
   Model& operator=(const Model&) = delete;
 
   const std::string& path() const { return path_; }
-  const ModelHeader& header() const { return header_; }
   size_t fileSize() const { return size_; }
-
-  Tensor embedding;
-  std::vector<LayerWeights> layers;
-  Tensor outputNorm, output;
+  // The header's key/value bytes, as the file holds them.
+  const uint8_t* headerPairs() const { return static_cast<const uint8_t*>(map_) + 8; }
+  size_t headerPairBytes() const { return headerBytes_ - 8; }
+  // A SHA-256 of the header, the file size and the first and last bytes of every tensor: cheap, and
+  // different for another model or another conversion of it.
+  const std::array<uint8_t, 32>& identity() const { return identity_; }
 
  private:
   std::string path_;
-  ModelHeader header_;
   void* map_ = nullptr;
   size_t size_ = 0;
+  size_t headerBytes_ = 0;
+  std::array<uint8_t, 32> identity_{};
 };
 
 }  // namespace glm

@@ -12,14 +12,30 @@ int contextOf(const Model& model, int maxSeqLen) {
   if (maxSeqLen <= 0) return std::min(modelMax, Session::kDefaultContext);
   return std::min(modelMax, maxSeqLen);
 }
+
+std::unique_ptr<Cluster> clusterFor(const Model& model, const DistributedOptions& d, int context, FloatType kvType) {
+  return d.workers.empty() ? nullptr : std::make_unique<Cluster>(model, d, context, kvType);
+}
 }  // namespace
 
-Session::Session(const Model& model, int threads, int maxSeqLen, FloatType kvType)
-    : model_(model),
+Session::Session(const Model& model, int threads, int maxSeqLen, FloatType kvType, const DistributedOptions& distributed)
+    : model_(&model),
+      shard_(cutShard(model, planSlices(model.header(), static_cast<int>(distributed.workers.size()) + 1, 0, distributed.experts))),
+      cluster_(clusterFor(model, distributed, contextOf(model, maxSeqLen), kvType)),
+      vocab_(model.header().vocabSize),
       pool_(threads),
-      cache_(model.header(), contextOf(model, maxSeqLen), kvType),
-      blocks_(model, pool_, cache_),
+      cache_(shard_->weights.header(), contextOf(model, maxSeqLen), kvType),
+      blocks_(shard_->weights, pool_, cache_, cluster_.get()),
       layer_(layerFunction(model.header().arch)) {}
+
+Session::Session(std::unique_ptr<Shard> shard, int threads, int context, FloatType kvType, Collective& link)
+    : model_(nullptr),
+      shard_(std::move(shard)),
+      vocab_(shard_->weights.header().vocabSize),
+      pool_(threads),
+      cache_(shard_->weights.header(), context, kvType),
+      blocks_(shard_->weights, pool_, cache_, &link),
+      layer_(layerFunction(shard_->weights.header().arch)) {}
 
 void Session::rewind(int position) {
   if (position < 0 || position > position_) throw std::invalid_argument("cannot rewind to position " + std::to_string(position));
@@ -27,7 +43,8 @@ void Session::rewind(int position) {
 }
 
 void Session::evaluate(const int32_t* tokens, int n, float* logits, bool allLogits) {
-  const ModelHeader& h = model_.header();
+  if (!model_) throw std::logic_error("a worker's session is driven by its root");
+  const ModelHeader& h = model_->header();
   if (n <= 0) throw std::invalid_argument("no tokens to evaluate");
   if (position_ + n > cache_.maxSeqLen()) {
     throw std::invalid_argument("context overflow: " + std::to_string(position_ + n) + " tokens exceed the context of " +
@@ -41,19 +58,42 @@ void Session::evaluate(const int32_t* tokens, int n, float* logits, bool allLogi
   }
   const size_t dim = static_cast<size_t>(h.dim);
   x_.resize(n * dim);
-  a_.resize(n * dim);
-  b_.resize(n * dim);
   for (int t = 0; t < n; t++) {
-    const float* row = model_.embedding.f32() + static_cast<size_t>(tokens[t]) * dim;
+    const float* row = model_->embedding.f32() + static_cast<size_t>(tokens[t]) * dim;
     std::copy_n(row, dim, x_.data() + t * dim);
   }
-  for (int l = 0; l < h.nLayers; l++) layer_(blocks_, model_.layers[l], l, x_.data(), n, position_, {a_.data(), b_.data()});
-
   const int first = allLogits ? 0 : n - 1;
   const int count = n - first;
-  blocks_.rmsNorm(x_.data() + first * dim, model_.outputNorm, a_.data(), count);
-  blocks_.matmul(model_.output, a_.data(), count, logits);
+  if (!cluster_) {
+    forward(n, position_, first, count, logits);
+  } else {
+    cluster_->begin(x_.data(), n, position_, first, count);
+    local_.resize(static_cast<size_t>(count) * shard_->weights.header().vocabSize);
+    forward(n, position_, first, count, local_.data());
+    cluster_->gather(local_.data(), count, logits);
+  }
   position_ += n;
+}
+
+void Session::evaluateSlice(const float* x, int n, int pos, int first, int count, float* logits) {
+  const size_t dim = static_cast<size_t>(shard_->weights.header().dim);
+  if (n <= 0 || pos < 0 || pos + n > cache_.maxSeqLen() || first < 0 || count < 0 || first + count > n) {
+    throw std::invalid_argument("pass of " + std::to_string(n) + " tokens at position " + std::to_string(pos) + " does not fit the context of " +
+                                std::to_string(cache_.maxSeqLen()));
+  }
+  x_.assign(x, x + n * dim);
+  forward(n, pos, first, count, logits);
+}
+
+void Session::forward(int n, int pos, int first, int count, float* logits) {
+  const Weights& w = shard_->weights;
+  const size_t dim = static_cast<size_t>(w.header().dim);
+  a_.resize(n * dim);
+  b_.resize(n * dim);
+  for (int l = 0; l < w.header().nLayers; l++) layer_(blocks_, w.layers[l], l, x_.data(), n, pos, {a_.data(), b_.data()});
+  if (count == 0) return;
+  blocks_.rmsNorm(x_.data() + first * dim, w.outputNorm, a_.data(), count);
+  blocks_.matmul(w.output, a_.data(), count, logits);
 }
 
 }  // namespace glm

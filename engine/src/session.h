@@ -1,4 +1,6 @@
-// An inference session over a loaded model: the KV cache, the thread pool and the forward pass.
+// An inference session over a loaded model: the KV cache, the thread pool and the forward pass. With
+// workers it is the root (node 0) of a tensor-parallel cluster and holds only its own slice; a
+// worker's session holds its slice and is driven by the root (net/worker.h).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -7,6 +9,8 @@
 #include "graph/blocks.h"
 #include "graph/graph.h"
 #include "model.h"
+#include "net/cluster.h"
+#include "net/slice.h"
 #include "thread-pool.h"
 
 namespace glm {
@@ -14,15 +18,20 @@ namespace glm {
 class Session {
  public:
   // maxSeqLen 0: the model's context, capped at kDefaultContext to keep the KV cache modest.
-  // kvType: f32 (exact) or f16 keys and values.
-  Session(const Model& model, int threads, int maxSeqLen, FloatType kvType = FloatType::F32);
+  // kvType: f32 (exact) or f16 keys and values. With distributed.workers set, connects to them
+  // (throws PlanError, NetError or RemoteError).
+  Session(const Model& model, int threads, int maxSeqLen, FloatType kvType = FloatType::F32, const DistributedOptions& distributed = {});
+  // A worker's part: its slice, the root's context length, and the link that completes partial sums.
+  Session(std::unique_ptr<Shard> shard, int threads, int context, FloatType kvType, Collective& link);
 
   static constexpr int kDefaultContext = 4096;
 
   int position() const { return position_; }
   int maxSeqLen() const { return cache_.maxSeqLen(); }
   int threads() const { return pool_.size(); }
-  int vocabSize() const { return model_.header().vocabSize; }
+  int vocabSize() const { return vocab_; }
+  // The cluster when this session is a root, else null.
+  const Cluster* cluster() const { return cluster_.get(); }
   // Forgets the evaluated tokens (the cache is overwritten from position 0).
   void reset() { position_ = 0; }
   // Rewinds to an earlier position, keeping the cache before it (a shared prompt prefix).
@@ -33,14 +42,24 @@ class Session {
   // ids out of range or a context overflow.
   void evaluate(const int32_t* tokens, int n, float* logits, bool allLogits);
 
+  // A worker's pass: n input rows x (n x dim) at pos; writes the logits of its vocabulary rows for
+  // `count` tokens from `first` (count x its rows).
+  void evaluateSlice(const float* x, int n, int pos, int first, int count, float* logits);
+
  private:
-  const Model& model_;
+  // The layers and this node's vocabulary rows of the tokens [first, first + count) of x_.
+  void forward(int n, int pos, int first, int count, float* logits);
+
+  const Model* model_;  // null on a worker
+  std::unique_ptr<Shard> shard_;
+  std::unique_ptr<Cluster> cluster_;
+  int vocab_;
   ThreadPool pool_;
   KvCache cache_;
   Blocks blocks_;
   LayerFn layer_;
   int position_ = 0;
-  std::vector<float> x_, a_, b_;
+  std::vector<float> x_, a_, b_, local_;
 };
 
 }  // namespace glm

@@ -109,22 +109,24 @@ void Blocks::attention(int layer, const float* x, int n, int pos, float* out) {
   for (int t = 0; t < n; t++) cache_.store(layer, pos + t, k + static_cast<size_t>(t) * kvDim, v + static_cast<size_t>(t) * kvDim);
 
   float* att = grow(att_, static_cast<size_t>(n) * qDim);
-  const int group = h_.nHeads / h_.nKvHeads;
+  const int group = h_.kvGroup;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int contexts = pos + n;
   // One work item per KV head and token: its query heads read each cached key once. KV-head-major, so
   // each thread gets whole heads over every token and the long causal rows of the last tokens are
-  // shared out evenly.
+  // shared out evenly. On a node whose heads start or end mid-group, the first and last KV heads serve
+  // only the node's part of their group.
   pool_.parallelFor(n * h_.nKvHeads, [&](int begin, int end) {
     std::vector<float> scores(static_cast<size_t>(group) * contexts);
     for (int item = begin; item < end; item++) {
       const int kvHead = item / n, t = item % n;
-      const size_t firstHead = static_cast<size_t>(t) * h_.nHeads + static_cast<size_t>(kvHead) * group;
+      const int lo = std::max(0, kvHead * group - h_.headOffset), hi = std::min(h_.nHeads, (kvHead + 1) * group - h_.headOffset);
+      const size_t firstHead = static_cast<size_t>(t) * h_.nHeads + static_cast<size_t>(lo);
       const int visible = pos + t + 1;  // causal
       const size_t stride = static_cast<size_t>(h_.kvDim());
       const size_t offset = encodedBytes(cache_.type(), static_cast<size_t>(kvHead) * hd);
-      attentionScores(q + firstHead * hd, group, cache_.keys(layer) + offset, cache_.type(), stride, visible, hd, scale, scores.data());
-      for (int g = 0; g < group; g++) {
+      attentionScores(q + firstHead * hd, hi - lo, cache_.keys(layer) + offset, cache_.type(), stride, visible, hd, scale, scores.data());
+      for (int g = 0; g < hi - lo; g++) {
         float* p = scores.data() + static_cast<size_t>(g) * visible;
         softmax(p, visible);
         attentionValues(p, cache_.values(layer) + offset, cache_.type(), stride, visible, hd, att + (firstHead + g) * hd);
@@ -187,7 +189,7 @@ void Blocks::moe(const LayerWeights& L, const float* x, int n, float* out) {
   std::fill_n(out, static_cast<size_t>(n) * dim, 0.0f);
   for (int e = 0; e < experts; e++) {
     const auto& tokens = routed[e];
-    if (tokens.empty()) continue;
+    if (tokens.empty() || L.experts[e].gate.rows == 0) continue;  // not routed to, or held by another node
     const int m = static_cast<int>(tokens.size());
     float* in = grow(expertIn_, static_cast<size_t>(m) * dim);
     for (int i = 0; i < m; i++) std::copy_n(x + static_cast<size_t>(tokens[i].first) * dim, dim, in + static_cast<size_t>(i) * dim);

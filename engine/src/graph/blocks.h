@@ -1,7 +1,8 @@
 // The building blocks the per-architecture graphs are made of: RMSNorm, projections, attention with
 // partial RoPE and a KV cache, the dense SwiGLU FFN and the sigmoid-routed MoE. Every block works on a
 // batch of n consecutive tokens (prefill) or one (decode), in float32, and splits its work over the
-// thread pool. A tensor-parallel split will slice the same blocks by heads, rows and experts.
+// thread pool. On a node of a tensor-parallel split the same blocks run on the node's slice of the
+// weights (net/slice.h) and the partial outputs of attention and FFN are summed across nodes.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -31,9 +32,19 @@ class KvCache {
   std::vector<uint8_t> cache_;
 };
 
+// Sums the partial outputs (n rows of dim) of every node in place, so that each node ends with the
+// same values.
+class Collective {
+ public:
+  virtual ~Collective() = default;
+  virtual void allReduce(float* values, int n) = 0;
+};
+
 class Blocks {
  public:
-  Blocks(const Model& model, ThreadPool& pool, KvCache& cache) : model_(model), h_(model.header()), pool_(pool), cache_(cache) {}
+  // `collective` is null on a single node.
+  Blocks(const Weights& model, ThreadPool& pool, KvCache& cache, Collective* collective = nullptr)
+      : model_(model), h_(model.header()), pool_(pool), cache_(cache), collective_(collective) {}
 
   // out[t] = rmsnorm(x[t]) * w for n rows of dim values.
   void rmsNorm(const float* x, const Tensor& w, float* out, int n);
@@ -46,14 +57,19 @@ class Blocks {
   // GLM-4.5 MoE: routed experts (sigmoid scores, correction bias for selection only, normalised
   // weights times routed_scaling_factor) plus the shared expert.
   void moe(const LayerWeights& layer, const float* x, int n, float* out);
+  // Completes a partial attention or FFN output (n x dim) with the other nodes' parts.
+  void reduce(float* out, int n) {
+    if (collective_) collective_->allReduce(out, n);
+  }
 
  private:
   void rope(float* vectors, int n, int pos, int heads);
 
-  const Model& model_;
+  const Weights& model_;
   const ModelHeader& h_;
   ThreadPool& pool_;
   KvCache& cache_;
+  Collective* collective_;
   // Scratch, grown on demand and reused.
   std::vector<uint8_t> quantized_;
   std::vector<float> quantizedScales_;

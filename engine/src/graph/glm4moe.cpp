@@ -8,6 +8,7 @@ void glm4MoeLayer(Blocks& blocks, const LayerWeights& w, int layer, float* x, in
   const size_t size = static_cast<size_t>(n) * w.attnNorm.rows;
   blocks.rmsNorm(x, w.attnNorm, s.a, n);
   blocks.attention(layer, s.a, n, pos, s.b);
+  blocks.reduce(s.b, n);
   addInPlace(x, s.b, size);
   blocks.rmsNorm(x, w.ffnNorm, s.a, n);
   if (w.experts.empty()) {
@@ -15,6 +16,7 @@ void glm4MoeLayer(Blocks& blocks, const LayerWeights& w, int layer, float* x, in
   } else {
     blocks.moe(w, s.a, n, s.b);
   }
+  blocks.reduce(s.b, n);
   addInPlace(x, s.b, size);
 }
 

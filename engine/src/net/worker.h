@@ -1,0 +1,23 @@
+// `glm-engine worker`: listens for a root, serves it until it ends the session or fails, then listens
+// again. Without a model file it receives its slices from the root at every start; with one (the
+// same file as the root's, checked by identity) it cuts them itself.
+#pragma once
+#include <functional>
+#include <string>
+
+namespace glm {
+
+struct WorkerOptions {
+  std::string host = "0.0.0.0";
+  int port = 9990;  // 0: any free port
+  int threads = 1;
+  std::string model;   // optional own copy of the model file
+  std::string secret;  // empty: accept any root
+  // A root not heard from (not even its heartbeat, every second) for this long is dropped.
+  int idleLimitMs = 10000;
+};
+
+// Never returns unless it cannot listen (NetError). `log` receives one line per event.
+void serveWorker(const WorkerOptions& options, const std::function<void(const std::string&)>& log);
+
+}  // namespace glm
