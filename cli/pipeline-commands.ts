@@ -5,6 +5,7 @@ import { DEFAULT_MAX_REGRESSION, DEFAULT_REPEAT, runBenchmark } from '../pipelin
 import { quantizeModel } from '../pipeline/quantize.js';
 import { readResultsFile, type Gate } from '../pipeline/results.js';
 import { DEFAULT_EVAL_TEXT, verifyPerplexity } from '../pipeline/verify.js';
+import { distributedOptions, withDistributed, type DistributedFlags } from './engine-commands.js';
 import { lazyProgress } from './progress.js';
 
 /** A commander parser for a number that `ok` accepts, or a usage error saying what was `expected`. */
@@ -78,29 +79,30 @@ export function registerPipelineCommands(program: Command): void {
       report(r, o.json, lines);
     });
 
-  program
-    .command('benchmark')
-    .description('prefill and decode speed over repeated runs, cost per million tokens, and a noise-aware regression gate against a baseline')
-    .requiredOption('--model <file>', '.m model file')
-    .option('--prompt-tokens <n>', 'prompt length', count, 512)
-    .option('--gen-tokens <n>', 'generated tokens', count, 128)
-    .option('--threads <n>', 'threads (default: all cores)', count)
-    .option('--repeat <k>', 'runs (at least 3 to compare with a baseline)', count, DEFAULT_REPEAT)
-    .option('--baseline <file>', 'benchmark results JSON of the base branch, from the same kind of machine')
-    .option('--max-regression <pct>', 'largest allowed slowdown of the median, in percent', limit, DEFAULT_MAX_REGRESSION)
-    .option('--cost-per-hour <usd>', "the machine's price in USD per hour, for the cost per million generated tokens", limit)
-    .option('--json', 'print the results JSON', false)
-    .action(
-      async (o: { model: string; promptTokens: number; genTokens: number; threads?: number; repeat: number; baseline?: string; maxRegression: number; costPerHour?: number; json: boolean }) => {
-        const baseline = o.baseline ? await readResultsFile(o.baseline, 'benchmark') : undefined;
-        const r = await runBenchmark({ ...o, baseline });
-        const spread = (all: number[]) => `${Math.min(...all).toFixed(1)}-${Math.max(...all).toFixed(1)}`;
-        report(r, o.json, [
-          `prefill ${r.promptTokens} tokens: ${r.prefillTps.toFixed(1)} tok/s (median of ${r.prefillTpsAll.length}, range ${spread(r.prefillTpsAll)})`,
-          `decode  ${r.genTokens} tokens: ${r.decodeTps.toFixed(1)} tok/s (range ${spread(r.decodeTpsAll)})`,
-          `threads ${r.threads}, kernels ${r.kernels}, ${r.cpu}, peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB`,
-          ...(r.usdPerMillionTokens !== undefined ? [`cost    $${r.usdPerMillionTokens.toFixed(4)} per million generated tokens at $${r.costPerHour}/hour`] : []),
-        ]);
-      },
-    );
+  withDistributed(
+    program
+      .command('benchmark')
+      .description('prefill and decode speed over repeated runs, cost per million tokens, and a noise-aware regression gate against a baseline')
+      .requiredOption('--model <file>', '.m model file')
+      .option('--prompt-tokens <n>', 'prompt length', count, 512)
+      .option('--gen-tokens <n>', 'generated tokens', count, 128)
+      .option('--threads <n>', 'threads (default: all cores)', count)
+      .option('--repeat <k>', 'runs (at least 3 to compare with a baseline)', count, DEFAULT_REPEAT)
+      .option('--baseline <file>', 'benchmark results JSON of the base branch, from the same kind of machine')
+      .option('--max-regression <pct>', 'largest allowed slowdown of the median, in percent', limit, DEFAULT_MAX_REGRESSION)
+      .option('--cost-per-hour <usd>', "the machine's price in USD per hour, for the cost per million generated tokens", limit)
+      .option('--json', 'print the results JSON', false),
+  ).action(
+    async (o: DistributedFlags & { model: string; promptTokens: number; genTokens: number; threads?: number; repeat: number; baseline?: string; maxRegression: number; costPerHour?: number; json: boolean }) => {
+      const baseline = o.baseline ? await readResultsFile(o.baseline, 'benchmark') : undefined;
+      const r = await runBenchmark({ ...o, baseline, distributed: distributedOptions(o) });
+      const spread = (all: number[]) => `${Math.min(...all).toFixed(1)}-${Math.max(...all).toFixed(1)}`;
+      report(r, o.json, [
+        `prefill ${r.promptTokens} tokens: ${r.prefillTps.toFixed(1)} tok/s (median of ${r.prefillTpsAll.length}, range ${spread(r.prefillTpsAll)})`,
+        `decode  ${r.genTokens} tokens: ${r.decodeTps.toFixed(1)} tok/s (range ${spread(r.decodeTpsAll)})`,
+        `threads ${r.threads}, kernels ${r.kernels}, ${r.cpu}, peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB`,
+        ...(r.usdPerMillionTokens !== undefined ? [`cost    $${r.usdPerMillionTokens.toFixed(4)} per million generated tokens at $${r.costPerHour}/hour`] : []),
+      ]);
+    },
+  );
 }

@@ -4,7 +4,7 @@
  * (docs/quality-gates.md explains the rule and why).
  */
 import { availableParallelism, cpus } from 'node:os';
-import { bench, median } from '../engine/index.js';
+import { bench, median, type DistributedOptions } from '../engine/index.js';
 import { allPassed, skippedGate, threshold, type BenchmarkResults, type Gate } from './results.js';
 
 /** Largest median slowdown, in percent, allowed when a baseline is given without a limit. */
@@ -26,8 +26,8 @@ export interface BenchmarkOptions {
   baseline?: BenchmarkResults;
   /** Largest allowed slowdown of the median, in percent (default 10). */
   maxRegression?: number;
-  /** glm-engine workers (host:port) to run the model across. */
-  workers?: readonly string[];
+  /** glm-engine workers (host:port) to run the model across, with the cluster's sync type, secret and expert split. */
+  distributed?: DistributedOptions;
 }
 
 /** USD per million tokens produced at `tokensPerSecond` on a machine that costs `costPerHour` USD. */
@@ -152,7 +152,7 @@ export async function runBenchmark(o: BenchmarkOptions): Promise<BenchmarkResult
     checkComparable(baseline, settings);
     checkSampleSizes(settings.repeat, Math.min(baseline.prefillTpsAll.length, baseline.decodeTpsAll.length));
   }
-  const r = bench(o.model, { ...settings, ...(o.threads ? { threads: o.threads } : {}) });
+  const r = bench(o.model, { ...settings, ...(o.threads ? { threads: o.threads } : {}), ...o.distributed });
   const cpu = cpuName();
   const gates: Gate[] = [];
   if (baseline) {
@@ -163,6 +163,8 @@ export async function runBenchmark(o: BenchmarkOptions): Promise<BenchmarkResult
     const elsewhere =
       baseline.cpu !== undefined && baseline.cpu !== cpu
         ? `the baseline ran on ${baseline.cpu}, this run on ${cpu}`
+        : (baseline.nodes ?? 1) !== r.nodes
+          ? `the baseline ran on ${baseline.nodes ?? 1} node(s), this run on ${r.nodes}`
         : baseline.threads !== r.threads
           ? `the baseline ran on ${baseline.threads} threads, this run on ${r.threads}`
           : undefined;
@@ -188,6 +190,8 @@ export async function runBenchmark(o: BenchmarkOptions): Promise<BenchmarkResult
     peakRssBytes: r.peak_rss_bytes,
     kernels: r.kernels,
     cpu,
+    nodes: r.nodes,
+    ...(r.nodes > 1 ? { decodeBytesPerToken: r.decode_bytes_per_token } : {}),
     ...(costPerHour !== undefined ? { costPerHour, usdPerMillionTokens: usdPerMillionTokens(r.decode_tps, costPerHour) } : {}),
     gates,
     passed: allPassed(gates),

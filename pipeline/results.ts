@@ -87,6 +87,10 @@ export interface BenchmarkResults {
   passed: boolean;
   /** CPU model and logical core count, e.g. "AMD EPYC 7763 64-Core Processor x4": runs on other hardware are not compared. */
   cpu?: string;
+  /** Machines the model ran across (1 without workers); runs on other cluster sizes are not compared. */
+  nodes?: number;
+  /** Bytes each node sent and received per decoded token (distributed runs). */
+  decodeBytesPerToken?: { sent: number; received: number }[];
 }
 
 export type StepResults = QuantizeResults | PerplexityResults | BenchmarkResults;
@@ -150,6 +154,8 @@ const SCHEMAS: Record<StepResults['kind'], Schema> = {
       usdPerMillionTokens: nonNegative,
       costPerHour: nonNegative,
       cpu: string,
+      nodes: positive,
+      decodeBytesPerToken: { type: 'array', items: { type: 'object', required: ['sent', 'received'], properties: { sent: nonNegative, received: nonNegative } } },
       ...gated,
     },
   ),

@@ -123,7 +123,9 @@ export class EngineGenerator implements TextGenerator {
   }
 
   health() {
-    return { modelLoaded: true, workersConfigured: 0, workersConnected: 0 };
+    // A cluster's traffic lists every node (this one first); its workers were all connected when the model loaded.
+    const workers = Math.max(this.model.traffic.length - 1, 0);
+    return { modelLoaded: true, workersConfigured: workers, workersConnected: workers };
   }
 
   async *generate(request: GenerationRequest): TextGeneration {

@@ -15,6 +15,7 @@ import { startCacheServer, type CacheServer } from './cache-server.js';
 import { startGithubServer, type GithubServer } from './github-server.js';
 import { removeDir, tempDir } from './helpers.js';
 import { startHubServer, type HubServer } from './hub-server.js';
+import { startWorker, stopWorker } from '../engine/worker-process.js';
 
 const BUCKET = 'glm-models';
 
@@ -129,5 +130,29 @@ describe('model pipeline through the actions', () => {
     expect(visible(noBucket)).toContain(`bucket no-such-bucket does not exist at ${s3.endpoint}`);
     const noRegion = await runAction('publish-to-spaces', { files: file, 'model-name': 'tiny', quant: 'q40', bucket: BUCKET, 'access-key-id': 'a', 'secret-access-key': 'b' });
     expect(visible(noRegion)).toContain('::error::input `region`: give `region` (a Spaces region such as nyc3) or `endpoint`');
+  });
+
+  it('benchmark runs a model across glm-engine workers given in `workers`, and reports the traffic', async () => {
+    const checkpoint = await writeFixture({ arch: 'glm4moe', outDir: join(dir, 'cluster-checkpoint'), size: 'tiny', seed: 5 });
+    // f32: the tiny fixture's expert rows (32 values) are too short to split q40 blocks over two nodes.
+    const model = join(dir, 'cluster.f32.m');
+    const { convert } = await import('../converter/convert.js');
+    await convert({ modelDir: checkpoint.outDir, outFile: model, weights: 'f32', tokenizerFile: null });
+    const worker = await startWorker(['--secret', 'cluster-secret']);
+    try {
+      const run = await runAction('benchmark', { model, 'prompt-tokens': '8', 'gen-tokens': '8', threads: '1', repeat: '3', workers: worker.address, 'worker-secret': 'cluster-secret', 'baseline-store': 'none', comment: 'false', 'results-dir': join(dir, 'cluster-results') });
+      expect(run.stderr).not.toContain('cluster-secret');
+      expect(run.stdout).toBe('::add-mask::cluster-secret\n');
+      expect(run.code).toBe(0);
+      const results = JSON.parse(await readFile(run.outputs.results as string, 'utf8')) as { current: { nodes: number; decodeBytesPerToken: { sent: number; received: number }[] } };
+      expect(results.current.nodes).toBe(2);
+      expect(results.current.decodeBytesPerToken).toHaveLength(2);
+      expect(results.current.decodeBytesPerToken[0]?.sent).toBeGreaterThan(0);
+      const wrong = await runAction('benchmark', { model, repeat: '3', workers: worker.address, 'worker-secret': 'not-the-secret', 'baseline-store': 'none', comment: 'false' });
+      expect(wrong.code).toBe(1);
+      expect(wrong.stdout).toMatch(/::error::.*secret/);
+    } finally {
+      await stopWorker(worker);
+    }
   });
 });

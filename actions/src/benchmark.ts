@@ -6,7 +6,7 @@ import { runBenchmark } from '../../pipeline/benchmark.js';
 import { parseResults } from '../../pipeline/results.js';
 import type { ReportRow } from '../../pipeline/report.js';
 import { ensureEngine } from './engine.js';
-import { InputError, listInput, numberInput, optionalInput, requiredInput } from './inputs.js';
+import { choiceInput, InputError, listInput, numberInput, optionalInput, requiredInput, secretInput } from './inputs.js';
 import { baselineId, finishStep, readBase, readStepSettings, type StepSettings } from './step.js';
 
 /** The base results: the `baseline` file when given, else the baseline store's entry for this model and runner. */
@@ -34,7 +34,8 @@ export async function benchmark(): Promise<void> {
   await ensureEngine();
   const base = await baseFor(settings, model);
   const baseline = base.base?.kind === 'benchmark' ? base.base : undefined;
-  const results = await runBenchmark({ ...options, workers: options.workers.length ? options.workers : undefined, baseline });
+  const { workers, ...rest } = options;
+  const results = await runBenchmark({ ...rest, baseline, distributed: workers.length ? { workers, sync: choiceInput('sync', ['q80', 'f32'] as const, 'q80'), secret: secretInput('worker-secret', false) } : undefined });
   core.setOutput('prefill-tps', String(results.prefillTps));
   core.setOutput('decode-tps', String(results.decodeTps));
   core.setOutput('usd-per-million-tokens', results.usdPerMillionTokens === undefined ? '' : String(results.usdPerMillionTokens));
