@@ -147,7 +147,7 @@ export const ACTIONS: ActionDefinition[] = [
   {
     name: 'report',
     description: 'Post or update the run\'s sticky pull-request comment from a results folder (e.g. a fork pull request\'s artifact) and fail when any gate failed.',
-    inputs: { ...REPORTING },
+    inputs: Object.fromEntries(['results-dir', 'github-token', 'comment', 'comment-key', 'pr-number'].map((k) => [k, REPORTING[k] as InputDefinition])),
     outputs: {},
   },
 ];
