@@ -167,13 +167,20 @@ export class LoadedModel {
 }
 
 /** Natural-log softmax of one row of logits, accumulated in float64. */
-export function logSoftmax(logits: Float32Array | number[]): Float64Array {
+/** log(sum(exp(x))), computed stably in float64 (indexed loops: iterators cost several times more here). */
+export function logSumExp(x: Float32Array | readonly number[]): number {
   let max = -Infinity;
-  for (const v of logits) max = Math.max(max, v);
+  for (let i = 0; i < x.length; i++) if (x[i]! > max) max = x[i]!;
   let sum = 0;
-  for (const v of logits) sum += Math.exp(v - max);
-  const logZ = max + Math.log(sum);
-  return Float64Array.from(logits, (v) => v - logZ);
+  for (let i = 0; i < x.length; i++) sum += Math.exp(x[i]! - max);
+  return max + Math.log(sum);
+}
+
+export function logSoftmax(logits: Float32Array | number[]): Float64Array {
+  const logZ = logSumExp(logits);
+  const out = new Float64Array(logits.length);
+  for (let i = 0; i < logits.length; i++) out[i] = logits[i]! - logZ;
+  return out;
 }
 
 export interface PositionLogprobs {

@@ -4,7 +4,7 @@
  * The ids are cut into chunks of `contextLength` tokens, each evaluated from an empty cache; every
  * position after a chunk's first predicts the next id.
  */
-import { type LoadedModel, logSoftmax } from './index.js';
+import { type LoadedModel, logSumExp } from './index.js';
 
 export interface ChunkNll {
   /** Index of the chunk's first token in the id sequence. */
@@ -69,13 +69,18 @@ export function klDivergence(model: LoadedModel, reference: LoadedModel, ids: re
     const q = model.evaluate(chunk.ids, true);
     const p = reference.evaluate(chunk.ids, true);
     for (let t = 0; t + 1 < chunk.ids.length; t++) {
-      const lq = logSoftmax(q.subarray(t * vocab, (t + 1) * vocab));
-      const lp = logSoftmax(p.subarray(t * vocab, (t + 1) * vocab));
+      // One pass over the logits with the two normalisers, rather than materialising both
+      // log-softmaxes: at a 151,552-entry vocabulary this loop would otherwise outweigh the forward pass.
+      const lq = q.subarray(t * vocab, (t + 1) * vocab);
+      const lp = p.subarray(t * vocab, (t + 1) * vocab);
+      const zq = logSumExp(lq);
+      const zp = logSumExp(lp);
       let kld = 0;
       let argQ = 0;
       let argP = 0;
       for (let i = 0; i < vocab; i++) {
-        kld += Math.exp(lp[i]!) * (lp[i]! - lq[i]!);
+        const logP = lp[i]! - zp;
+        kld += Math.exp(logP) * (logP - (lq[i]! - zq));
         if (lq[i]! > lq[argQ]!) argQ = i;
         if (lp[i]! > lp[argP]!) argP = i;
       }
@@ -83,8 +88,8 @@ export function klDivergence(model: LoadedModel, reference: LoadedModel, ids: re
       maxKld = Math.max(maxKld, kld);
       if (argQ === argP) agree++;
       positions++;
-      nll -= lq[chunk.ids[t + 1]!]!;
-      referenceNll -= lp[chunk.ids[t + 1]!]!;
+      nll -= lq[chunk.ids[t + 1]!]! - zq;
+      referenceNll -= lp[chunk.ids[t + 1]!]! - zp;
     }
   }
   return {
