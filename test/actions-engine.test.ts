@@ -1,5 +1,5 @@
 /** The engine an action uses: found in place, or keyed for the actions cache by its sources, OS and CPU. */
-import { cp, mkdir, writeFile, appendFile } from 'node:fs/promises';
+import { appendFile, cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { engineCacheKey, engineSourceHash, ensureEngine } from '../actions/src/engine.js';
 import { removeDir, tempDir } from './helpers.js';
@@ -22,6 +22,12 @@ describe('engine for actions', () => {
     const after = await engineSourceHash(root);
     expect(after).not.toBe(before);
     expect(engineCacheKey(after)).toBe(`glm-dllama-engine-${process.platform}-${process.arch}-${after}`);
+    // The manifest counts only through the node-addon-api version the engine compiles against.
+    const manifest = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { version: string; dependencies: Record<string, string> };
+    await writeFile(join(root, 'package.json'), JSON.stringify({ ...manifest, version: '9.9.9' }));
+    expect(await engineSourceHash(root)).toBe(after);
+    await writeFile(join(root, 'package.json'), JSON.stringify({ ...manifest, dependencies: { ...manifest.dependencies, 'node-addon-api': '1.0.0' } }));
+    expect(await engineSourceHash(root)).not.toBe(after);
   });
 
   it('uses an engine built in place from the same sources', async () => {

@@ -21,17 +21,17 @@ async function filesUnder(dir: string): Promise<string[]> {
   return nested.flat();
 }
 
-/** sha256 over the engine's sources, the build file and the package manifest (which pins node-addon-api). */
+/** sha256 over the engine's sources, the build file and the node-addon-api version it compiles against. */
 export async function engineSourceHash(root: string): Promise<string> {
-  const files = [...(await filesUnder(join(root, 'engine', 'src'))), join(root, 'binding.gyp'), join(root, 'package.json')]
-    .map((f) => relative(root, f).split('\\').join('/'))
-    .sort();
+  const files = [...(await filesUnder(join(root, 'engine', 'src'))), join(root, 'binding.gyp')].map((f) => relative(root, f).split('\\').join('/')).sort();
   const hash = createHash('sha256');
   for (const f of files) {
     hash.update(`${f}\0`);
     hash.update(await readFile(join(root, f)));
     hash.update('\0');
   }
+  const manifest = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+  hash.update(`node-addon-api@${manifest.dependencies?.['node-addon-api'] ?? ''}`);
   return hash.digest('hex');
 }
 
