@@ -17,6 +17,7 @@ import {
   type KvCacheType,
   type SyncType,
 } from '../engine/index.js';
+import { nonNegative, positiveInt, probability, repeatableList } from './args.js';
 import { applyChatTemplate, loadTokenizer, StreamDecoder, tokenizerPathFor, type ChatMessage, type LoadedTokenizer } from '../tokenizer/index.js';
 
 const kvCacheOption = () => new Option('--kv-cache <type>', 'keys and values in f32 (exact) or f16 (half the memory)').choices(['f32', 'f16']).default('f32');
@@ -30,13 +31,9 @@ export interface DistributedFlags {
   netTimeout: number;
 }
 
-export function addressList(value: string, previous: string[] = []): string[] {
-  return [...previous, ...value.split(',').map((s) => s.trim()).filter((s) => s !== '')];
-}
-
 export function withDistributed(command: Command): Command {
   return command
-    .option('--workers <addresses>', 'run tensor-parallel with these glm-engine workers (host:port, comma-separated)', addressList)
+    .option('--workers <addresses>', 'run tensor-parallel with these glm-engine workers (host:port, comma-separated)', repeatableList)
     .addOption(new Option('--sync <type>', 'partial sums on the wire: q80 (compact) or f32 (exact)').choices(['q80', 'f32']).default('q80'))
     .addOption(new Option('--secret <text>', "the workers' shared secret").env('GLM_ENGINE_SECRET'))
     .addOption(new Option('--experts <split>', 'MoE: slice every expert over the nodes, or place whole experts').choices(['slice', 'place']).default('slice'))
@@ -45,24 +42,6 @@ export function withDistributed(command: Command): Command {
 
 export function distributedOptions(o: DistributedFlags): DistributedOptions {
   return { workers: o.workers, sync: o.sync, secret: o.secret, experts: o.experts, timeoutMs: o.netTimeout * 1000 };
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-
-function probability(value: string): number {
-  const n = Number(value);
-  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('expected a number between 0 and 1');
-  return n;
-}
-
-function nonNegative(value: string): number {
-  const n = Number(value);
-  if (!(n >= 0) || !Number.isFinite(n)) throw new InvalidArgumentError('expected a non-negative number');
-  return n;
 }
 
 /** The tokenizer given, or the .t written beside the model by convert. */

@@ -1,16 +1,15 @@
 #!/usr/bin/env node
 /** The glm-dllama command line: parses arguments, calls the library, prints results. */
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { Command, Option } from 'commander';
 import { convert, type ConvertProgress } from '../converter/convert.js';
 import { convertToGguf } from '../converter/gguf.js';
 import { CancelledError } from '../converter/errors.js';
 import { WEIGHT_TYPE_NAMES, type WeightTypeName } from '../converter/dtypes.js';
 import { FIXTURE_ARCHS, writeFixture, type FixtureArch, type FixtureDtype, type FixtureSize } from '../converter/fixture.js';
 import { formatReport, inspectModel } from '../converter/inspect.js';
-import { packageRoot } from '../engine/native.js';
+import { packageVersion } from '../engine/native.js';
 import { defaultCacheDir } from '../pipeline/convert-model.js';
+import { nonNegativeInt } from './args.js';
 import { registerDemoCommand } from './demo-command.js';
 import { checkpointDir, registerDownloadCommand } from './download-command.js';
 import { registerEngineCommands } from './engine-commands.js';
@@ -22,12 +21,6 @@ import { registerTokenizerCommands } from './tokenizer-commands.js';
 import { lazyProgress } from './progress.js';
 
 const MiB = 1024 * 1024;
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
-  return n;
-}
 
 function formatSeconds(seconds: number): string {
   return seconds < 10 ? `${seconds.toFixed(2)} s` : `${seconds.toFixed(1)} s`;
@@ -48,7 +41,7 @@ function cancellation(): AbortSignal {
 const program = new Command()
   .name('glm-dllama')
   .description('Convert GLM-family checkpoints to distributed-llama model files and run them')
-  .version((JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version)
+  .version(packageVersion())
   .showHelpAfterError();
 
 program
@@ -56,7 +49,7 @@ program
   .description('write a tiny deterministic GLM checkpoint (config, sharded safetensors, tokenizer)')
   .addOption(new Option('--arch <arch>', 'checkpoint layout').choices(FIXTURE_ARCHS).makeOptionMandatory())
   .requiredOption('--out <dir>', 'output directory')
-  .option('--seed <n>', 'random seed; the same seed gives the same bytes', positiveInt, 1)
+  .option('--seed <n>', 'random seed; the same seed gives the same bytes', nonNegativeInt, 1)
   .addOption(new Option('--size <size>', 'tiny, small, or bench (~300M parameters)').choices(['tiny', 'small', 'bench']).default('tiny'))
   .addOption(new Option('--dtype <dtype>', 'tensor dtype').choices(['bf16', 'f16', 'f32']).default('bf16'))
   .option('--no-attention-bias', 'omit q/k/v biases (as GLM-4-32B-0414)')
@@ -87,7 +80,7 @@ program
   .requiredOption('--out <file>', 'output file')
   .addOption(new Option('--weights <type>', 'weight type of the matrices').choices(WEIGHT_TYPE_NAMES).default('q40'))
   .addOption(new Option('--format <format>', 'm: distributed-llama model file; gguf: llama.cpp (q40/q80 become Q4_0/Q8_0)').choices(['m', 'gguf']).default('m'))
-  .option('--threads <n>', 'encoder threads (default: all cores)', positiveInt)
+  .option('--threads <n>', 'encoder threads (default: all cores)', nonNegativeInt)
   .option('--tokenizer <file>', 'where to write the tokenizer (.t) (default: beside the model, when the checkpoint has one)')
   .option('--no-tokenizer', 'write no .t')
   .option('--cache-dir <dir>', 'where hf: models are downloaded', defaultCacheDir())

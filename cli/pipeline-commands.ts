@@ -1,23 +1,13 @@
 /** The pipeline steps as commands: quantize, verify and benchmark. Thin: parse, call pipeline/, print; a failed gate exits 1. */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { WEIGHT_TYPE_NAMES, type WeightTypeName } from '../converter/dtypes.js';
 import { DEFAULT_MAX_REGRESSION, DEFAULT_REPEAT, runBenchmark } from '../pipeline/benchmark.js';
 import { quantizeModel } from '../pipeline/quantize.js';
 import { readResultsFile, type Gate } from '../pipeline/results.js';
 import { DEFAULT_EVAL_TEXT, verifyPerplexity } from '../pipeline/verify.js';
 import { distributedOptions, withDistributed, type DistributedFlags } from './engine-commands.js';
+import { nonNegative, positiveInt } from './args.js';
 import { lazyProgress } from './progress.js';
-
-/** A commander parser for a number that `ok` accepts, or a usage error saying what was `expected`. */
-const numberArg =
-  (ok: (n: number) => boolean, expected: string) =>
-  (value: string): number => {
-    const n = Number(value);
-    if (!ok(n)) throw new InvalidArgumentError(`expected ${expected}`);
-    return n;
-  };
-const count = numberArg((n) => Number.isSafeInteger(n) && n > 0, 'a positive integer');
-const limit = numberArg((n) => Number.isFinite(n) && n >= 0, 'a number >= 0');
 
 function formatGates(gates: readonly Gate[]): string[] {
   return gates.map(
@@ -38,7 +28,7 @@ export function registerPipelineCommands(program: Command): void {
     .requiredOption('--model <file>', 'input .m model (f32 or f16; a q40/q80 model can only be dequantized to f32)')
     .requiredOption('--out <file>', 'output .m file')
     .addOption(new Option('--weights <type>', 'weight type of the matrices').choices(WEIGHT_TYPE_NAMES).makeOptionMandatory())
-    .option('--threads <n>', 'encoder threads (default: all cores)', count)
+    .option('--threads <n>', 'encoder threads (default: all cores)', positiveInt)
     .option('--json', 'print the results JSON', false)
     .action(async (o: { model: string; out: string; weights: WeightTypeName; threads?: number; json: boolean }) => {
       const progress = lazyProgress('quantize');
@@ -66,10 +56,10 @@ export function registerPipelineCommands(program: Command): void {
     .option('--tokenizer <file>', '.t or tokenizer.json (default: the .t beside the model)')
     .option('--text <file>', 'UTF-8 evaluation text', DEFAULT_EVAL_TEXT)
     .option('--reference <file>', 'reference .m model (KL divergence, top-1 agreement, perplexity) or a verify results .json (perplexity only)')
-    .option('--max-ppl-increase <pct>', 'fail when perplexity rises more than this many percent over the reference', limit)
-    .option('--max-kld <nats>', 'fail when the mean KL divergence from the reference model exceeds this', limit)
-    .option('--ctx <n>', 'tokens per chunk', count)
-    .option('--threads <n>', 'threads (default: all cores)', count)
+    .option('--max-ppl-increase <pct>', 'fail when perplexity rises more than this many percent over the reference', nonNegative)
+    .option('--max-kld <nats>', 'fail when the mean KL divergence from the reference model exceeds this', nonNegative)
+    .option('--ctx <n>', 'tokens per chunk', positiveInt)
+    .option('--threads <n>', 'threads (default: all cores)', positiveInt)
     .option('--json', 'print the results JSON', false)
     .action(async (o: { model: string; tokenizer?: string; text: string; reference?: string; maxPplIncrease?: number; maxKld?: number; ctx?: number; threads?: number; json: boolean }) => {
       const r = await verifyPerplexity(o);
@@ -84,13 +74,13 @@ export function registerPipelineCommands(program: Command): void {
       .command('benchmark')
       .description('prefill and decode speed over repeated runs, cost per million tokens, and a noise-aware regression gate against a baseline')
       .requiredOption('--model <file>', '.m model file')
-      .option('--prompt-tokens <n>', 'prompt length', count, 512)
-      .option('--gen-tokens <n>', 'generated tokens', count, 128)
-      .option('--threads <n>', 'threads (default: all cores)', count)
-      .option('--repeat <k>', 'runs (at least 3 to compare with a baseline)', count, DEFAULT_REPEAT)
+      .option('--prompt-tokens <n>', 'prompt length', positiveInt, 512)
+      .option('--gen-tokens <n>', 'generated tokens', positiveInt, 128)
+      .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+      .option('--repeat <k>', 'runs (at least 3 to compare with a baseline)', positiveInt, DEFAULT_REPEAT)
       .option('--baseline <file>', 'benchmark results JSON of the base branch, from the same kind of machine')
-      .option('--max-regression <pct>', 'largest allowed slowdown of the median, in percent', limit, DEFAULT_MAX_REGRESSION)
-      .option('--cost-per-hour <usd>', "the machine's price in USD per hour, for the cost per million generated tokens", limit)
+      .option('--max-regression <pct>', 'largest allowed slowdown of the median, in percent', nonNegative, DEFAULT_MAX_REGRESSION)
+      .option('--cost-per-hour <usd>', "the machine's price in USD per hour, for the cost per million generated tokens", nonNegative)
       .option('--json', 'print the results JSON', false),
   ).action(
     async (o: DistributedFlags & { model: string; promptTokens: number; genTokens: number; threads?: number; repeat: number; baseline?: string; maxRegression: number; costPerHour?: number; json: boolean }) => {

@@ -1,7 +1,8 @@
 /** `glm-dllama publish`: a converted model to DigitalOcean Spaces (pipeline/publish.ts). Thin: parse, publish, print. */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { parseAcl, publishModel, type Acl, type ModelFacts } from '../pipeline/publish.js';
 import type { SpacesTarget } from '../pipeline/spaces.js';
+import { nonNegative, repeatableList } from './args.js';
 import { lazyProgress } from './progress.js';
 
 /** The facts flags carry ModelFacts' names; model, quant and the converter version come from elsewhere. */
@@ -20,16 +21,6 @@ type PublishFlags = Omit<ModelFacts, 'model' | 'quant' | 'converterVersion'> & {
   json: boolean;
 };
 
-function list(value: string, previous: string[] = []): string[] {
-  return [...previous, ...value.split(',').map((s) => s.trim()).filter((s) => s !== '')];
-}
-
-function finite(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a non-negative number');
-  return n;
-}
-
 /** Keys come from the environment only, so that they never show in a process list or shell history. */
 function credentials(env: NodeJS.ProcessEnv): Pick<SpacesTarget, 'accessKeyId' | 'secretAccessKey'> {
   const accessKeyId = env.SPACES_ACCESS_KEY_ID ?? env.AWS_ACCESS_KEY_ID;
@@ -44,7 +35,7 @@ export function registerPublishCommand(program: Command, signal: () => AbortSign
   program
     .command('publish')
     .description('upload model files to DigitalOcean Spaces (or any S3 endpoint): staging, sha256 verification, then promotion to <prefix>/<model>/<quant>/')
-    .requiredOption('--files <paths>', 'comma-separated files (.m -> model.m, .t -> tokenizer.t, others keep their name)', list)
+    .requiredOption('--files <paths>', 'comma-separated files (.m -> model.m, .t -> tokenizer.t, others keep their name)', repeatableList)
     .requiredOption('--model-name <name>', 'model directory name, e.g. GLM-4-9B')
     .requiredOption('--quant <name>', 'quantization directory name, e.g. q40')
     .requiredOption('--bucket <name>', 'Spaces bucket')
@@ -54,15 +45,15 @@ export function registerPublishCommand(program: Command, signal: () => AbortSign
     .option('--acl <acl>', 'private or public-read', (v: string) => parseAcl(v, '--acl'), 'private' as Acl)
     .option('--no-promote', 'stop after staging and verification')
     .option('--staging-prefix <path>', 'staging root (default: staging/<unique id>)')
-    .option('--part-size-mib <n>', 'multipart part size (default: 64 MiB, more for objects over 625 GiB)', finite)
+    .option('--part-size-mib <n>', 'multipart part size (default: 64 MiB, more for objects over 625 GiB)', nonNegative)
     .option('--source-repo <repo>', 'Hugging Face repository the model was converted from')
     .option('--source-revision <rev>', 'its commit')
     .option('--architecture <name>', 'model architecture')
-    .option('--params <n>', 'parameter count', finite)
-    .option('--perplexity <x>', 'measured perplexity', finite)
-    .option('--kld <x>', 'KL divergence against the reference', finite)
-    .option('--prefill-tps <x>', 'measured prefill tokens/s', finite)
-    .option('--decode-tps <x>', 'measured decode tokens/s', finite)
+    .option('--params <n>', 'parameter count', nonNegative)
+    .option('--perplexity <x>', 'measured perplexity', nonNegative)
+    .option('--kld <x>', 'KL divergence against the reference', nonNegative)
+    .option('--prefill-tps <x>', 'measured prefill tokens/s', nonNegative)
+    .option('--decode-tps <x>', 'measured decode tokens/s', nonNegative)
     .option('--json', 'print the result as one JSON object', false)
     .action(async (o: PublishFlags) => {
       if (!o.region && !o.endpoint) throw new Error('--region or --endpoint is required');

@@ -2,13 +2,10 @@
 import { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { commaList } from './args.js';
 import { affectedModels, checkUpdates, loadRegistry, matrixOf, writeRevisions } from '../pipeline/registry.js';
 
 const DEFAULT_FILE = 'models/registry.yaml';
-
-function commaList(value: string): string[] {
-  return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
-}
 
 export function registerRegistryCommand(program: Command): void {
   const registry = program.command('registry').description('the models registry (models/registry.yaml) the workflows run on');

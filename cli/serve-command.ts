@@ -1,24 +1,11 @@
 /** `glm-dllama serve`: the OpenAI-compatible server (server/) on a model. Thin: parse, load, listen, close on signals. */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { LoadedModel } from '../engine/index.js';
 import { loadTokenizer, tokenizerPathFor } from '../tokenizer/index.js';
 import { createServer, EngineGenerator } from '../server/index.js';
-import { addressList, distributedOptions, withDistributed, type DistributedFlags } from './engine-commands.js';
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-
-function nonNegativeInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
-  return n;
-}
-
-const list = addressList;
+import { commaList, nonNegativeInt, positiveInt, repeatableList } from './args.js';
+import { distributedOptions, withDistributed, type DistributedFlags } from './engine-commands.js';
 
 interface ServeFlags extends DistributedFlags {
   model: string;
@@ -56,20 +43,20 @@ export function registerServeCommand(program: Command): void {
       .addOption(new Option('--kv-cache <type>', 'keys and values in f32 or f16').choices(['f32', 'f16']).default('f32'))
       .option('--rate-limit <n>', 'chat requests per client IP per window (0 disables)', nonNegativeInt, 10)
       .option('--rate-window <seconds>', 'the rate-limit window', positiveInt, 3600)
-      .option('--trust-proxy <addresses>', 'reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed', list)
-      .option('--api-key <key>', 'require Authorization: Bearer KEY (repeatable; also GLM_DLLAMA_API_KEYS, comma-separated)', list)
+      .option('--trust-proxy <addresses>', 'reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed', repeatableList)
+      .option('--api-key <key>', 'require Authorization: Bearer KEY (repeatable; also GLM_DLLAMA_API_KEYS, comma-separated)', repeatableList)
       .option('--queue <n>', 'requests that may wait while one generates (more get 503)', nonNegativeInt, 8)
       .option('--max-tokens <n>', 'largest max_tokens accepted, and the default', positiveInt, 1024)
       .option('--body-limit <bytes>', 'largest request body', positiveInt, 1024 * 1024)
       .option('--timeout <seconds>', 'a request (queue wait and generation) is ended after this long', positiveInt, 300)
-      .option('--cors <origins>', 'allowed browser origins, comma-separated, or * for any (default: no CORS)', list)
+      .option('--cors <origins>', 'allowed browser origins, comma-separated, or * for any (default: no CORS)', repeatableList)
       .option('--log', 'log each request as JSON lines on stdout', false),
   ).action(async (o: ServeFlags) => {
     const tokenizer = o.tokenizer ?? tokenizerPathFor(o.model);
     if (!o.tokenizer && !existsSync(tokenizer)) throw new Error(`${o.model}: no tokenizer found beside it (${tokenizer}); pass --tokenizer FILE`);
     const model = new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, ...distributedOptions(o) });
     const generator = new EngineGenerator(model, await loadTokenizer(tokenizer), o.modelName);
-    const envKeys = list(process.env['GLM_DLLAMA_API_KEYS'] ?? '');
+    const envKeys = commaList(process.env['GLM_DLLAMA_API_KEYS'] ?? '');
     const server = await createServer({
       generator,
       rateLimit: o.rateLimit > 0 ? { max: o.rateLimit, windowMs: o.rateWindow * 1000 } : false,

@@ -1,6 +1,6 @@
 /** The native engine addon (engine/src), built by `npm ci` into build/Release: the engine and the converter's encoders. */
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -30,6 +30,11 @@ export function packageRoot(): string {
     dir = parent;
   }
   return dir;
+}
+
+/** This package's version, from its package.json. */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 let engine: NativeEngine | undefined;

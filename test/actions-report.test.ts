@@ -1,5 +1,5 @@
 /** The report action and the pieces every step shares, run as the runner runs them, against a local GitHub API. */
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { saveReportRow, renderReport, reportMarker, loadReportRows } from '../pipeline/report.js';
 import type { BenchmarkResults, PerplexityResults } from '../pipeline/results.js';
@@ -116,7 +116,7 @@ describe('report action', () => {
   it('rejects a results file that is not a report row, naming it', async () => {
     const results = join(dir, 'results');
     await saveReportRow(results, { current: bench(50) });
-    await import('node:fs/promises').then((fs) => fs.writeFile(join(results, 'zz.json'), '{"kind":"benchmark"}'));
+    await writeFile(join(results, 'zz.json'), '{"kind":"benchmark"}');
     await expect(loadReportRows(results)).rejects.toThrow(`${join(results, 'zz.json')}: not a report row`);
   });
 

@@ -5,9 +5,10 @@
  * saves the baselines; then a pull request's run compares with them, comments and publishes.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { convert } from '../converter/convert.js';
 import { writeFixture } from '../converter/fixture.js';
 import { startLocalS3, type LocalS3 } from '../pipeline/local-s3.js';
 import { pullRequestEvent, runAction, type ActionRun } from '../pipeline/local-runner.js';
@@ -43,7 +44,6 @@ describe('model pipeline through the actions', () => {
   /** One job: convert from the hub, quantize, verify against f32, benchmark; returns the steps' runs. */
   async function job(name: string, event: { eventName: string; event: Record<string, unknown>; env?: Record<string, string> }, gates: { maxKld: string }) {
     const workspace = join(dir, name);
-    const { mkdir } = await import('node:fs/promises');
     await mkdir(workspace, { recursive: true });
     const context = { ...event, githubUrl: github.url, workspace, env: { ...env(), ...event.env } };
     const reporting = { 'results-dir': join(workspace, 'results'), 'github-token': 'gh-token' };
@@ -118,7 +118,7 @@ describe('model pipeline through the actions', () => {
 
   it('publish-to-spaces fails clearly on wrong credentials and on a missing bucket, without printing keys', async () => {
     const file = join(dir, 'tiny.q40.m');
-    await import('node:fs/promises').then((fs) => fs.writeFile(file, 'not really a model'));
+    await writeFile(file, 'not really a model');
     const inputs = { files: file, 'model-name': 'tiny', quant: 'q40', endpoint: s3.endpoint };
     const visible = (r: ActionRun) => (r.stdout + r.stderr).replace(/^::add-mask::.*$/gm, '');
     const wrongKeys = await runAction('publish-to-spaces', { ...inputs, bucket: BUCKET, 'access-key-id': 'AKIAWRONGWRONGWRONG', 'secret-access-key': 'wrong-secret-value-123' });
@@ -136,7 +136,6 @@ describe('model pipeline through the actions', () => {
     const checkpoint = await writeFixture({ arch: 'glm4moe', outDir: join(dir, 'cluster-checkpoint'), size: 'tiny', seed: 5 });
     // f32: the tiny fixture's expert rows (32 values) are too short to split q40 blocks over two nodes.
     const model = join(dir, 'cluster.f32.m');
-    const { convert } = await import('../converter/convert.js');
     await convert({ modelDir: checkpoint.outDir, outFile: model, weights: 'f32', tokenizerFile: null });
     const worker = await startWorker(['--secret', 'cluster-secret']);
     try {

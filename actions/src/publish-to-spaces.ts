@@ -5,18 +5,13 @@
  */
 import { basename, join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { readFileSync } from 'node:fs';
 import * as core from '@actions/core';
-import { packageRoot } from '../../engine/native.js';
+import { packageVersion } from '../../engine/native.js';
 import { parseAcl, publishModel, type ModelFacts } from '../../pipeline/publish.js';
 import { loadReportRows } from '../../pipeline/report.js';
 import { booleanInput, InputError, listInput, optionalInput, requiredInput } from './inputs.js';
 import { spacesTargetInputs } from './spaces-inputs.js';
 import { lazyProgress } from '../../cli/progress.js';
-
-function converterVersion(): string {
-  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
-}
 
 /** Perplexity, KL and speed measured earlier in this run for the published model file. */
 async function measuredFacts(resultsDir: string, modelFile: string | undefined): Promise<Partial<ModelFacts>> {
@@ -40,7 +35,7 @@ export async function publishToSpaces(): Promise<void> {
     quant: requiredInput('quant'),
     sourceRepo: optionalInput('source-repo'),
     sourceRevision: optionalInput('source-revision'),
-    converterVersion: converterVersion(),
+    converterVersion: packageVersion(),
     ...(await measuredFacts(resultsDir, files.find((f) => f.endsWith('.m')))),
   };
   const progress = lazyProgress('publish');

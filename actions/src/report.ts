@@ -5,7 +5,7 @@
  */
 import * as core from '@actions/core';
 import { allGates, loadReportRows, renderReport } from '../../pipeline/report.js';
-import { commentRun, readStepSettings } from './step.js';
+import { commentRun, failOnGates, readStepSettings } from './step.js';
 
 export async function report(): Promise<void> {
   // The report step exists to comment: on by default wherever there is a pull request to comment on.
@@ -13,6 +13,5 @@ export async function report(): Promise<void> {
   const rows = await loadReportRows(settings.resultsDir);
   await core.summary.addRaw(renderReport(rows, { title: settings.commentKey })).write();
   if (settings.comment) await commentRun(settings);
-  const failed = allGates(rows).filter((g) => !g.passed);
-  if (failed.length) core.setFailed(failed.map((g) => `gate ${g.name} failed: ${g.detail}`).join('\n'));
+  failOnGates(allGates(rows).filter((g) => !g.passed));
 }

@@ -9,8 +9,8 @@ import * as core from '@actions/core';
 import { context, getOctokit } from '@actions/github';
 import { directoryBaselineStore, type BaselineId, type BaselineStore } from '../../pipeline/baseline.js';
 import { upsertStickyComment } from '../../pipeline/pr-comment.js';
-import { loadReportRows, renderReport, reportMarker, saveReportRow, subjectOf, type ReportRow } from '../../pipeline/report.js';
-import type { StepResults } from '../../pipeline/results.js';
+import { allGates, loadReportRows, renderReport, reportMarker, saveReportRow, subjectOf, type ReportRow } from '../../pipeline/report.js';
+import type { Gate, StepResults } from '../../pipeline/results.js';
 import { spacesBaselineStore } from '../../pipeline/spaces-baseline.js';
 import { actionsCacheBaselineStore } from './baseline-cache.js';
 import { booleanInput, InputError, numberInput, optionalInput } from './inputs.js';
@@ -121,11 +121,16 @@ export async function finishStep(settings: StepSettings, current: StepResults, b
   core.setOutput('results', file);
   await core.summary.addRaw(renderReport([row], { title: `${current.kind} ${subjectOf(current)}`, runUrl: runUrl() })).write();
   if (settings.comment) await commentRun(settings);
-  const failed = 'gates' in current ? current.gates.filter((g) => !g.passed) : [];
+  const failed = allGates([{ current }]).filter((g) => !g.passed);
   if (settings.saveBaseline && settings.store && failed.length === 0) {
     const saveId = baselineId(settings, current.kind, subjectOf(current), true);
     await settings.store.write(saveId, current);
     core.info(`saved as the baseline: ${settings.store.describe(saveId)}`);
   }
+  failOnGates(failed);
+}
+
+/** Fails the step, naming each failed gate, so that branch protection can require it. */
+export function failOnGates(failed: readonly Gate[]): void {
   if (failed.length) core.setFailed(failed.map((g) => `gate ${g.name} failed: ${g.detail}`).join('\n'));
 }

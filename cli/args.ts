@@ -1,0 +1,28 @@
+/** Commander parsers for option values, shared by every command: a bad value is a usage error saying what was expected. */
+import { InvalidArgumentError } from 'commander';
+
+const numberArg =
+  (ok: (n: number) => boolean, expected: string) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !ok(n)) throw new InvalidArgumentError(`expected ${expected}`);
+    return n;
+  };
+
+export const positiveInt = numberArg((n) => Number.isSafeInteger(n) && n > 0, 'a positive integer');
+export const nonNegativeInt = numberArg((n) => Number.isSafeInteger(n) && n >= 0, 'a non-negative integer');
+export const nonNegative = numberArg((n) => Number.isFinite(n) && n >= 0, 'a non-negative number');
+export const probability = numberArg((n) => n >= 0 && n <= 1, 'a number between 0 and 1');
+
+/** A comma-separated list (a repeated option replaces it). */
+export function commaList(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+/** A comma-separated list that a repeated option adds to. */
+export function repeatableList(value: string, previous: string[] = []): string[] {
+  return [...previous, ...commaList(value)];
+}
