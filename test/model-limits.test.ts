@@ -74,8 +74,8 @@ it('both readers give the same verdict on every file of the corpus', async () =>
   for (const [arch, model] of models) {
     corpus.push([`${arch}-as-is`, model], [`${arch}-truncated`, model.subarray(0, model.length - 1)], [`${arch}-trailing`, Buffer.concat([model, Buffer.alloc(1)])]);
     for (const key of HEADER_KEYS) {
-      const values = new Set([-1, 0, 1, 2, 0x7fffffff, -0x80000000, 0x3f800000, 0x7fc00000]);
-      if (key.range) for (const v of [key.range[0] - 1, key.range[0], key.range[1], key.range[1] + 1]) values.add(v);
+      // Each bound and its neighbour outside, the extremes, and for floats zero and NaN.
+      const values = new Set(key.range ? [key.range[0] - 1, key.range[0], key.range[1], key.range[1] + 1, -1, 0x7fffffff] : [0, 0x7fc00000, -0x40800000]);
       for (const v of values) corpus.push([`${arch}-key${key.id}=${v}`, withKey(model, key.id, v)]);
     }
     corpus.push([`${arch}-unknown-key`, withKey(model, 999, 1)], [`${arch}-dllama-key`, withKey(model, 12, 10000)]);
