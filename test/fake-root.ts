@@ -49,7 +49,6 @@ export class FakeRoot {
   private receiveKey: Buffer | undefined;
   private sendSequence = 0n;
   private receiveSequence = 0n;
-  workerHello = Buffer.alloc(0);
 
   private constructor(readonly socket: Socket) {
     socket.on('data', (chunk: Buffer) => {
@@ -136,7 +135,6 @@ export class FakeRoot {
   async handshake(secret: string, f: HelloFields): Promise<string | null> {
     const hello = await this.frame();
     if (!hello || hello.type !== Msg.WorkerHello) throw new Error(`expected WorkerHello, got ${hello?.type}`);
-    this.workerHello = hello.payload;
     const fields = Buffer.alloc(32);
     [f.nodeIndex ?? 1, f.nodeCount ?? 2, 0, 0, 0, f.context ?? 64, 30_000, f.sendWeights ? 1 : 0].forEach((v, i) => fields.writeUInt32LE(v >>> 0, 4 * i));
     const pairsLength = Buffer.alloc(4);
