@@ -6,7 +6,7 @@
  * libasan and libubsan (Debian's g++ brings both).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { convert } from '../../converter/convert.js';
@@ -31,12 +31,17 @@ beforeAll(async () => {
   const binding = readFileSync(join(root, 'binding.gyp'), 'utf8');
   const sources = [...binding.matchAll(/"(engine\/src\/[^"]+\.cpp)"/g)].map((m) => m[1]!).filter((s) => !s.endsWith('addon.cpp'));
   mkdirSync(join(root, 'build', 'asan'), { recursive: true });
-  const build = spawnSync(
-    'g++',
-    ['-std=c++17', '-O1', '-g', '-fno-omit-frame-pointer', '-fsanitize=address,undefined', '-fno-sanitize-recover=all', '-ffp-contract=off', '-pthread', ...sources, '-o', ASAN_ENGINE],
-    { cwd: root, encoding: 'utf8' },
-  );
-  if (build.status !== 0) throw new Error(`building glm-engine with -fsanitize=address,undefined failed (g++ with libasan and libubsan is needed): ${build.error?.message ?? build.stderr}`);
+  // Built again only when a file of engine/src is newer than the last build (it takes minutes).
+  const built = existsSync(ASAN_ENGINE) ? statSync(ASAN_ENGINE).mtimeMs : 0;
+  const stale = readdirSync(join(root, 'engine', 'src'), { recursive: true, encoding: 'utf8' }).some((f) => statSync(join(root, 'engine', 'src', f)).mtimeMs > built);
+  if (stale) {
+    const build = spawnSync(
+      'g++',
+      ['-std=c++17', '-O1', '-g', '-fno-omit-frame-pointer', '-fsanitize=address,undefined', '-fno-sanitize-recover=all', '-ffp-contract=off', '-pthread', ...sources, '-o', ASAN_ENGINE],
+      { cwd: root, encoding: 'utf8' },
+    );
+    if (build.status !== 0) throw new Error(`building glm-engine with -fsanitize=address,undefined failed (g++ with libasan and libubsan is needed): ${build.error?.message ?? build.stderr}`);
+  }
   dir = await tempDir();
   model = join(dir, 'glm4.f32.m');
   await convert({ modelDir: await fixture(dir, { arch: 'glm4' }), outFile: model, weights: 'f32' });
