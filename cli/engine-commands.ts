@@ -1,6 +1,6 @@
 /** The engine's commands: log-probs and speed on token ids. Thin: parse, call engine/, print. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import {
@@ -27,6 +27,7 @@ export interface DistributedFlags {
   workers?: string[];
   sync: SyncType;
   secret?: string;
+  secretFile?: string;
   experts: ExpertSplit;
   netTimeout: number;
 }
@@ -35,13 +36,27 @@ export function withDistributed(command: Command): Command {
   return command
     .option('--workers <addresses>', 'run tensor-parallel with these glm-engine workers (host:port, comma-separated)', repeatableList)
     .addOption(new Option('--sync <type>', 'partial sums on the wire: q80 (compact) or f32 (exact)').choices(['q80', 'f32']).default('q80'))
-    .addOption(new Option('--secret <text>', "the workers' shared secret").env('GLM_ENGINE_SECRET'))
+    .addOption(new Option('--secret <text>', "the workers' shared secret (visible in ps: prefer the variable or --secret-file)").env('GLM_ENGINE_SECRET'))
+    .option('--secret-file <path>', "read the workers' shared secret from the first line of this file")
     .addOption(new Option('--experts <split>', 'MoE: slice every expert over the nodes, or place whole experts').choices(['slice', 'place']).default('slice'))
     .option('--net-timeout <seconds>', "longest wait for a worker's answer", positiveInt, 30);
 }
 
 export function distributedOptions(o: DistributedFlags): DistributedOptions {
-  return { workers: o.workers, sync: o.sync, secret: o.secret, experts: o.experts, timeoutMs: o.netTimeout * 1000 };
+  return { workers: o.workers, sync: o.sync, secret: o.secretFile ? secretFromFile(o.secretFile) : o.secret, experts: o.experts, timeoutMs: o.netTimeout * 1000 };
+}
+
+/** The first line of the file, as glm-engine's --secret-file reads it. */
+function secretFromFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new Error(`--secret-file ${path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  const secret = text.split('\n')[0]!.replace(/\r$/, '');
+  if (!secret) throw new Error(`--secret-file ${path}: the first line is empty`);
+  return secret;
 }
 
 /** The tokenizer given, or the .t written beside the model by convert. */

@@ -1,14 +1,11 @@
 /** Reading .m files: header, tensor table and size check, and dequantized tensors for verification. */
 import { open } from 'node:fs/promises';
 import { WeightType, weightTypeName } from './dtypes.js';
-import { ARCH_NAMES, decodeHeader, type ModelHeader } from './model-header.js';
-import { modelTensors, placeTensors, tensorElements, type PlacedTensor } from './model-layout.js';
+import { ARCH_NAMES, MAX_HEADER_BYTES, decodeHeader, type ModelHeader } from './model-header.js';
+import { expectedFileSize, modelTensors, placeTensors, tensorElements, type PlacedTensor } from './model-layout.js';
 import { InputError } from './errors.js';
 import { readFully } from './io.js';
 import { native } from '../engine/native.js';
-
-/** Far above any real header (8 bytes per key); a larger declared size is refused without allocating it. */
-const MAX_HEADER_BYTES = 64 * 1024;
 
 export interface ModelFile {
   readonly path: string;
@@ -33,16 +30,16 @@ export async function readModelFile(path: string): Promise<ModelFile> {
     const headerBytes = Buffer.alloc(Math.min(fileSize, Math.max(8, Math.min(declared, MAX_HEADER_BYTES))));
     await readFully(handle, headerBytes, 0, path);
     const { header, headerSize } = decodeHeader(headerBytes, path);
-    const tensors = placeTensors(modelTensors(header), headerSize);
-    const last = tensors[tensors.length - 1];
-    const expected = last ? last.offset + last.bytes : headerSize;
-    if (expected !== fileSize) {
+    // The size check comes before the tensor table, whose length the header's counts decide.
+    const expected = expectedFileSize(header, headerSize);
+    if (expected !== BigInt(fileSize)) {
       throw new InputError(
         path,
-        `the header describes ${expected} bytes (${tensors.length} tensors of ${weightTypeName(header.weightType)} ${ARCH_NAMES[header.archType]}) but the file has ${fileSize}; ` +
+        `the header describes ${expected} bytes (${weightTypeName(header.weightType)} ${ARCH_NAMES[header.archType]}, ${header.nLayers} layers) but the file has ${fileSize}; ` +
           (fileSize < expected ? 'it is truncated' : 'it has trailing bytes'),
       );
     }
+    const tensors = placeTensors(modelTensors(header), headerSize);
     const parameters = tensors.reduce((n, t) => n + tensorElements(t), 0);
     return { path, header, headerSize, fileSize, tensors, parameters };
   } finally {
@@ -53,7 +50,7 @@ export async function readModelFile(path: string): Promise<ModelFile> {
 /** Reads one tensor of a .m file back to float32 (dequantizing q40/q80/f16). */
 export async function readTensor(model: ModelFile, name: string): Promise<Float32Array> {
   const tensor = model.tensors.find((t) => t.name === name);
-  if (!tensor) throw new Error(`${model.path}: no tensor named ${name}`);
+  if (!tensor) throw new InputError(model.path, `no tensor named ${name}`);
   const bytes = Buffer.alloc(tensor.bytes);
   const handle = await open(model.path, 'r');
   try {

@@ -4,7 +4,7 @@
  * eps 1.5625e-7 or routed_scaling_factor 2.5 survive exactly (distributed-llama truncates floats to int,
  * so its keys 12 rope_theta and 20 norm_epsilon are replaced by 256 and 257 and never written).
  */
-import { WeightType } from './dtypes.js';
+import { BLOCK_SIZE, WeightType } from './dtypes.js';
 import { InputError } from './errors.js';
 
 export const MODEL_MAGIC = 0x0a00abcd;
@@ -73,41 +73,57 @@ type Kind = 'int' | 'f32' | 'bool';
 interface KeyDef {
   readonly id: number;
   readonly field: keyof ModelHeader;
+  /** The key's name in docs/model-format.md and in errors of both readers. */
+  readonly name: string;
   readonly kind: Kind;
   /** Value when the key is absent; keys without one are required. */
   readonly absent?: number | boolean;
+  /**
+   * Inclusive bounds of an int or bool value. They admit every real GLM (GLM-4.5: 151,552 vocabulary,
+   * 160 experts, 96 heads, 92 layers) and keep every product the readers form (n_heads x head_dim,
+   * n_layers x n_experts x tensor bytes) far inside 64 bits, so no size computation can wrap.
+   * engine/src/model-limits.h is generated from this table (scripts/model-limits.ts), so the native
+   * loader refuses exactly what decodeHeader refuses.
+   */
+  readonly range?: readonly [number, number];
 }
+
+const BOOL = [0, 1] as const;
+const DIM = 1 << 16;
 
 /** Every key, in the order the writer emits them. */
 export const HEADER_KEYS: readonly KeyDef[] = [
-  { id: 0, field: 'version', kind: 'int', absent: 0 },
-  { id: 1, field: 'archType', kind: 'int' },
-  { id: 11, field: 'hiddenAct', kind: 'int', absent: HiddenAct.Silu },
-  { id: 2, field: 'dim', kind: 'int' },
-  { id: 3, field: 'hiddenDim', kind: 'int' },
-  { id: 4, field: 'nLayers', kind: 'int' },
-  { id: 5, field: 'nHeads', kind: 'int' },
-  { id: 6, field: 'nKvHeads', kind: 'int' },
-  { id: 13, field: 'weightType', kind: 'int' },
-  { id: 10, field: 'maxSeqLen', kind: 'int' },
-  { id: 9, field: 'vocabSize', kind: 'int' },
-  { id: 7, field: 'nExperts', kind: 'int', absent: 0 },
-  { id: 8, field: 'nActiveExperts', kind: 'int', absent: 0 },
-  { id: 18, field: 'ropeStyle', kind: 'int', absent: RopeStyle.Interleaved },
-  { id: 19, field: 'headDim', kind: 'int' },
-  { id: 21, field: 'moeHiddenDim', kind: 'int', absent: 0 },
-  { id: 256, field: 'ropeTheta', kind: 'f32' },
-  { id: 257, field: 'normEpsilon', kind: 'f32' },
-  { id: 258, field: 'ropeDim', kind: 'int' },
-  { id: 259, field: 'attentionBias', kind: 'bool', absent: false },
-  { id: 260, field: 'qkNorm', kind: 'bool', absent: false },
-  { id: 261, field: 'nSharedExperts', kind: 'int', absent: 0 },
-  { id: 262, field: 'firstDenseLayers', kind: 'int', absent: 0 },
-  { id: 263, field: 'routedScalingFactor', kind: 'f32', absent: 1 },
-  { id: 264, field: 'normTopkProb', kind: 'bool', absent: false },
-  { id: 265, field: 'nExpertGroups', kind: 'int', absent: 1 },
-  { id: 266, field: 'topkGroups', kind: 'int', absent: 1 },
+  { id: 0, field: 'version', name: 'version', kind: 'int', absent: 0, range: [0, 0xffff] },
+  { id: 1, field: 'archType', name: 'arch_type', kind: 'int', range: [ArchType.GLM, ArchType.GLM4_MOE] },
+  { id: 11, field: 'hiddenAct', name: 'hidden_act', kind: 'int', absent: HiddenAct.Silu, range: [HiddenAct.Silu, HiddenAct.Silu] },
+  { id: 2, field: 'dim', name: 'dim', kind: 'int', range: [1, DIM] },
+  { id: 3, field: 'hiddenDim', name: 'hidden_dim', kind: 'int', range: [0, DIM] },
+  { id: 4, field: 'nLayers', name: 'n_layers', kind: 'int', range: [1, 1 << 10] },
+  { id: 5, field: 'nHeads', name: 'n_heads', kind: 'int', range: [1, 1 << 12] },
+  { id: 6, field: 'nKvHeads', name: 'n_kv_heads', kind: 'int', range: [1, 1 << 12] },
+  { id: 13, field: 'weightType', name: 'weights_float_type', kind: 'int', range: [WeightType.F32, WeightType.Q80] },
+  { id: 10, field: 'maxSeqLen', name: 'max_seq_len', kind: 'int', range: [1, 1 << 24] },
+  { id: 9, field: 'vocabSize', name: 'vocab_size', kind: 'int', range: [1, 1 << 24] },
+  { id: 7, field: 'nExperts', name: 'n_experts', kind: 'int', absent: 0, range: [0, 1 << 12] },
+  { id: 8, field: 'nActiveExperts', name: 'n_active_experts', kind: 'int', absent: 0, range: [0, 1 << 12] },
+  { id: 18, field: 'ropeStyle', name: 'rope_type', kind: 'int', absent: RopeStyle.Interleaved, range: [RopeStyle.Interleaved, RopeStyle.HalfSplit] },
+  { id: 19, field: 'headDim', name: 'head_dim', kind: 'int', range: [1, DIM] },
+  { id: 21, field: 'moeHiddenDim', name: 'moe_hidden_dim', kind: 'int', absent: 0, range: [0, DIM] },
+  { id: 256, field: 'ropeTheta', name: 'rope_theta', kind: 'f32' },
+  { id: 257, field: 'normEpsilon', name: 'norm_epsilon', kind: 'f32' },
+  { id: 258, field: 'ropeDim', name: 'rope_dim', kind: 'int', range: [2, DIM] },
+  { id: 259, field: 'attentionBias', name: 'attention_bias', kind: 'bool', absent: false, range: BOOL },
+  { id: 260, field: 'qkNorm', name: 'qk_norm', kind: 'bool', absent: false, range: BOOL },
+  { id: 261, field: 'nSharedExperts', name: 'n_shared_experts', kind: 'int', absent: 0, range: [0, 64] },
+  { id: 262, field: 'firstDenseLayers', name: 'first_dense_layers', kind: 'int', absent: 0, range: [0, 1 << 10] },
+  { id: 263, field: 'routedScalingFactor', name: 'routed_scaling_factor', kind: 'f32', absent: 1 },
+  { id: 264, field: 'normTopkProb', name: 'norm_topk_prob', kind: 'bool', absent: false, range: BOOL },
+  { id: 265, field: 'nExpertGroups', name: 'n_expert_groups', kind: 'int', absent: 1, range: [1, 1 << 12] },
+  { id: 266, field: 'topkGroups', name: 'topk_groups', kind: 'int', absent: 1, range: [1, 1 << 12] },
 ];
+
+/** Far above any real header (8 bytes per key); a larger declared size is refused without reading it. */
+export const MAX_HEADER_BYTES = 64 * 1024;
 
 /** Header keys of distributed-llama that a GLM file never carries (their values would be truncated). */
 const DLLAMA_ONLY_KEYS: Readonly<Record<number, string>> = {
@@ -167,6 +183,7 @@ export function decodeHeader(bytes: Uint8Array, describe: string): { header: Mod
   if (magic !== MODEL_MAGIC) fail(`bad magic 0x${(magic >>> 0).toString(16)} (expected 0x${MODEL_MAGIC.toString(16)}); not a model file`);
   const headerSize = view.getInt32(4, true);
   if (headerSize < 8 || (headerSize - 8) % 8 !== 0) fail(`header size ${headerSize} is not 8 + 8 x pairs`);
+  if (headerSize > MAX_HEADER_BYTES) fail(`header size ${headerSize} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   if (headerSize > bytes.length) fail(`header size ${headerSize} runs past the end of the file (${bytes.length} bytes read)`);
   const raw = new Map<number, number>();
   for (let at = 8; at < headerSize; at += 8) {
@@ -184,19 +201,52 @@ export function decodeHeader(bytes: Uint8Array, describe: string): { header: Mod
     const value = raw.get(key.id);
     raw.delete(key.id);
     if (value === undefined) {
-      if (key.absent === undefined) fail(`required header key ${key.id} (${key.field}) is missing`);
+      if (key.absent === undefined) fail(`required header key ${key.id} (${key.name}) is missing`);
       header[key.field] = key.absent!;
-    } else {
-      // Strict: a flag is 0 or 1 and a float is finite, so every accepted header has one encoding.
-      if (key.kind === 'bool' && value !== 0 && value !== 1) fail(`header key ${key.id} (${key.field}) is ${value}; expected 0 or 1`);
-      if (key.kind === 'f32' && !Number.isFinite(f32FromBits(value))) fail(`header key ${key.id} (${key.field}) is not a finite number`);
-      header[key.field] = key.kind === 'f32' ? f32FromBits(value) : key.kind === 'bool' ? value !== 0 : value;
+      continue;
     }
+    if (key.range && (value < key.range[0] || value > key.range[1])) {
+      fail(`header field ${key.name} = ${value} is outside ${key.range[0]}..${key.range[1]}`);
+    }
+    header[key.field] = key.kind === 'f32' ? f32FromBits(value) : key.kind === 'bool' ? value !== 0 : value;
   }
   for (const key of raw.keys()) {
     fail(key in DLLAMA_ONLY_KEYS ? `header key ${key} (${DLLAMA_ONLY_KEYS[key]}) is not used by GLM files` : `unknown header key ${key}`);
   }
   const h = header as unknown as ModelHeader;
-  if (!(h.weightType in WeightType)) fail(`unknown weights_float_type ${h.weightType}`);
+  checkHeader(h, fail);
   return { header: h, headerSize };
+}
+
+/**
+ * What the forward pass divides by, indexes with or cuts into blocks, beyond each field's own range.
+ * engine/src/model.cpp (checkHeader) makes the same checks in the same order: keep the two in step
+ * (test/model-limits.test.ts runs one corpus of crafted files through both readers).
+ */
+function checkHeader(h: ModelHeader, fail: (detail: string) => never): void {
+  if (h.nHeads % h.nKvHeads !== 0) fail(`n_kv_heads (${h.nKvHeads}) does not divide n_heads (${h.nHeads})`);
+  if (h.ropeDim > h.headDim || h.ropeDim % 2 !== 0) fail(`rope_dim (${h.ropeDim}) must be even and within head_dim (${h.headDim})`);
+  for (const [name, value] of [['rope_theta', h.ropeTheta], ['norm_epsilon', h.normEpsilon], ['routed_scaling_factor', h.routedScalingFactor]] as const) {
+    if (!Number.isFinite(value) || value <= 0) fail(`header field ${name} = ${value} must be a positive finite number`);
+  }
+  const moe = h.archType === ArchType.GLM4_MOE;
+  if (moe) {
+    if (h.nExperts < 1) fail('n_experts must be positive in a glm4moe file');
+    if (h.moeHiddenDim < 1) fail('moe_hidden_dim must be positive in a glm4moe file');
+    if (h.nActiveExperts < 1 || h.nActiveExperts > h.nExperts) fail(`n_active_experts (${h.nActiveExperts}) must be within 1..n_experts (${h.nExperts})`);
+    if (h.nExperts % h.nExpertGroups !== 0 || h.topkGroups > h.nExpertGroups) fail('n_expert_groups must divide n_experts, and topk_groups must not exceed it');
+    if (h.firstDenseLayers > h.nLayers) fail(`first_dense_layers (${h.firstDenseLayers}) exceeds n_layers (${h.nLayers})`);
+  }
+  const denseLayers = !moe || h.firstDenseLayers > 0;
+  const moeLayers = moe && h.firstDenseLayers < h.nLayers;
+  if (denseLayers && h.hiddenDim < 1) fail('hidden_dim must be positive when the model has dense layers');
+  if (h.weightType === WeightType.Q40 || h.weightType === WeightType.Q80) {
+    // The row lengths (columns) of the quantized matrices must be whole 32-value blocks.
+    const rows: [string, number][] = [['dim', h.dim], ['n_heads x head_dim', h.nHeads * h.headDim]];
+    if (denseLayers) rows.push(['hidden_dim', h.hiddenDim]);
+    if (moeLayers) rows.push(['moe_hidden_dim', h.moeHiddenDim], ['moe_hidden_dim x n_shared_experts', h.moeHiddenDim * h.nSharedExperts]);
+    for (const [name, cols] of rows) {
+      if (cols % BLOCK_SIZE !== 0) fail(`${name} (${cols}) is not a multiple of ${BLOCK_SIZE}, which quantized rows need`);
+    }
+  }
 }

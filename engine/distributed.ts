@@ -21,7 +21,7 @@ export function vocabShare(vocab: number, nodes: number, k: number): number {
   return Math.floor((vocab * (k + 1)) / nodes) - Math.floor((vocab * k) / nodes);
 }
 
-const FRAME = 8; // frame header
+const FRAME = 8 + 16; // frame header and the session's authentication tag
 const FORWARD = 16; // position, token count, first logit row, logit rows
 
 /** Bytes of one logit on the wire: f16 with q80 sync, f32 with f32 sync. */

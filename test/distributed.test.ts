@@ -215,7 +215,7 @@ it('a root speaking another protocol version is refused with both versions named
     env: { ...process.env, GLM_ENGINE_PROTOCOL_VERSION: '9' },
   });
   expect(r.status).toBe(1);
-  expect(r.stderr).toMatch(new RegExp(`worker ${workers[0]!.address} speaks protocol version 1 but this process speaks version 9`));
+  expect(r.stderr).toMatch(new RegExp(`worker ${workers[0]!.address} speaks protocol version 2 but this process speaks version 9`));
 });
 
 it('a busy worker refuses a second root', () => {

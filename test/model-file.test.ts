@@ -103,7 +103,7 @@ describe('header', () => {
       const b = encodeHeader(header);
       b.writeInt32LE(7, 8 + 8 * HEADER_KEYS.findIndex((k) => k.id === 13) + 4);
       return b;
-    }, /unknown weights_float_type 7/],
+    }, /header field weights_float_type = 7 is outside 0\.\.3/],
   ])('refuses %s', (_name, make, message) => {
     expect(() => decodeHeader(make(), 'x.m')).toThrow(message);
   });

@@ -4,14 +4,16 @@
 //   glm-engine generate --model M --tokens 1,2,3 [--max-tokens 64] [--stop-ids a,b]
 //   glm-engine perplexity --model M --tokens-file F [--ctx 512]
 //   glm-engine info --model M
-//   glm-engine worker --port P [--host ADDR] [--threads N] [--model M] [--secret S] [--idle-timeout SECONDS]
-// Every command that runs the model takes --workers host:port,... [--sync q80|f32] [--secret S]
+//   glm-engine worker --port P [--host ADDR] [--threads N] [--model M] [--secret-file F] [--insecure] [--idle-timeout SECONDS]
+// Every command that runs the model takes --workers host:port,... [--sync q80|f32] [--secret-file F]
 // [--experts slice|place] [--net-timeout SECONDS] to run as the root of a tensor-parallel cluster.
+// The shared secret comes from GLM_ENGINE_SECRET, --secret-file or --secret (visible in ps).
 // Errors go to stderr with a non-zero exit status.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <numeric>
 #include <stdexcept>
@@ -35,9 +37,11 @@ const char* kUsage =
     "  glm-engine generate --model M --tokens 1,2,3 [--max-tokens 64] [--stop-ids a,b] [--threads N]   (greedy)\n"
     "  glm-engine perplexity --model M --tokens-file F [--ctx 512] [--threads N]   (F: ids separated by commas or spaces)\n"
     "  glm-engine info --model M\n"
-    "  glm-engine worker --port P [--host 0.0.0.0] [--threads N] [--model M] [--secret S] [--idle-timeout 10]   (serves roots until killed)\n"
-    "distributed (every command that runs the model): --workers host:port,... [--sync q80|f32] [--secret S]\n"
-    "  [--experts slice|place] [--net-timeout 30]; the secret may come from GLM_ENGINE_SECRET instead\n";
+    "  glm-engine worker --port P [--host 0.0.0.0] [--threads N] [--model M] [--secret-file F] [--insecure] [--idle-timeout 10]\n"
+    "    (serves roots until killed; without a secret only on a loopback address, unless --insecure)\n"
+    "distributed (every command that runs the model): --workers host:port,... [--sync q80|f32] [--secret-file F]\n"
+    "  [--experts slice|place] [--net-timeout 30]\n"
+    "the shared secret: GLM_ENGINE_SECRET, or --secret-file F (its first line), or --secret S (visible to every local user in ps)\n";
 
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -71,7 +75,7 @@ Args parse(int argc, char** argv) {
     std::string a = argv[i];
     if (a.rfind("--", 0) != 0) throw UsageError("unexpected argument " + a);
     a = a.substr(2);
-    if (a == "json") {
+    if (a == "json" || a == "insecure") {
       args.options[a] = "1";
     } else {
       if (i + 1 >= argc) throw UsageError("--" + a + " needs a value");
@@ -89,8 +93,17 @@ glm::FloatType kvCacheType(const Args& args) {
 }
 
 std::string secretOf(const Args& args) {
-  auto it = args.options.find("secret");
-  if (it != args.options.end()) return it->second;
+  if (args.flag("secret") && args.flag("secret-file")) throw UsageError("give --secret or --secret-file, not both");
+  if (args.flag("secret")) return args.required("secret");
+  if (args.flag("secret-file")) {
+    const std::string& path = args.required("secret-file");
+    std::ifstream file(path);
+    std::string secret;
+    if (!file || !std::getline(file, secret)) throw std::runtime_error("--secret-file " + path + ": cannot read a line from it");
+    if (!secret.empty() && secret.back() == '\r') secret.pop_back();
+    if (secret.empty()) throw std::runtime_error("--secret-file " + path + ": the first line is empty");
+    return secret;
+  }
   const char* env = std::getenv("GLM_ENGINE_SECRET");
   return env ? env : "";
 }
@@ -277,6 +290,7 @@ void worker(const Args& args) {
   o.threads = std::max(1, args.number("threads", defaultThreads()));
   if (args.options.count("model")) o.model = args.required("model");
   o.secret = secretOf(args);
+  o.insecure = args.flag("insecure");
   o.idleLimitMs = args.number("idle-timeout", 10) * 1000;
   if (o.idleLimitMs <= 0) throw UsageError("--idle-timeout must be at least 1 second");
   glm::serveWorker(o, [](const std::string& line) {

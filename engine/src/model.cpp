@@ -6,9 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
+#include <utility>
 
+#include "model-limits.h"
 #include "net/crypto.h"
 
 namespace glm {
@@ -23,93 +26,129 @@ float floatFromBits(int32_t bits) {
   return f;
 }
 
-// Parses the key/value pairs into the header; mirrors HEADER_KEYS in converter/model-header.ts.
+// Parses the key/value pairs into the header. The keys, their defaults and bounds come from
+// model-limits.h (generated from converter/model-header.ts); the checks mirror decodeHeader there, in
+// the same order, so that both readers refuse the same files.
 ModelHeader parsePairs(const std::map<int32_t, int32_t>& kv, const std::string& path) {
   auto fail = [&](const std::string& what) -> ModelError { return ModelError(path + ": " + what); };
-  std::map<int32_t, int32_t> rest = kv;
-  auto take = [&](int32_t key, const char* name, const int32_t* absent) -> int32_t {
-    auto it = rest.find(key);
-    if (it == rest.end()) {
-      if (!absent) throw fail("required header key " + std::to_string(key) + " (" + name + ") is missing");
-      return *absent;
-    }
-    const int32_t v = it->second;
-    rest.erase(it);
-    return v;
-  };
-  const int32_t zero = 0, one = 1, silu = 1;
-  ModelHeader h;
-  h.version = take(0, "version", &zero);
-  const int32_t arch = take(1, "arch_type", nullptr);
-  if (arch != static_cast<int32_t>(ArchType::GLM) && arch != static_cast<int32_t>(ArchType::GLM4) &&
-      arch != static_cast<int32_t>(ArchType::GLM4_MOE)) {
+  const auto arch = kv.find(1);
+  if (arch == kv.end()) throw fail("header key 1 (arch_type) is missing");
+  if (arch->second != static_cast<int32_t>(ArchType::GLM) && arch->second != static_cast<int32_t>(ArchType::GLM4) &&
+      arch->second != static_cast<int32_t>(ArchType::GLM4_MOE)) {
     char hex[16];
-    std::snprintf(hex, sizeof hex, "0x%x", static_cast<unsigned>(arch));
+    std::snprintf(hex, sizeof hex, "0x%x", static_cast<unsigned>(arch->second));
     throw fail(std::string("unsupported arch_type ") + hex);
   }
-  h.arch = static_cast<ArchType>(arch);
-  h.hiddenAct = take(11, "hidden_act", &silu);
-  h.dim = take(2, "dim", nullptr);
-  h.hiddenDim = take(3, "hidden_dim", nullptr);
-  h.nLayers = take(4, "n_layers", nullptr);
-  h.nHeads = take(5, "n_heads", nullptr);
-  h.nKvHeads = take(6, "n_kv_heads", nullptr);
-  const int32_t weights = take(13, "weights_float_type", nullptr);
-  if (weights < 0 || weights > 3) throw fail("unknown weights_float_type " + std::to_string(weights));
-  h.weightType = static_cast<FloatType>(weights);
-  h.maxSeqLen = take(10, "max_seq_len", nullptr);
-  h.vocabSize = take(9, "vocab_size", nullptr);
-  h.nExperts = take(7, "n_experts", &zero);
-  h.nActiveExperts = take(8, "n_active_experts", &zero);
-  h.ropeStyle = static_cast<RopeStyle>(take(18, "rope_type", &zero));
-  h.headDim = take(19, "head_dim", nullptr);
-  h.moeHiddenDim = take(21, "moe_hidden_dim", &zero);
-  h.ropeTheta = floatFromBits(take(256, "rope_theta", nullptr));
-  h.normEpsilon = floatFromBits(take(257, "norm_epsilon", nullptr));
-  h.ropeDim = take(258, "rope_dim", nullptr);
-  h.attentionBias = take(259, "attention_bias", &zero) != 0;
-  h.qkNorm = take(260, "qk_norm", &zero) != 0;
-  h.nSharedExperts = take(261, "n_shared_experts", &zero);
-  h.firstDenseLayers = take(262, "first_dense_layers", &zero);
-  const int32_t unitScale = 0x3f800000;  // 1.0f
-  h.routedScalingFactor = floatFromBits(take(263, "routed_scaling_factor", &unitScale));
-  h.normTopkProb = take(264, "norm_topk_prob", &zero) != 0;
-  h.nExpertGroups = take(265, "n_expert_groups", &one);
-  h.topkGroups = take(266, "topk_groups", &one);
-  if (!rest.empty()) throw fail("unknown header key " + std::to_string(rest.begin()->first));
-
-  // What the forward pass divides by or indexes with.
-  auto positive = [&](int32_t v, const char* name) {
-    if (v <= 0) throw fail(std::string("header field ") + name + " must be positive, got " + std::to_string(v));
-  };
-  positive(h.dim, "dim");
-  positive(h.nLayers, "n_layers");
-  positive(h.nHeads, "n_heads");
-  positive(h.nKvHeads, "n_kv_heads");
-  positive(h.headDim, "head_dim");
-  positive(h.vocabSize, "vocab_size");
-  positive(h.maxSeqLen, "max_seq_len");
-  if (h.nHeads % h.nKvHeads != 0) throw fail("n_kv_heads does not divide n_heads");
-  h.kvGroup = h.nHeads / h.nKvHeads;
-  if (h.ropeDim <= 0 || h.ropeDim > h.headDim || h.ropeDim % 2 != 0) throw fail("rope_dim must be even and within head_dim");
-  if (h.hiddenAct != 1) throw fail("only silu (hidden_act 1) is supported");
-  if (h.arch == ArchType::GLM4_MOE) {
-    positive(h.nExperts, "n_experts");
-    positive(h.moeHiddenDim, "moe_hidden_dim");
-    if (h.nActiveExperts <= 0 || h.nActiveExperts > h.nExperts) throw fail("n_active_experts must be within 1..n_experts");
-    if (h.nExpertGroups <= 0 || h.nExperts % h.nExpertGroups != 0 || h.topkGroups <= 0 || h.topkGroups > h.nExpertGroups) {
-      throw fail("expert groups do not divide the experts");
+  std::map<int32_t, int32_t> values;  // every known key, absent ones at their defaults
+  for (const HeaderKey& k : kHeaderKeys) {
+    const auto it = kv.find(k.id);
+    if (it == kv.end()) {
+      if (k.required) throw fail("required header key " + std::to_string(k.id) + " (" + k.name + ") is missing");
+      values[k.id] = k.absent;
+      continue;
     }
-    if (h.firstDenseLayers < 0 || h.firstDenseLayers > h.nLayers) throw fail("first_dense_layers out of range");
+    if (k.ranged && (it->second < k.min || it->second > k.max)) {
+      throw fail(std::string("header field ") + k.name + " = " + std::to_string(it->second) + " is outside " + std::to_string(k.min) + ".." +
+                 std::to_string(k.max));
+    }
+    values[k.id] = it->second;
   }
-  if (h.firstDenseLayers < h.nLayers || h.arch != ArchType::GLM4_MOE) positive(h.hiddenDim, "hidden_dim");
+  for (const auto& pair : kv) {
+    if (!values.count(pair.first)) throw fail("unknown header key " + std::to_string(pair.first));
+  }
+  auto v = [&](int32_t id) { return values.at(id); };
+  ModelHeader h;
+  h.version = v(0);
+  h.arch = static_cast<ArchType>(v(1));
+  h.hiddenAct = v(11);
+  h.dim = v(2);
+  h.hiddenDim = v(3);
+  h.nLayers = v(4);
+  h.nHeads = v(5);
+  h.nKvHeads = v(6);
+  h.weightType = static_cast<FloatType>(v(13));
+  h.maxSeqLen = v(10);
+  h.vocabSize = v(9);
+  h.nExperts = v(7);
+  h.nActiveExperts = v(8);
+  h.ropeStyle = static_cast<RopeStyle>(v(18));
+  h.headDim = v(19);
+  h.moeHiddenDim = v(21);
+  h.ropeTheta = floatFromBits(v(256));
+  h.normEpsilon = floatFromBits(v(257));
+  h.ropeDim = v(258);
+  h.attentionBias = v(259) != 0;
+  h.qkNorm = v(260) != 0;
+  h.nSharedExperts = v(261);
+  h.firstDenseLayers = v(262);
+  h.routedScalingFactor = floatFromBits(v(263));
+  h.normTopkProb = v(264) != 0;
+  h.nExpertGroups = v(265);
+  h.topkGroups = v(266);
+
+  // What the forward pass divides by, indexes with or cuts into blocks (checkHeader in model-header.ts).
+  if (h.nHeads % h.nKvHeads != 0) {
+    throw fail("n_kv_heads (" + std::to_string(h.nKvHeads) + ") does not divide n_heads (" + std::to_string(h.nHeads) + ")");
+  }
+  h.kvGroup = h.nHeads / h.nKvHeads;
+  if (h.ropeDim > h.headDim || h.ropeDim % 2 != 0) throw fail("rope_dim (" + std::to_string(h.ropeDim) + ") must be even and within head_dim");
+  for (const auto& [name, value] : {std::pair<const char*, float>{"rope_theta", h.ropeTheta}, {"norm_epsilon", h.normEpsilon},
+                                    {"routed_scaling_factor", h.routedScalingFactor}}) {
+    if (!std::isfinite(value) || value <= 0) throw fail(std::string("header field ") + name + " must be a positive finite number");
+  }
+  const bool moe = h.arch == ArchType::GLM4_MOE;
+  if (moe) {
+    if (h.nExperts < 1) throw fail("n_experts must be positive in a glm4moe file");
+    if (h.moeHiddenDim < 1) throw fail("moe_hidden_dim must be positive in a glm4moe file");
+    if (h.nActiveExperts < 1 || h.nActiveExperts > h.nExperts) throw fail("n_active_experts must be within 1..n_experts");
+    if (h.nExperts % h.nExpertGroups != 0 || h.topkGroups > h.nExpertGroups) {
+      throw fail("n_expert_groups must divide n_experts, and topk_groups must not exceed it");
+    }
+    if (h.firstDenseLayers > h.nLayers) throw fail("first_dense_layers exceeds n_layers");
+  }
+  const bool denseLayers = !moe || h.firstDenseLayers > 0, moeLayers = moe && h.firstDenseLayers < h.nLayers;
+  if (denseLayers && h.hiddenDim < 1) throw fail("hidden_dim must be positive when the model has dense layers");
+  if (h.weightType == FloatType::Q40 || h.weightType == FloatType::Q80) {
+    // The row lengths (columns) of the quantized matrices must be whole 32-value blocks. The bounds
+    // above keep these products far inside int.
+    std::vector<std::pair<const char*, int>> rows = {{"dim", h.dim}, {"n_heads x head_dim", h.qDim()}};
+    if (denseLayers) rows.push_back({"hidden_dim", h.hiddenDim});
+    if (moeLayers) {
+      rows.push_back({"moe_hidden_dim", h.moeHiddenDim});
+      rows.push_back({"moe_hidden_dim x n_shared_experts", h.moeHiddenDim * h.nSharedExperts});
+    }
+    for (const auto& [name, cols] : rows) {
+      if (cols % static_cast<int>(kBlockSize) != 0) {
+        throw fail(std::string(name) + " (" + std::to_string(cols) + ") is not a multiple of 32, which quantized rows need");
+      }
+    }
+  }
   return h;
+}
+
+uint64_t checkedProduct(uint64_t a, uint64_t b) {
+  uint64_t out;
+  if (__builtin_mul_overflow(a, b, &out)) throw ModelError("a tensor size overflows 64 bits");
+  return out;
+}
+
+uint64_t checkedSum(uint64_t a, uint64_t b) {
+  uint64_t out;
+  if (__builtin_add_overflow(a, b, &out)) throw ModelError("a tensor size overflows 64 bits");
+  return out;
+}
+
+uint64_t tensorBytes(FloatType type, int rows, int cols) {
+  return checkedProduct(static_cast<uint64_t>(rows), encodedBytes(type, static_cast<size_t>(cols)));
 }
 
 }  // namespace
 
 ModelHeader parseHeader(const uint8_t* pairs, size_t bytes, const std::string& source) {
-  if (bytes % 8 != 0) throw ModelError(source + ": header size " + std::to_string(bytes + 8) + " is invalid");
+  if (bytes % 8 != 0) throw ModelError(source + ": header size " + std::to_string(bytes + 8) + " is not 8 + 8 x pairs");
+  if (bytes + 8 > kMaxHeaderBytes) {
+    throw ModelError(source + ": header size " + std::to_string(bytes + 8) + " exceeds the " + std::to_string(kMaxHeaderBytes) + "-byte limit");
+  }
   std::map<int32_t, int32_t> kv;
   for (size_t at = 0; at < bytes; at += 8) {
     int32_t key, value;
@@ -120,55 +159,83 @@ ModelHeader parseHeader(const uint8_t* pairs, size_t bytes, const std::string& s
   return parsePairs(kv, source);
 }
 
-void layoutTensors(Weights& w, const std::function<Tensor(FloatType, int, int)>& next) {
-  const ModelHeader& h = w.header();
+namespace {
+
+void layoutLayer(const ModelHeader& h, int l, LayerWeights& L, const TensorSource& next) {
   const FloatType W = h.weightType, F32 = FloatType::F32;
   auto vec = [&](int n) { return next(F32, n, 1); };
-  w.embedding = next(F32, h.vocabSize, h.dim);
-  w.layers.assign(h.nLayers, LayerWeights{});
-  for (int l = 0; l < h.nLayers; l++) {
-    LayerWeights& L = w.layers[l];
-    L.attnNorm = vec(h.dim);
-    L.wq = next(W, h.qDim(), h.dim);
-    L.wk = next(W, h.kvDim(), h.dim);
-    L.wv = next(W, h.kvDim(), h.dim);
-    if (h.attentionBias) {
-      L.bq = vec(h.qDim());
-      L.bk = vec(h.kvDim());
-      L.bv = vec(h.kvDim());
-    }
-    if (h.qkNorm) {
-      L.qNorm = vec(h.headDim);
-      L.kNorm = vec(h.headDim);
-    }
-    L.wo = next(W, h.dim, h.qDim());
-    if (h.arch == ArchType::GLM4) L.postAttnNorm = vec(h.dim);
-    L.ffnNorm = vec(h.dim);
-    if (h.isMoeLayer(l)) {
-      L.router = next(F32, h.nExperts, h.dim);
-      L.routerBias = vec(h.nExperts);
-      L.experts.resize(h.nExperts);
-      for (auto& e : L.experts) {
-        e.gate = next(W, h.moeHiddenDim, h.dim);
-        e.up = next(W, h.moeHiddenDim, h.dim);
-        e.down = next(W, h.dim, h.moeHiddenDim);
-      }
-      if (h.nSharedExperts > 0) {
-        const int shared = h.moeHiddenDim * h.nSharedExperts;
-        L.hasShared = true;
-        L.shared.gate = next(W, shared, h.dim);
-        L.shared.up = next(W, shared, h.dim);
-        L.shared.down = next(W, h.dim, shared);
-      }
-    } else {
-      L.dense.gate = next(W, h.hiddenDim, h.dim);
-      L.dense.up = next(W, h.hiddenDim, h.dim);
-      L.dense.down = next(W, h.dim, h.hiddenDim);
-    }
-    if (h.arch == ArchType::GLM4) L.postFfnNorm = vec(h.dim);
+  L.attnNorm = vec(h.dim);
+  L.wq = next(W, h.qDim(), h.dim);
+  L.wk = next(W, h.kvDim(), h.dim);
+  L.wv = next(W, h.kvDim(), h.dim);
+  if (h.attentionBias) {
+    L.bq = vec(h.qDim());
+    L.bk = vec(h.kvDim());
+    L.bv = vec(h.kvDim());
   }
-  w.outputNorm = vec(h.dim);
-  w.output = next(W, h.vocabSize, h.dim);
+  if (h.qkNorm) {
+    L.qNorm = vec(h.headDim);
+    L.kNorm = vec(h.headDim);
+  }
+  L.wo = next(W, h.dim, h.qDim());
+  if (h.arch == ArchType::GLM4) L.postAttnNorm = vec(h.dim);
+  L.ffnNorm = vec(h.dim);
+  if (h.isMoeLayer(l)) {
+    L.router = next(F32, h.nExperts, h.dim);
+    L.routerBias = vec(h.nExperts);
+    L.experts.resize(h.nExperts);
+    for (auto& e : L.experts) {
+      e.gate = next(W, h.moeHiddenDim, h.dim);
+      e.up = next(W, h.moeHiddenDim, h.dim);
+      e.down = next(W, h.dim, h.moeHiddenDim);
+    }
+    if (h.nSharedExperts > 0) {
+      const int shared = h.moeHiddenDim * h.nSharedExperts;
+      L.hasShared = true;
+      L.shared.gate = next(W, shared, h.dim);
+      L.shared.up = next(W, shared, h.dim);
+      L.shared.down = next(W, h.dim, shared);
+    }
+  } else {
+    L.dense.gate = next(W, h.hiddenDim, h.dim);
+    L.dense.up = next(W, h.hiddenDim, h.dim);
+    L.dense.down = next(W, h.dim, h.hiddenDim);
+  }
+  if (h.arch == ArchType::GLM4) L.postFfnNorm = vec(h.dim);
+}
+
+}  // namespace
+
+void layoutTensors(Weights& w, const TensorSource& next) {
+  const ModelHeader& h = w.header();
+  w.embedding = next(FloatType::F32, h.vocabSize, h.dim);
+  w.layers.assign(h.nLayers, LayerWeights{});
+  for (int l = 0; l < h.nLayers; l++) layoutLayer(h, l, w.layers[l], next);
+  w.outputNorm = next(FloatType::F32, h.dim, 1);
+  w.output = next(h.weightType, h.vocabSize, h.dim);
+}
+
+uint64_t modelBytes(const ModelHeader& h, size_t headerBytes) {
+  uint64_t sum = headerBytes;
+  const TensorSource count = [&](FloatType type, int rows, int cols) {
+    sum = checkedSum(sum, tensorBytes(type, rows, cols));
+    return Tensor{};
+  };
+  // The embedding and the output: the layout of the same header without layers.
+  Weights edges;
+  edges.header_ = h;
+  edges.header_.nLayers = 0;
+  layoutTensors(edges, count);
+  // One layer of each kind, measured once and multiplied by how many there are.
+  const int firstMoe = h.arch == ArchType::GLM4_MOE ? std::min(h.firstDenseLayers, h.nLayers) : h.nLayers;
+  for (const auto& [first, layers] : {std::pair<int, int>{0, firstMoe}, {firstMoe, h.nLayers - firstMoe}}) {
+    if (layers == 0) continue;
+    const uint64_t before = sum;
+    LayerWeights scratch;
+    layoutLayer(h, first, scratch, count);
+    sum = checkedSum(before, checkedProduct(sum - before, static_cast<uint64_t>(layers)));
+  }
+  return sum;
 }
 
 Model::Model(const std::string& path) : path_(path) {
@@ -196,13 +263,21 @@ Model::Model(const std::string& path) : path_(path) {
     std::memcpy(&magic, base, 4);
     std::memcpy(&headerSize, base + 4, 4);
     if (magic != kMagic) throw ModelError(path + ": bad magic; not a model file");
-    if (headerSize < 8 || (headerSize - 8) % 8 != 0 || static_cast<size_t>(headerSize) > size_) {
-      throw ModelError(path + ": header size " + std::to_string(headerSize) + " is invalid");
+    if (headerSize < 8 || (headerSize - 8) % 8 != 0) throw ModelError(path + ": header size " + std::to_string(headerSize) + " is not 8 + 8 x pairs");
+    if (static_cast<size_t>(headerSize) > kMaxHeaderBytes) {
+      throw ModelError(path + ": header size " + std::to_string(headerSize) + " exceeds the " + std::to_string(kMaxHeaderBytes) + "-byte limit");
     }
+    if (static_cast<size_t>(headerSize) > size_) throw ModelError(path + ": header size " + std::to_string(headerSize) + " runs past the end of the file");
     header_ = parseHeader(base + 8, static_cast<size_t>(headerSize) - 8, path);
     headerBytes_ = static_cast<size_t>(headerSize);
+    // The size the header implies, computed before anything is allocated per layer or expert.
+    const uint64_t expected = modelBytes(header_, headerBytes_);
+    if (expected != size_) {
+      throw ModelError(path + ": the header describes " + std::to_string(expected) + " bytes but the file has " + std::to_string(size_) + "; " +
+                       (expected > size_ ? "it is truncated" : "it has trailing bytes"));
+    }
 
-    // Walk the tensors in file order (converter/model-layout.ts), checking they fit.
+    // Walk the tensors in file order (converter/model-layout.ts); they fit, as the sizes add up.
     size_t offset = headerBytes_;
     Sha256 digest;
     digest.update(base, headerBytes_);
@@ -213,13 +288,8 @@ Model::Model(const std::string& path) : path_(path) {
       t.type = type;
       t.rows = rows;
       t.cols = cols;
-      if ((type == FloatType::Q40 || type == FloatType::Q80) && cols % static_cast<int>(kBlockSize) != 0) {
-        throw ModelError(path + ": a quantized row of " + std::to_string(cols) + " values is not whole blocks");
-      }
-      const size_t bytes = static_cast<size_t>(rows) * encodedBytes(type, static_cast<size_t>(cols));
-      if (offset + bytes > size_) {
-        throw ModelError(path + ": the tensors run past the end of the file (" + std::to_string(size_) + " bytes); it is truncated");
-      }
+      const size_t bytes = static_cast<size_t>(tensorBytes(type, rows, cols));
+      if (bytes > size_ - offset) throw std::logic_error(path + ": the tensor walk disagrees with the size check");
       t.data = base + offset;
       const size_t sample = std::min<size_t>(bytes, 64);
       digest.update(t.data, sample);
@@ -228,10 +298,10 @@ Model::Model(const std::string& path) : path_(path) {
       return t;
     });
     identity_ = digest.finish();
-    if (offset != size_) {
-      throw ModelError(path + ": the header describes " + std::to_string(offset) + " bytes but the file has " +
-                       std::to_string(size_) + "; it has trailing bytes");
-    }
+  } catch (const std::bad_alloc&) {
+    munmap(map_, size_);
+    map_ = nullptr;
+    throw ModelError(path + ": out of memory while loading the model");
   } catch (...) {
     munmap(map_, size_);
     map_ = nullptr;

@@ -87,9 +87,16 @@ struct Weights {
 // file or peer in errors.
 ModelHeader parseHeader(const uint8_t* pairs, size_t bytes, const std::string& source);
 
+// Gives a tensor of the layout its place: called with (type, rows, cols).
+using TensorSource = std::function<Tensor(FloatType, int, int)>;
+
 // Calls next(type, rows, cols) for every tensor in file order (docs/model-format.md) and stores the
 // results in w, whose header must be set.
-void layoutTensors(Weights& w, const std::function<Tensor(FloatType, int, int)>& next);
+void layoutTensors(Weights& w, const TensorSource& next);
+
+// The file size a header of headerBytes implies (header included), in time independent of n_layers;
+// throws ModelError if it overflows 64 bits (the header's bounds rule that out).
+uint64_t modelBytes(const ModelHeader& h, size_t headerBytes);
 
 class Model : public Weights {
  public:

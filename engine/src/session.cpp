@@ -46,7 +46,7 @@ void Session::evaluate(const int32_t* tokens, int n, float* logits, bool allLogi
   if (!model_) throw std::logic_error("a worker's session is driven by its root");
   const ModelHeader& h = model_->header();
   if (n <= 0) throw std::invalid_argument("no tokens to evaluate");
-  if (position_ + n > cache_.maxSeqLen()) {
+  if (n > cache_.maxSeqLen() - position_) {
     throw std::invalid_argument("context overflow: " + std::to_string(position_ + n) + " tokens exceed the context of " +
                                 std::to_string(cache_.maxSeqLen()));
   }
@@ -75,14 +75,17 @@ void Session::evaluate(const int32_t* tokens, int n, float* logits, bool allLogi
   position_ += n;
 }
 
-void Session::evaluateSlice(const float* x, int n, int pos, int first, int count, float* logits) {
-  const size_t dim = static_cast<size_t>(shard_->weights.header().dim);
-  if (n <= 0 || pos < 0 || pos + n > cache_.maxSeqLen() || first < 0 || count < 0 || first + count > n) {
-    throw std::invalid_argument("pass of " + std::to_string(n) + " tokens at position " + std::to_string(pos) + " does not fit the context of " +
-                                std::to_string(cache_.maxSeqLen()));
+void Session::evaluateSlice(const float* x, uint32_t n, uint32_t pos, uint32_t first, uint32_t count, std::vector<float>& logits) {
+  const uint32_t context = static_cast<uint32_t>(cache_.maxSeqLen());
+  // Each bound is subtracted from one already checked, so nothing can wrap.
+  if (n == 0 || n > context || pos > context - n || first > n || count > n - first) {
+    throw std::invalid_argument("a pass of " + std::to_string(n) + " tokens at position " + std::to_string(pos) + " (logits of " + std::to_string(count) +
+                                " from " + std::to_string(first) + ") does not fit the context of " + std::to_string(context));
   }
+  const size_t dim = static_cast<size_t>(shard_->weights.header().dim);
   x_.assign(x, x + n * dim);
-  forward(n, pos, first, count, logits);
+  logits.resize(static_cast<size_t>(count) * shard_->weights.header().vocabSize);
+  forward(static_cast<int>(n), static_cast<int>(pos), static_cast<int>(first), static_cast<int>(count), logits.data());
 }
 
 void Session::forward(int n, int pos, int first, int count, float* logits) {

@@ -42,9 +42,10 @@ class Session {
   // ids out of range or a context overflow.
   void evaluate(const int32_t* tokens, int n, float* logits, bool allLogits);
 
-  // A worker's pass: n input rows x (n x dim) at pos; writes the logits of its vocabulary rows for
-  // `count` tokens from `first` (count x its rows).
-  void evaluateSlice(const float* x, int n, int pos, int first, int count, float* logits);
+  // A worker's pass: n input rows x (n x dim) at pos; sets logits to those of its vocabulary rows for
+  // `count` tokens from `first` (count x its rows). The numbers come from the root and are checked
+  // here, unsigned and without overflow; throws std::invalid_argument when they do not fit the context.
+  void evaluateSlice(const float* x, uint32_t n, uint32_t pos, uint32_t first, uint32_t count, std::vector<float>& logits);
 
  private:
   // The layers and this node's vocabulary rows of the tokens [first, first + count) of x_.

@@ -6,6 +6,7 @@
  * @needs root and iproute2 (network namespaces)
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { convert } from '../../converter/convert.js';
 import { ENGINE } from '../../engine/worker-process.js';
@@ -15,6 +16,8 @@ const suffix = String(process.pid);
 const [rootNs, workerNs] = [`glm-root-${suffix}`, `glm-worker-${suffix}`];
 const [rootIf, workerIf] = [`glmr${suffix}`.slice(0, 15), `glmw${suffix}`.slice(0, 15)];
 const [rootIp, workerIp] = ['10.231.0.1', '10.231.0.2'];
+// A worker on a non-loopback address needs a shared secret; both ends read it from the environment.
+const env = { ...process.env, GLM_ENGINE_SECRET: randomBytes(32).toString('hex') };
 
 function ip(...args: string[]): void {
   const r = spawnSync('ip', args, { encoding: 'utf8' });
@@ -43,7 +46,7 @@ beforeAll(async () => {
     ip('-n', ns, 'link', 'set', dev, 'up');
     ip('-n', ns, 'link', 'set', 'lo', 'up');
   }
-  worker = spawn('ip', ['netns', 'exec', workerNs, ENGINE, 'worker', '--host', workerIp, '--port', '0', '--threads', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  worker = spawn('ip', ['netns', 'exec', workerNs, ENGINE, 'worker', '--host', workerIp, '--port', '0', '--threads', '1'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   workerAddress = await new Promise<string>((resolve, reject) => {
     let log = '';
     const timer = setTimeout(() => reject(new Error(`the worker did not start: ${log}`)), 10_000);
@@ -65,7 +68,7 @@ afterAll(async () => {
   await removeDir(dir);
 });
 
-const inRootNs = (args: string[]) => spawnSync('ip', ['netns', 'exec', rootNs, ENGINE, ...args], { encoding: 'utf8' });
+const inRootNs = (args: string[]) => spawnSync('ip', ['netns', 'exec', rootNs, ENGINE, ...args], { env, encoding: 'utf8' });
 
 it('a root and a worker in two namespaces reproduce a single-node generation over the veth pair', () => {
   const generate = ['generate', '--model', model, '--tokens', '5,42,7,300,11', '--max-tokens', '12', '--threads', '1'];
@@ -78,7 +81,7 @@ it('a root and a worker in two namespaces reproduce a single-node generation ove
 
 it('a link taken down mid-generation stops the root within its timeout', async () => {
   // A long run of short decodes, so that the link goes down while tokens are flowing.
-  const root = spawn('ip', ['netns', 'exec', rootNs, ENGINE, 'bench', '--model', model, '--prompt-tokens', '8', '--gen-tokens', '200', '--repeat', '100000', '--threads', '1', '--workers', workerAddress, '--net-timeout', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const root = spawn('ip', ['netns', 'exec', rootNs, ENGINE, 'bench', '--model', model, '--prompt-tokens', '8', '--gen-tokens', '200', '--repeat', '100000', '--threads', '1', '--workers', workerAddress, '--net-timeout', '2'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   root.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
   await new Promise((r) => setTimeout(r, 1_000));

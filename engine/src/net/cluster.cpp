@@ -42,9 +42,9 @@ Cluster::~Cluster() {
 void Cluster::connect(int node, const Endpoint& to, const Model& model, int context, FloatType kvType) {
   const int timeout = options_.timeoutMs;
   auto link = std::make_unique<Link>(Socket::connect(to, std::min(timeout, 10000)));
-  std::vector<uint8_t> payload;
-  link->receive(Msg::WorkerHello, payload, timeout, "waiting for the worker's hello");
-  const WorkerHello worker = WorkerHello::read(payload, link->peer());
+  std::vector<uint8_t> workerHello, payload;
+  link->receive(Msg::WorkerHello, workerHello, timeout, "waiting for the worker's hello", WorkerHello::kBytes);
+  const WorkerHello worker = WorkerHello::read(workerHello, link->peer());
   if (worker.hasModel && !sameDigest(worker.identity, model.identity())) {
     link->sendError("the root's model " + model.path() + " differs from this worker's model file");
     throw NetError(link->peer() + ": its model file differs from the root's " + model.path() + " (identity " +
@@ -52,7 +52,6 @@ void Cluster::connect(int node, const Endpoint& to, const Model& model, int cont
   }
   RootHello hello;
   randomBytes(hello.nonce, sizeof hello.nonce);
-  hello.mac = handshakeMac(options_.secret, "root", hello.nonce, worker.nonce);
   hello.nodeIndex = static_cast<uint32_t>(node);
   hello.nodeCount = static_cast<uint32_t>(plans_.size());
   hello.expertSplit = static_cast<uint32_t>(options_.experts);
@@ -63,14 +62,23 @@ void Cluster::connect(int node, const Endpoint& to, const Model& model, int cont
   hello.sendWeights = !worker.hasModel;
   hello.identity = model.identity();
   hello.headerPairs.assign(reinterpret_cast<const char*>(model.headerPairs()), model.headerPairBytes());
-  link->send(Msg::RootHello, hello.write(), timeout);
-  link->receive(Msg::Accept, payload, timeout, "waiting for the worker to accept the handshake");
+  const Writer body = hello.body();
+  const Digest mac = handshakeMac(options_.secret, "root", workerHello, body.data().data(), body.data().size());
+  std::vector<uint8_t> rootHello(mac.size() + body.data().size());
+  std::copy(mac.begin(), mac.end(), rootHello.begin());
+  std::copy(body.data().begin(), body.data().end(), rootHello.begin() + mac.size());
+  link->send(Msg::RootHello, rootHello.data(), rootHello.size(), timeout);
+  link->receive(Msg::Accept, payload, timeout, "waiting for the worker to accept the handshake", 32);
   Digest proof{};
-  Reader(payload, link->peer() + ": Accept").bytes(proof.data(), proof.size());
-  if (!sameDigest(proof, handshakeMac(options_.secret, "worker", hello.nonce, worker.nonce))) {
+  Reader accept(payload, link->peer() + ": Accept");
+  accept.bytes(proof.data(), proof.size());
+  accept.end();
+  if (!sameDigest(proof, handshakeMac(options_.secret, "worker", workerHello, rootHello.data(), rootHello.size()))) {
     link->sendError("the worker failed to prove the shared secret");
     throw NetError(link->peer() + ": it does not know the shared secret (--secret / GLM_ENGINE_SECRET)");
   }
+  const SessionKeys keys = sessionKeys(options_.secret, workerHello, rootHello);
+  link->authenticate(keys.rootToWorker, keys.workerToRoot);
   if (hello.sendWeights) streamSlices(*link, model, plans_[node]);
   link->send(Msg::Ready, nullptr, 0, timeout);
   link->receive(Msg::Ready, payload, std::max(timeout, 120000), "waiting for the worker to load its slices");

@@ -77,26 +77,34 @@ Digest Sha256::finish() {
   return d;
 }
 
-Digest hmacSha256(const std::string& key, const void* data, size_t bytes) {
-  uint8_t block[64] = {};
-  if (key.size() > sizeof block) {
+HmacSha256::HmacSha256(const void* key, size_t keyBytes) {
+  if (keyBytes > sizeof block_) {
     Sha256 h;
-    h.update(key.data(), key.size());
+    h.update(key, keyBytes);
     const Digest k = h.finish();
-    std::memcpy(block, k.data(), k.size());
-  } else {
-    std::memcpy(block, key.data(), key.size());
+    std::memcpy(block_, k.data(), k.size());
+  } else if (keyBytes > 0) {
+    std::memcpy(block_, key, keyBytes);
   }
   uint8_t pad[64];
-  Sha256 inner, outer;
-  for (int i = 0; i < 64; i++) pad[i] = block[i] ^ 0x36;
-  inner.update(pad, sizeof pad);
-  inner.update(data, bytes);
-  const Digest innerDigest = inner.finish();
-  for (int i = 0; i < 64; i++) pad[i] = block[i] ^ 0x5c;
+  for (int i = 0; i < 64; i++) pad[i] = block_[i] ^ 0x36;
+  inner_.update(pad, sizeof pad);
+}
+
+Digest HmacSha256::finish() {
+  const Digest innerDigest = inner_.finish();
+  uint8_t pad[64];
+  for (int i = 0; i < 64; i++) pad[i] = block_[i] ^ 0x5c;
+  Sha256 outer;
   outer.update(pad, sizeof pad);
   outer.update(innerDigest.data(), innerDigest.size());
   return outer.finish();
+}
+
+Digest hmacSha256(const std::string& key, const void* data, size_t bytes) {
+  HmacSha256 mac(key.data(), key.size());
+  mac.update(data, bytes);
+  return mac.finish();
 }
 
 bool sameDigest(const Digest& a, const Digest& b) {

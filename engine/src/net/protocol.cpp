@@ -1,5 +1,6 @@
 #include "protocol.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -8,7 +9,15 @@ namespace glm {
 
 namespace {
 constexpr uint16_t kMagic = 0x4C47;  // "GL"
-constexpr uint32_t kMaxPayload = 1u << 30;
+// Frames up to this size go out in one call (header, payload and tag), so that TCP_NODELAY sends the
+// small per-layer frames as one segment.
+constexpr size_t kCoalesceBytes = 64u << 10;
+// A received payload grows by at most this much before its bytes are there.
+constexpr size_t kReadStep = 1u << 20;
+
+void sequenceBytes(uint64_t sequence, uint8_t out[8]) {
+  for (int i = 0; i < 8; i++) out[i] = static_cast<uint8_t>(sequence >> (8 * i));
+}
 
 int64_t nowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -55,6 +64,14 @@ void Reader::end() {
   if (at_ != data_.size()) throw NetError(what_ + " has " + std::to_string(data_.size() - at_) + " unexpected trailing bytes");
 }
 
+void Link::authenticate(const Digest& sendKey, const Digest& receiveKey) {
+  std::lock_guard<std::mutex> lock(sending_);
+  sendKey_ = sendKey;
+  receiveKey_ = receiveKey;
+  sendSequence_ = receiveSequence_ = 0;
+  authenticated_ = true;
+}
+
 void Link::send(Msg type, const void* payload, size_t bytes, int timeoutMs) {
   if (bytes > kMaxPayload) throw NetError(peer() + ": a " + msgName(type) + " message of " + std::to_string(bytes) + " bytes is too large");
   uint8_t head[kFrameHeaderBytes];
@@ -65,11 +82,31 @@ void Link::send(Msg type, const void* payload, size_t bytes, int timeoutMs) {
   head[3] = static_cast<uint8_t>(type);
   std::memcpy(head + 4, &length, 4);
   std::lock_guard<std::mutex> lock(sending_);
+  Digest tag{};
+  if (authenticated_) {
+    uint8_t sequence[8];
+    sequenceBytes(sendSequence_++, sequence);
+    HmacSha256 mac(sendKey_.data(), sendKey_.size());
+    mac.update(sequence, sizeof sequence);
+    mac.update(head, sizeof head);
+    mac.update(payload, bytes);
+    tag = mac.finish();
+  }
+  const size_t tagBytes = authenticated_ ? kTagBytes : 0;
   const std::string what = std::string("sending ") + msgName(type);
-  socket_.sendAll(head, sizeof head, timeoutMs, what.c_str());
-  if (bytes) socket_.sendAll(payload, bytes, timeoutMs, what.c_str());
+  if (bytes <= kCoalesceBytes) {
+    const uint8_t* p = static_cast<const uint8_t*>(payload);
+    outgoing_.assign(head, head + sizeof head);
+    outgoing_.insert(outgoing_.end(), p, p + bytes);
+    outgoing_.insert(outgoing_.end(), tag.data(), tag.data() + tagBytes);
+    socket_.sendAll(outgoing_.data(), outgoing_.size(), timeoutMs, what.c_str());
+  } else {
+    socket_.sendAll(head, sizeof head, timeoutMs, what.c_str());
+    socket_.sendAll(payload, bytes, timeoutMs, what.c_str());
+    if (tagBytes) socket_.sendAll(tag.data(), tagBytes, timeoutMs, what.c_str());
+  }
   lastSendMs_ = nowMs();
-  if (type != Msg::Ping) sent_ += sizeof head + bytes;
+  if (type != Msg::Ping) sent_ += sizeof head + bytes + tagBytes;
 }
 
 void Link::heartbeat() {
@@ -85,7 +122,7 @@ void Link::heartbeat() {
 
 void Link::sendError(const std::string& message) {
   try {
-    send(Msg::Error, message.data(), message.size(), kHeartbeatMs);
+    send(Msg::Error, message.data(), std::min<size_t>(message.size(), kMaxErrorBytes), kHeartbeatMs);
   } catch (const NetError&) {
     // the peer is gone already; nothing more to tell it
   }
@@ -106,15 +143,55 @@ std::pair<Msg, uint32_t> Link::header(int timeoutMs, const char* what) {
                      std::to_string(protocolVersion()) + "; run the same glm-engine release on every node");
     }
     if (length > kMaxPayload) throw NetError(peer() + ": frame of " + std::to_string(length) + " bytes is too large");
-    if (got == Msg::Ping && length == 0) continue;
-    received_ += sizeof head + length;
+    if (authenticated_) {
+      uint8_t sequence[8];
+      sequenceBytes(receiveSequence_++, sequence);
+      receiving_ = std::make_unique<HmacSha256>(receiveKey_.data(), receiveKey_.size());
+      receiving_->update(sequence, sizeof sequence);
+      receiving_->update(head, sizeof head);
+    }
+    if (got == Msg::Ping) {
+      if (!pingsAllowed_) throw NetError(peer() + ": a Ping before the handshake ended while " + what);
+      if (length != 0) throw NetError(peer() + ": a Ping with a payload while " + what);
+      endFrame(timeoutMs, what);
+      continue;
+    }
+    received_ += sizeof head + length + (authenticated_ ? kTagBytes : 0);
     if (got == Msg::Error) {
+      if (length > kMaxErrorBytes) throw NetError(peer() + ": an Error message of " + std::to_string(length) + " bytes (at most " + std::to_string(kMaxErrorBytes) + ")");
       std::string message(length, '\0');
-      if (length) socket_.recvAll(message.data(), length, timeoutMs, what);
+      readBody(message.data(), length, timeoutMs, what);
+      endFrame(timeoutMs, what);
       throw RemoteError(peer() + ": " + message);
     }
     return {got, length};
   }
+}
+
+void Link::readBody(void* out, size_t bytes, int timeoutMs, const char* what) {
+  if (!bytes) return;
+  socket_.recvAll(out, bytes, timeoutMs, what);
+  if (authenticated_) receiving_->update(out, bytes);
+}
+
+void Link::readPayload(std::vector<uint8_t>& payload, uint32_t length, int timeoutMs, const char* what) {
+  payload.clear();
+  while (payload.size() < length) {
+    const size_t at = payload.size(), step = std::min<size_t>(kReadStep, length - at);
+    payload.resize(at + step);
+    readBody(payload.data() + at, step, timeoutMs, what);
+  }
+  endFrame(timeoutMs, what);
+}
+
+void Link::endFrame(int timeoutMs, const char* what) {
+  if (!authenticated_) return;
+  uint8_t tag[kTagBytes];
+  socket_.recvAll(tag, sizeof tag, timeoutMs, what);
+  const Digest expected = receiving_->finish();
+  uint8_t diff = 0;
+  for (size_t i = 0; i < kTagBytes; i++) diff |= tag[i] ^ expected[i];
+  if (diff != 0) throw NetError(peer() + ": a frame failed authentication (altered, injected or out of order) while " + what);
 }
 
 void Link::expect(Msg type, Msg got, const char* what) const {
@@ -123,12 +200,18 @@ void Link::expect(Msg type, Msg got, const char* what) const {
 
 Msg Link::receiveAny(std::vector<uint8_t>& payload, int timeoutMs, const char* what) {
   const auto [type, length] = header(timeoutMs, what);
-  payload.resize(length);
-  if (length) socket_.recvAll(payload.data(), length, timeoutMs, what);
+  readPayload(payload, length, timeoutMs, what);
   return type;
 }
 
-void Link::receive(Msg type, std::vector<uint8_t>& payload, int timeoutMs, const char* what) { expect(type, receiveAny(payload, timeoutMs, what), what); }
+void Link::receive(Msg type, std::vector<uint8_t>& payload, int timeoutMs, const char* what, uint32_t maxBytes) {
+  const auto [got, length] = header(timeoutMs, what);
+  expect(type, got, what);
+  if (length > maxBytes) {
+    throw NetError(peer() + ": a " + msgName(type) + " of " + std::to_string(length) + " bytes (at most " + std::to_string(maxBytes) + ") while " + what);
+  }
+  readPayload(payload, length, timeoutMs, what);
+}
 
 void Link::receiveExact(Msg type, void* out, size_t bytes, int timeoutMs, const char* what) {
   const auto [got, length] = header(timeoutMs, what);
@@ -136,7 +219,8 @@ void Link::receiveExact(Msg type, void* out, size_t bytes, int timeoutMs, const 
   if (length != bytes) {
     throw NetError(peer() + ": " + msgName(type) + " of " + std::to_string(length) + " bytes, expected " + std::to_string(bytes) + " while " + what);
   }
-  if (bytes) socket_.recvAll(out, bytes, timeoutMs, what);
+  readBody(out, bytes, timeoutMs, what);
+  endFrame(timeoutMs, what);
 }
 
 Writer WorkerHello::write() const {
@@ -155,9 +239,9 @@ WorkerHello WorkerHello::read(const std::vector<uint8_t>& payload, const std::st
   return h;
 }
 
-Writer RootHello::write() const {
+Writer RootHello::body() const {
   Writer w;
-  w.bytes(mac.data(), 32).bytes(nonce, 32);
+  w.bytes(nonce, 32);
   for (uint32_t v : {nodeIndex, nodeCount, expertSplit, syncType, kvType, context, timeoutMs, static_cast<uint32_t>(sendWeights)}) w.u32(v);
   w.bytes(identity.data(), 32).str(headerPairs);
   return w;
@@ -176,10 +260,19 @@ RootHello RootHello::read(const std::vector<uint8_t>& payload, const std::string
   return h;
 }
 
-Digest handshakeMac(const std::string& secret, const char* role, const uint8_t* rootNonce, const uint8_t* workerNonce) {
-  Writer w;
-  w.bytes(role, std::strlen(role)).bytes(rootNonce, 32).bytes(workerNonce, 32);
-  return hmacSha256(secret, w.data().data(), w.data().size());
+Digest handshakeMac(const std::string& secret, const char* role, const std::vector<uint8_t>& workerHello, const uint8_t* rootHello, size_t rootHelloBytes) {
+  HmacSha256 mac(secret.data(), secret.size());
+  mac.update(role, std::strlen(role));
+  mac.update(workerHello.data(), workerHello.size());
+  mac.update(rootHello, rootHelloBytes);
+  return mac.finish();
+}
+
+SessionKeys sessionKeys(const std::string& secret, const std::vector<uint8_t>& workerHello, const std::vector<uint8_t>& rootHello) {
+  const Digest session = handshakeMac(secret, "session", workerHello, rootHello.data(), rootHello.size());
+  const std::string key(session.begin(), session.end());
+  const char toWorker[] = "root->worker", toRoot[] = "worker->root";
+  return {hmacSha256(key, toWorker, sizeof toWorker - 1), hmacSha256(key, toRoot, sizeof toRoot - 1)};
 }
 
 }  // namespace glm

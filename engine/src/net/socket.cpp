@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 namespace glm {
@@ -27,6 +29,17 @@ void setNonBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL, 0) | O_NONBL
 void noDelay(int fd) {
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+int64_t nowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+bool isLoopback(const sockaddr_storage& a) {
+  if (a.ss_family == AF_INET) return (ntohl(reinterpret_cast<const sockaddr_in*>(&a)->sin_addr.s_addr) >> 24) == 127;
+  if (a.ss_family != AF_INET6) return false;
+  const in6_addr& in = reinterpret_cast<const sockaddr_in6*>(&a)->sin6_addr;
+  return IN6_IS_ADDR_LOOPBACK(&in) || (IN6_IS_ADDR_V4MAPPED(&in) && in.s6_addr[12] == 127);
 }
 
 std::string addressOf(const sockaddr_storage& a) {
@@ -116,12 +129,21 @@ Socket Socket::connect(const Endpoint& to, int timeoutMs) {
   throw NetError("worker " + to.str() + ": cannot connect (" + last + "); is `glm-engine worker` running there?");
 }
 
+void Socket::setDeadline(int ms) { deadlineMs_ = ms > 0 ? nowMs() + ms : 0; }
+
 void Socket::wait(short events, int timeoutMs, const char* what) {
   pollfd p{fd_, events, 0};
   int ready;
+  bool deadline = false;
   do {
-    ready = poll(&p, 1, timeoutMs);
+    int limit = timeoutMs;
+    if (deadlineMs_ != 0 && deadlineMs_ - nowMs() < limit) {
+      limit = static_cast<int>(std::max<int64_t>(deadlineMs_ - nowMs(), 0));
+      deadline = true;
+    }
+    ready = poll(&p, 1, limit);
   } while (ready < 0 && errno == EINTR);
+  if (ready == 0 && deadline) throw NetError(peer_ + ": the handshake did not finish in time while " + what);
   if (ready == 0) throw NetError(peer_ + ": no progress within " + seconds(timeoutMs) + " while " + what + " (peer stopped or network down)");
   if (ready < 0) throw NetError(peer_ + ": poll failed while " + what + " (" + std::strerror(errno) + ")");
 }
@@ -181,6 +203,7 @@ Listener::Listener(const std::string& host, int port) {
   sockaddr_storage bound{};
   socklen_t len = sizeof bound;
   getsockname(fd_, reinterpret_cast<sockaddr*>(&bound), &len);
+  loopback_ = isLoopback(bound);
   port_ = bound.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port) : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
 }
 

@@ -37,6 +37,8 @@ class Socket {
   const std::string& peer() const { return peer_; }
   bool open() const { return fd_ >= 0; }
   void close();
+  // Every later wait ends by `ms` from now, whatever timeout it is given (0: no deadline).
+  void setDeadline(int ms);
   // Throw NetError when the peer closes, resets, or makes no progress for timeoutMs; `what` says what
   // was being waited for.
   void sendAll(const void* data, size_t bytes, int timeoutMs, const char* what);
@@ -46,6 +48,7 @@ class Socket {
   void wait(short events, int timeoutMs, const char* what);
   int fd_ = -1;
   std::string peer_;
+  int64_t deadlineMs_ = 0;  // steady clock; 0: none
 };
 
 class Listener {
@@ -56,12 +59,15 @@ class Listener {
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
   int port() const { return port_; }
+  // Whether the bound address is a loopback one (127.0.0.0/8 or ::1), which only this machine reaches.
+  bool loopback() const { return loopback_; }
   // Waits for the next connection.
   Socket accept();
 
  private:
   int fd_ = -1;
   int port_ = 0;
+  bool loopback_ = false;
 };
 
 }  // namespace glm

@@ -16,6 +16,8 @@ namespace glm {
 
 namespace {
 
+constexpr size_t kShortSecretBytes = 16;
+
 // The worker's half of the all-reduce: its partial to the root, the sum back.
 class RootLink : public Collective {
  public:
@@ -75,38 +77,53 @@ FloatType typeField(uint32_t v, bool allowF16, const char* what) {
 }
 
 void serveRoot(Link& link, const Model* own, const WorkerOptions& o, const std::function<void(const std::string&)>& log) {
+  // Until the root has proved the secret it gets kHandshakeMs in all and frames of handshake sizes only.
+  link.setDeadline(kHandshakeMs);
   WorkerHello mine;
   randomBytes(mine.nonce, sizeof mine.nonce);
   mine.hasModel = own != nullptr;
   if (own) mine.identity = own->identity();
-  link.send(Msg::WorkerHello, mine.write(), o.idleLimitMs);
-  std::vector<uint8_t> payload;
-  link.receive(Msg::RootHello, payload, o.idleLimitMs, "waiting for the root's hello");
-  const RootHello root = RootHello::read(payload, link.peer());
-  const int timeout = static_cast<int>(std::min<uint32_t>(std::max<uint32_t>(root.timeoutMs, 1), 86400000));  // 1 ms .. a day
+  const std::vector<uint8_t> workerHello = mine.write().data();
+  link.send(Msg::WorkerHello, workerHello.data(), workerHello.size(), o.idleLimitMs);
+  std::vector<uint8_t> rootHello, payload;
+  link.receive(Msg::RootHello, rootHello, o.idleLimitMs, "waiting for the root's hello", RootHello::kMaxBytes);
+  const RootHello root = RootHello::read(rootHello, link.peer());
   SlicePlan plan;
   FloatType sync = FloatType::Q80;
-  int dim = 0;
+  int dim = 0, timeout = 0;
   std::unique_ptr<RootLink> reduce;
   std::unique_ptr<Session> session;
   try {
-    if (!sameDigest(root.mac, handshakeMac(o.secret, "root", root.nonce, mine.nonce))) {
-      throw NetError("authentication failed: the root's shared secret does not match this worker's (--secret / GLM_ENGINE_SECRET)");
+    const size_t macBytes = root.mac.size();
+    if (!sameDigest(root.mac, handshakeMac(o.secret, "root", workerHello, rootHello.data() + macBytes, rootHello.size() - macBytes))) {
+      throw NetError("authentication failed: the root's shared secret does not match this worker's (GLM_ENGINE_SECRET / --secret-file)");
     }
-    const ModelHeader h = parseHeader(reinterpret_cast<const uint8_t*>(root.headerPairs.data()), root.headerPairs.size(), "the root's model");
+    link.setDeadline(0);
+    timeout = static_cast<int>(std::min<uint32_t>(std::max<uint32_t>(root.timeoutMs, 1), 86400000));  // 1 ms .. a day
+    // A worker with its own file plans from its own header, and the root's must be the same bytes.
+    const std::string& pairs = root.headerPairs;
+    if (own && (pairs.size() != own->headerPairBytes() || std::memcmp(pairs.data(), own->headerPairs(), pairs.size()) != 0)) {
+      throw NetError("the root's model header differs from this worker's " + own->path());
+    }
     if (own && !sameDigest(root.identity, own->identity())) throw NetError("the root's model differs from this worker's " + own->path());
+    const ModelHeader h = own ? own->header() : parseHeader(reinterpret_cast<const uint8_t*>(pairs.data()), pairs.size(), "the root's model");
     if (root.expertSplit > static_cast<uint32_t>(ExpertSplit::Place)) throw NetError("unknown expert split " + std::to_string(root.expertSplit));
     if (!root.sendWeights && !own) throw NetError("the root sends no slices, but this worker has no model file");
+    if (root.context == 0) throw NetError("the root asked for a context of 0 tokens");
     plan = planSlices(h, static_cast<int>(root.nodeCount), static_cast<int>(root.nodeIndex), static_cast<ExpertSplit>(root.expertSplit));
     sync = typeField(root.syncType, false, "sync");
     const FloatType kvType = typeField(root.kvType, true, "KV cache");
-    link.send(Msg::Accept, handshakeMac(o.secret, "worker", root.nonce, mine.nonce).data(), 32, timeout);
+    link.send(Msg::Accept, handshakeMac(o.secret, "worker", workerHello, rootHello.data(), rootHello.size()).data(), 32, timeout);
+    const SessionKeys keys = sessionKeys(o.secret, workerHello, rootHello);
+    link.authenticate(keys.workerToRoot, keys.rootToWorker);
     size_t streamed = 0;
     std::unique_ptr<Shard> shard = root.sendWeights ? receiveSlices(link, h, plan, timeout, streamed) : cutShard(*own, plan);
-    link.receive(Msg::Ready, payload, timeout, "waiting for the end of the start-up");
+    link.receive(Msg::Ready, payload, timeout, "waiting for the end of the start-up", 0);
     dim = h.dim;
     reduce = std::make_unique<RootLink>(link, sync, dim, timeout);
-    session = std::make_unique<Session>(std::move(shard), o.threads, static_cast<int>(root.context), kvType, *reduce);
+    // The KV cache is sized by the context: never more than the model's own.
+    const int context = static_cast<int>(std::min<uint32_t>(root.context, static_cast<uint32_t>(h.maxSeqLen)));
+    session = std::make_unique<Session>(std::move(shard), o.threads, context, kvType, *reduce);
     log(link.peer() + ": node " + std::to_string(plan.index) + " of " + std::to_string(plan.nodes) + ", sync " + (sync == FloatType::Q80 ? "q80" : "f32") +
         (root.sendWeights ? ", " + std::to_string(streamed) + " bytes of slices received" : ", slices cut from " + own->path()));
   } catch (const std::exception& e) {
@@ -114,7 +131,7 @@ void serveRoot(Link& link, const Model* own, const WorkerOptions& o, const std::
     throw;
   }
   link.send(Msg::Ready, nullptr, 0, timeout);
-  const int vocabRows = plan.vocab.size();
+  link.allowPings();
   std::vector<float> x, logits;
   std::vector<uint8_t> wire;
   for (;;) {
@@ -122,16 +139,16 @@ void serveRoot(Link& link, const Model* own, const WorkerOptions& o, const std::
     if (type == Msg::End) return;
     if (type != Msg::Forward) throw NetError(link.peer() + ": unexpected " + msgName(type) + " between passes");
     Reader r(payload, link.peer() + ": Forward");
-    const int pos = static_cast<int>(r.u32()), n = static_cast<int>(r.u32()), first = static_cast<int>(r.u32()), count = static_cast<int>(r.u32());
-    if (n <= 0 || first < 0 || count < 0 || first + count > n || payload.size() != 16 + static_cast<size_t>(n) * dim * sizeof(float)) {
-      throw NetError(link.peer() + ": malformed Forward message");
+    const uint32_t pos = r.u32(), n = r.u32(), first = r.u32(), count = r.u32();
+    // The rows must be what n says; the session checks n, pos, first and count against its context.
+    if (payload.size() - 16 != static_cast<uint64_t>(n) * static_cast<uint64_t>(dim) * sizeof(float)) {
+      throw NetError(link.peer() + ": a Forward of " + std::to_string(payload.size()) + " bytes does not hold " + std::to_string(n) + " rows");
     }
     x.resize(static_cast<size_t>(n) * dim);
     r.bytes(x.data(), x.size() * sizeof(float));
     r.end();
-    logits.resize(static_cast<size_t>(count) * vocabRows);
     try {
-      session->evaluateSlice(x.data(), n, pos, first, count, logits.data());
+      session->evaluateSlice(x.data(), n, pos, first, count, logits);
     } catch (const std::invalid_argument& e) {
       link.sendError(e.what());
       throw;
@@ -148,6 +165,17 @@ void serveWorker(const WorkerOptions& o, const std::function<void(const std::str
   std::unique_ptr<Model> own;
   if (!o.model.empty()) own = std::make_unique<Model>(o.model);
   Listener listener(o.host, o.port);
+  if (o.secret.empty() && !listener.loopback()) {
+    if (!o.insecure) {
+      throw NetError("refusing to listen on " + o.host + " without a shared secret: any machine that reaches it could drive this worker; set "
+                     "GLM_ENGINE_SECRET or --secret-file (a long random secret, the same on the root), or pass --insecure on a network you trust");
+    }
+    log("warning: --insecure: any root that reaches " + o.host + " may use this worker");
+  }
+  if (!o.secret.empty() && o.secret.size() < kShortSecretBytes) {
+    log("warning: the shared secret is shorter than " + std::to_string(kShortSecretBytes) +
+        " bytes; a captured handshake lets it be guessed offline (use e.g. `openssl rand -hex 32`)");
+  }
   log("listening on " + o.host + ":" + std::to_string(listener.port()));
   // One root at a time, served on its own thread, so that another root is told that this worker is
   // busy instead of waiting for a timeout. A root that just ended its session gets a moment to finish.

@@ -12,7 +12,8 @@ struct WorkerOptions {
   int port = 9990;  // 0: any free port
   int threads = 1;
   std::string model;   // optional own copy of the model file
-  std::string secret;  // empty: accept any root
+  std::string secret;  // empty: accept any root, and only on a loopback address unless insecure
+  bool insecure = false;
   // A root not heard from (not even its heartbeat, every second) for this long is dropped.
   int idleLimitMs = 10000;
 };
