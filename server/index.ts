@@ -20,7 +20,7 @@ export { EngineGenerator, PromptError, templateMessages, type EngineGeneratorOpt
 export { ReplyParser, StopMatcher, parseToolCall, type ReplyEvent, type ToolCall } from './parse.js';
 export { GenerationQueue, QueueFullError } from './queue.js';
 export { ApiError, MAX_TOP_K, parseChatCompletion } from './request.js';
-export { AuthFailures, clientKey } from './clients.js';
+export { clientKey } from './clients.js';
 
 export interface ServerOptions {
   readonly generator: TextGenerator;
