@@ -68,3 +68,10 @@ export async function f32AndQ40(dir: string): Promise<{ f32: string; q40: string
   await convert({ modelDir: checkpoint, outFile: q40, weights: 'q40' });
   return { f32, q40 };
 }
+
+/** Runs a program; a program that is not installed is an error naming it (the external tests' packages come from .ci/run). */
+export function runProgram(command: string, args: string[], env: Record<string, string> = {}, input?: string): { status: number; stdout: string; stderr: string } {
+  const r = spawnSync(command, args, { encoding: 'utf8', env: { ...process.env, ...env }, input });
+  if (r.error) throw new Error(`${command}: ${r.error.message} (install it: .ci/run does)`);
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}

@@ -3,6 +3,7 @@
  * reproduces a single-node generation across the link, and taking the link down mid-generation (a
  * pulled cable: no reset, no close) stops the root with a clear error within its timeout. Needs root
  * and iproute2 (`ip netns`), as CI has; it fails, naming what is missing, where they are not.
+ * @needs root and iproute2 (network namespaces)
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';

@@ -2,6 +2,7 @@
  * The engine on a runner that has no build: compiled once with the runner's toolchain (a real node-gyp
  * build, about a minute here), saved to the actions cache, and restored instead of rebuilt next time.
  * The cache is a local service speaking @actions/cache's v1 protocol.
+ * @needs a full node-gyp build (slow)
  */
 import { createHash } from 'node:crypto';
 import { cp, readFile, rm, symlink } from 'node:fs/promises';

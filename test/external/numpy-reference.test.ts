@@ -2,6 +2,7 @@
  * The native encoders against numpy: distributed-llama's converter formulas evaluated by numpy
  * (test/reference/dllama_numpy.py), whose float32 arithmetic, float16 conversion and round-half-even
  * are not ours. Needs python3 with numpy (.ci/run installs Debian's python3-numpy where it is missing).
+ * @needs python3-numpy
  */
 import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';

@@ -3,6 +3,7 @@
  * promotion path for objects above 5 GiB, here forced with a small threshold), AbortMultipartUpload
  * and ListMultipartUploads (so a failed upload can be shown to leave no parts), and object ACLs.
  * Needs `moto_server` (Python moto) on PATH.
+ * @needs moto_server
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
