@@ -82,7 +82,7 @@ function withSampling(command: Command): Command {
     .option('--max-tokens <n>', 'most tokens to generate', positiveInt, 256)
     .option('--temperature <t>', '0 is greedy', nonNegative, 0.8)
     .option('--top-p <p>', 'nucleus mass (1 disables)', probability, 0.95)
-    .option('--top-k <k>', 'candidates kept (0 disables)', (v: string) => (v === '0' ? 0 : positiveInt(v)), 40)
+    .option('--top-k <k>', 'candidates kept (0 disables; a k past the vocabulary keeps all of it)', (v: string) => (v === '0' ? 0 : positiveInt(v)), 40)
     .option('--seed <n>', 'random seed (default: time)', positiveInt)
     .option('--threads <n>', 'threads (default: all cores)', positiveInt)
     .option('--ctx <n>', 'context length in tokens (default: the model\'s, at most 4096)', positiveInt)

@@ -1,11 +1,16 @@
 /** `glm-dllama registry ...`: validate the models registry, look for new upstream revisions, build workflow matrices. */
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { commaList } from './args.js';
 import { affectedModels, checkUpdates, loadRegistry, matrixOf, writeRevisions } from '../pipeline/registry.js';
 
 const DEFAULT_FILE = 'models/registry.yaml';
+
+function runnerLabel(value: string): string {
+  if (!/^[A-Za-z0-9._-]+$/.test(value)) throw new InvalidArgumentError("a runner label: letters, digits, '.', '_' and '-'");
+  return value;
+}
 
 export function registerRegistryCommand(program: Command): void {
   const registry = program.command('registry').description('the models registry (models/registry.yaml) the workflows run on');
@@ -46,7 +51,8 @@ export function registerRegistryCommand(program: Command): void {
     .option('--changed-files <file>', 'the changed paths, one a line (git diff --name-only)')
     .option('--all-if-changed <prefixes>', 'comma-separated path prefixes that affect every model', commaList, ['converter/', 'engine/'])
     .option('--models <ids>', 'these models only (comma-separated ids), whatever changed', commaList)
-    .action(async (file: string, o: { base?: string; changedFiles?: string; allIfChanged: string[]; models?: string[] }) => {
+    .option('--self-hosted-label <label>', 'add this runner label to every self-hosted entry (the publish workflow runs on runners of its own)', runnerLabel)
+    .action(async (file: string, o: { base?: string; changedFiles?: string; allIfChanged: string[]; models?: string[]; selfHostedLabel?: string }) => {
       const head = await loadRegistry(file);
       let models;
       if (o.models) {
@@ -58,7 +64,7 @@ export function registerRegistryCommand(program: Command): void {
         const changed = o.changedFiles ? (await readFile(o.changedFiles, 'utf8')).split('\n').filter((l) => l !== '') : [];
         models = affectedModels(head, base, changed, o.allIfChanged);
       }
-      const { include, skipped } = matrixOf(models);
+      const { include, skipped } = matrixOf(models, o.selfHostedLabel);
       if (skipped.length > 0) process.stderr.write(`skipped (revision unpinned): ${skipped.join(', ')}\n`);
       console.log(JSON.stringify({ include }));
     });

@@ -5,11 +5,13 @@
  * written to `<file>.incomplete`, checked against the tree listing (size, and the sha256 LFS oid or
  * the git blob sha1) while it streams, and renamed only when it matches; an interrupted transfer
  * resumes from the partial file's length with a Range request, within the run (a few retries) or
- * on the next one.
+ * on the next one. Anything else in the commit's folder is deleted once the files are in place: the
+ * cache is shared by the jobs of a persistent runner, and a file an earlier job left there (an index
+ * naming other shards, say) would otherwise be read by the conversion.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, stat, statfs, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -372,6 +374,20 @@ async function verifyCached(ctx: Context, job: FileJob): Promise<string | undefi
   return undefined;
 }
 
+/** Deletes everything under `dir` that is not one of the `listed` regular files (paths relative to `dir`). */
+async function removeUnlisted(ctx: Context, dir: string, listed: ReadonlySet<string>, under = ''): Promise<void> {
+  for (const entry of await readdir(join(dir, under), { withFileTypes: true })) {
+    const path = under ? `${under}/${entry.name}` : entry.name;
+    if (entry.isFile() && listed.has(path)) continue;
+    if (entry.isDirectory() && [...listed].some((p) => p.startsWith(`${path}/`))) {
+      await removeUnlisted(ctx, dir, listed, path);
+      continue;
+    }
+    ctx.log(`${path}: not in the tree of this commit; deleted from the cache`);
+    await rm(join(dir, path), { recursive: true, force: true });
+  }
+}
+
 /** Fails before the first byte when the cache's file system cannot hold what is still missing. */
 async function checkFreeSpace(ctx: Context, dir: string, jobs: readonly { expected: Expected; target: string }[]): Promise<void> {
   let needed = 0;
@@ -488,5 +504,6 @@ export async function downloadModel(options: DownloadOptions): Promise<DownloadR
   const failures = settled.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
   const failure = failures.find((e) => !(e instanceof CancelledError)) ?? failures[0];
   if (failure !== undefined) throw failure;
+  await removeUnlisted(ctx, dir, new Set(entries.map((e) => e.path)));
   return { dir, commit, files, downloadedBytes };
 }

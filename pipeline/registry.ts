@@ -265,9 +265,11 @@ export function affectedModels(head: Registry, base: Registry | undefined, chang
 
 /**
  * The matrix entries for `models`: one per quantization. Unpinned hub models are left out (listed in
- * `skipped`), since their conversion would not be reproducible.
+ * `skipped`), since their conversion would not be reproducible. `selfHostedLabel`, when given, is added
+ * to every entry that runs on a self-hosted runner: the publish workflow's own runners, which no
+ * pull-request job may share.
  */
-export function matrixOf(models: RegistryModel[]): { include: MatrixEntry[]; skipped: string[] } {
+export function matrixOf(models: RegistryModel[], selfHostedLabel?: string): { include: MatrixEntry[]; skipped: string[] } {
   const include: MatrixEntry[] = [];
   const skipped: string[] = [];
   for (const m of models) {
@@ -283,7 +285,7 @@ export function matrixOf(models: RegistryModel[]): { include: MatrixEntry[]; ski
         quant,
         model,
         fixture,
-        'runs-on': m.runnerLabels,
+        'runs-on': selfHostedLabel && m.runnerLabels.includes('self-hosted') ? [...m.runnerLabels, selfHostedLabel] : m.runnerLabels,
         'max-ppl-increase': m.gates.maxPplIncrease,
         'max-kld': m.gates.maxKld,
         'max-regression': m.gates.maxRegression,

@@ -50,13 +50,22 @@ function metricsOf(kind: StepResults['kind']): Metric[] {
   }
 }
 
-/** Table cells come from result files, which for fork pull requests are untrusted: no Markdown or HTML gets through. */
+/**
+ * Table cells come from result files, which for fork pull requests are untrusted: no Markdown or HTML
+ * gets through, and nothing GitHub turns into a link or a notification either. A zero-width space
+ * (U+200B) after `@` and `#`, inside `://`, `www.` and `GH-` keeps the text readable but stops
+ * @mentions (team ones included), #123 and GH-123 references and bare-URL autolinks.
+ */
 function cell(text: string): string {
   const entities: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;' };
   return text
     .replace(/[\r\n]+/g, ' ')
     .replace(/[&<>]/g, (c) => entities[c] as string)
-    .replace(/[|\\`*_[\]]/g, (c) => `\\${c}`);
+    .replace(/[|\\`*_[\]]/g, (c) => `\\${c}`)
+    .replace(/[@#]/g, (c) => `${c}\u200b`)
+    .replace(/:\/\//g, ':\u200b//')
+    .replace(/\b(www)\./gi, '$1\u200b.')
+    .replace(/\b(GH)-/gi, '$1\u200b-');
 }
 
 function change(current: number, base: number, better: Metric['better']): string {
@@ -67,8 +76,9 @@ function change(current: number, base: number, better: Metric['better']): string
   return Math.abs(pct) < 0.005 ? '0.00%' : `${sign}${pct.toFixed(2)}% ${improved ? '(better)' : '(worse)'}`;
 }
 
-function gateMark(gate: Gate | undefined): string {
+function gateMark(gate: Gate | undefined, untrusted: boolean): string {
   if (!gate) return '';
+  if (untrusted) return `${gate.skipped ? 'reported skipped' : gate.passed ? 'reported pass' : 'reported fail'}: ${cell(gate.detail)}`;
   return `${gate.skipped ? '➖ skipped:' : gate.passed ? '✅' : '❌'} ${cell(gate.detail)}`;
 }
 
@@ -87,6 +97,11 @@ export interface RenderOptions {
   marker?: string;
   /** Link to the workflow run. */
   runUrl?: string;
+  /**
+   * The results were produced by code this repository has not reviewed (a fork's pull request run):
+   * the report says so in its title and shows the verdicts as the fork's claims, without pass or fail signs.
+   */
+  untrusted?: boolean;
 }
 
 export function renderReport(rows: readonly ReportRow[], options: RenderOptions): string {
@@ -95,17 +110,22 @@ export function renderReport(rows: readonly ReportRow[], options: RenderOptions)
   const skipped = gates.filter((g) => g.skipped).length;
   const judged = gates.length - skipped;
   const skippedNote = skipped ? ` (${skipped} not judged: see the marks below)` : '';
+  const untrusted = options.untrusted ?? false;
   const lines: string[] = [];
   if (options.marker) lines.push(options.marker);
-  lines.push(`### ${failed.length ? '❌' : '✅'} glm-dllama: ${cell(options.title)}`, '');
-  lines.push(
+  if (untrusted) {
+    lines.push(`### ⚠️ glm-dllama: unverified results from a fork's code: ${cell(options.title)}`, '');
+    lines.push("The fork's own code (its pull request's version of the converter, engine and gates) produced every figure and verdict below; nothing here was checked by this repository's code.", '');
+  } else {
+    lines.push(`### ${failed.length ? '❌' : '✅'} glm-dllama: ${cell(options.title)}`, '');
+  }
+  const verdict =
     gates.length === 0
       ? 'No gates were set in this run.'
       : failed.length === 0
         ? `All ${judged} gates passed${skippedNote}.`
-        : `${failed.length} of ${judged} gates failed: ${failed.map((g) => cell(g.name)).join(', ')}${skippedNote}.`,
-    '',
-  );
+        : `${failed.length} of ${judged} gates failed: ${failed.map((g) => cell(g.name)).join(', ')}${skippedNote}.`;
+  lines.push(untrusted && gates.length > 0 ? `As the fork's run reports it: ${verdict.charAt(0).toLowerCase()}${verdict.slice(1)}` : verdict, '');
   if (rows.length === 0) {
     lines.push('No results were produced.');
   } else {
@@ -120,11 +140,11 @@ export function renderReport(rows: readonly ReportRow[], options: RenderOptions)
         const baseText = b === undefined || !Number.isFinite(b) ? '–' : m.format(b);
         const changeText = b === undefined || !Number.isFinite(b) ? '' : change(v, b, m.better);
         const gate = m.gate ? gatesOfRow.find((g) => g.name === m.gate) : undefined;
-        lines.push(`| ${cell(subjectOf(row.current))} | ${m.label} | ${m.format(v)} | ${baseText} | ${changeText} | ${gateMark(gate)} |`);
+        lines.push(`| ${cell(subjectOf(row.current))} | ${m.label} | ${m.format(v)} | ${baseText} | ${changeText} | ${gateMark(gate, untrusted)} |`);
       }
       // Gates that no metric row shows still get a line of their own.
       for (const g of gatesOfRow.filter((g) => !metricsOf(row.current.kind).some((m) => m.gate === g.name))) {
-        lines.push(`| ${cell(subjectOf(row.current))} | ${cell(g.name)} | ${g.actual} ${cell(g.unit)} | | | ${gateMark(g)} |`);
+        lines.push(`| ${cell(subjectOf(row.current))} | ${cell(g.name)} | ${g.actual} ${cell(g.unit)} | | | ${gateMark(g, untrusted)} |`);
       }
     }
   }

@@ -2,7 +2,8 @@
 # Makes this machine (Ubuntu 22.04/24.04 or Debian 12, x86-64) a self-hosted GitHub Actions runner for
 # the glm-dllama workflows: an unprivileged runner user, Node, the C++ toolchain and a glm-engine build,
 # the pinned runner verified by sha256, the needrestart exclusion, no metadata-service access for jobs,
-# registration and the systemd service.
+# registration and the systemd service. Root never runs or writes a file inside the runner folder,
+# which the job user owns: the runner is unpacked there as that user, and the unit file is written here.
 # Idempotent: every step checks the machine first and is skipped when already done, so the same command
 # finishes a half-done install or re-registers a runner. --dry-run prints the plan and changes nothing.
 #
@@ -15,6 +16,8 @@ RUNNER_VERSION=2.336.0
 # https://github.com/actions/runner/releases/tag/v2.336.0
 RUNNER_SHA256=04cf0be1aff4c3ec3554466c39124ca250e3effd8873bb7e8d68535aa9505d5d
 NODE_MAJOR=24
+# NodeSource's repository signing key; the key fetched over HTTPS must have this fingerprint.
+NODESOURCE_KEY_FINGERPRINT=6F71F525282841EEDAF851B42F59B5F99B1BE0B4
 
 usage() {
   cat <<'EOF'
@@ -25,19 +28,20 @@ usage: install-runner.sh --url URL [--labels L1,L2] [--name NAME] [--ephemeral |
   --url URL            repository or organisation URL the runner serves (https://github.com/OWNER[/REPO])
   --labels L1,L2       labels besides self-hosted,linux,x64 (for example cpu-32g or gpu)
   --name NAME          runner name (default: the host name)
-  --ephemeral          take one job, then unregister (for throwaway Droplets)
-  --persistent         keep taking jobs (default)
+  --ephemeral          take one job, then unregister (default)
+  --persistent         keep taking jobs: only on a machine that no pull-request job shares with a
+                       job holding secrets (see docs/security.md)
   --token-stdin        read the registration token from stdin (else $RUNNER_TOKEN)
   --user USER          the unprivileged account that runs jobs (default: glm-runner)
   --dir DIR            runner folder (default: /opt/actions-runner)
-  --glm-dllama-ref REF glm-dllama tag or commit whose engine is built (default: v1)
+  --glm-dllama-ref REF glm-dllama commit (or tag) whose engine is built (default: v1)
   --skip-register      prepare everything but the registration and the service (first boot)
   --dry-run            print every step, change nothing
   --root DIR           with --dry-run: read the machine's state under DIR (for tests)
 EOF
 }
 
-url='' labels='' name='' ephemeral=false token_stdin=false skip_register=false dry_run=false root=''
+url='' labels='' name='' ephemeral=true token_stdin=false skip_register=false dry_run=false root=''
 runner_user=glm-runner runner_dir=/opt/actions-runner glm_ref=v1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -140,11 +144,11 @@ echo "glm-dllama runner setup: runner $RUNNER_VERSION, user $runner_user, folder
 # 1. Packages: the C++ toolchain the engine needs (node-gyp: make, g++, python3), and the tools the workflows use.
 step 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential g++ make python3 git curl jq ca-certificates gnupg iptables'
 
-# 2. Node from NodeSource's signed apt repository.
+# 2. Node from NodeSource's signed apt repository, its key checked against the pinned fingerprint.
 if node_ok; then
   skip "Node $NODE_MAJOR or later is installed"
 else
-  step "install -d -m 0755 /etc/apt/keyrings && curl -fsSL https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key | gpg --dearmor --yes -o /etc/apt/keyrings/nodesource.gpg"
+  step "key=\$(curl -fsSL https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key) && [ \"\$(printf '%s\\n' \"\$key\" | gpg --show-keys --with-colons | awk -F: '/^fpr/ { print \$10; exit }')\" = $NODESOURCE_KEY_FINGERPRINT ] && install -d -m 0755 /etc/apt/keyrings && printf '%s\\n' \"\$key\" | gpg --dearmor --yes -o /etc/apt/keyrings/nodesource.gpg"
   step "echo 'deb [signed-by=/etc/apt/keyrings/nodesource.gpg] https://deb.nodesource.com/node_$NODE_MAJOR.x nodistro main' > /etc/apt/sources.list.d/nodesource.list"
   step 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs'
 fi
@@ -156,17 +160,32 @@ else
   step "useradd --system --create-home --shell /bin/bash $runner_user"
 fi
 
-# 4. The runner, pinned and verified before it is unpacked.
+# 4. The runner, pinned and verified before it is unpacked. It is downloaded into a folder only root can
+# reach, installdependencies.sh runs from a copy unpacked there (never from the job user's folder), and
+# the runner folder is filled by the job user itself. An upgrade stops the service around the unpack.
 tarball="actions-runner-linux-x64-$RUNNER_VERSION.tar.gz"
+unit="actions.runner.$name.service"
+unit_file=/etc/systemd/system/$unit
 if exists "$runner_dir/.runner-version" && [ "$(cat "$root$runner_dir/.runner-version")" = "$RUNNER_VERSION" ]; then
   skip "runner $RUNNER_VERSION is unpacked in $runner_dir"
 else
+  if $dry_run; then
+    download=/tmp/glm-dllama-runner.XXXXXXXXXX
+    echo "+ download=\$(mktemp -d -t glm-dllama-runner.XXXXXXXXXX)"
+  else
+    download=$(mktemp -d -t glm-dllama-runner.XXXXXXXXXX)
+    trap 'rm -rf "$download"' EXIT
+  fi
+  step "curl -fsSL -o $download/$tarball https://github.com/actions/runner/releases/download/v$RUNNER_VERSION/$tarball"
+  step "echo '$RUNNER_SHA256  $download/$tarball' | sha256sum --check --strict"
+  step "mkdir $download/runner && tar -xzf $download/$tarball -C $download/runner && $download/runner/bin/installdependencies.sh"
+  running=false
+  exists "$unit_file" && running=true
+  $running && step "systemctl stop $unit"
   step "install -d -o $runner_user -g $runner_user $runner_dir"
-  step "curl -fsSL -o /tmp/$tarball https://github.com/actions/runner/releases/download/v$RUNNER_VERSION/$tarball"
-  step "echo '$RUNNER_SHA256  /tmp/$tarball' | sha256sum --check --strict"
-  step "tar -xzf /tmp/$tarball -C $runner_dir && rm /tmp/$tarball && chown -R $runner_user:$runner_user $runner_dir"
-  step "$runner_dir/bin/installdependencies.sh"
-  step "echo $RUNNER_VERSION > $runner_dir/.runner-version"
+  step "$(as_runner '' "tar -xzf - -C $runner_dir && echo $RUNNER_VERSION > $runner_dir/.runner-version") < $download/$tarball"
+  $running && step "systemctl start $unit"
+  step "rm -rf $download"
 fi
 
 # 5. needrestart (Ubuntu) must not restart the runner service in the middle of a job after an upgrade.
@@ -178,14 +197,15 @@ else
 fi
 
 # 6. Jobs must not read the cloud metadata service: it serves the Droplet's user-data and tags to any
-# local process. A boot-time unit rejects the runner user's packets to it (root keeps access).
+# local process. A boot-time unit rejects the runner user's packets to it (root keeps access). It runs
+# before the network comes up (network-pre.target), and the runner's unit requires it (step 9).
 metadata_unit=/etc/systemd/system/glm-dllama-block-metadata.service
-if exists "$metadata_unit"; then
+if exists "$metadata_unit" && grep -q '^Before=network-pre.target$' "$root$metadata_unit"; then
   skip "$metadata_unit exists"
 else
   rule="OUTPUT -d 169.254.169.254 -m owner --uid-owner $runner_user -j REJECT"
-  step "printf '%s\\n' '[Unit]' 'Description=Keep the GitHub runner user away from the metadata service' 'After=network-pre.target' '[Service]' 'Type=oneshot' 'RemainAfterExit=yes' 'ExecStart=/usr/sbin/iptables -I $rule' 'ExecStop=/usr/sbin/iptables -D $rule' '[Install]' 'WantedBy=multi-user.target' > $metadata_unit"
-  step "systemctl daemon-reload && systemctl enable --now glm-dllama-block-metadata.service"
+  step "printf '%s\\n' '[Unit]' 'Description=Keep the GitHub runner user away from the metadata service' 'Before=network-pre.target' 'Wants=network-pre.target' '[Service]' 'Type=oneshot' 'RemainAfterExit=yes' 'ExecStart=/usr/sbin/iptables -I $rule' 'ExecStop=/usr/sbin/iptables -D $rule' '[Install]' 'WantedBy=multi-user.target' > $metadata_unit"
+  step "systemctl daemon-reload && systemctl enable glm-dllama-block-metadata.service && systemctl restart glm-dllama-block-metadata.service"
 fi
 
 # 7. glm-engine, built once as the runner user: proves the toolchain and warms the npm cache for jobs.
@@ -193,7 +213,7 @@ engine_dir=/home/$runner_user/glm-dllama
 if exists "$engine_dir/build/Release/glm-engine" && [ "$(cat "$root$engine_dir/.glm-dllama-ref" 2>/dev/null)" = "$glm_ref" ]; then
   skip "glm-engine ($glm_ref) is built in $engine_dir"
 else
-  step "$(as_runner '' "rm -rf $engine_dir && git clone --quiet --depth 1 --branch $glm_ref https://github.com/glm-dllama/glm-dllama.git $engine_dir")"
+  step "$(as_runner '' "rm -rf $engine_dir && git init --quiet $engine_dir && git -C $engine_dir fetch --quiet --depth 1 https://github.com/glm-dllama/glm-dllama.git $glm_ref && git -C $engine_dir checkout --quiet FETCH_HEAD")"
   step "$(as_runner '' "cd $engine_dir && npm ci && test -x build/Release/glm-engine && echo $glm_ref > .glm-dllama-ref")"
 fi
 
@@ -216,11 +236,16 @@ else
   unset ACTIONS_RUNNER_INPUT_TOKEN
 fi
 
-# 9. The systemd service (actions.runner.*), started now and at every boot.
-if exists "$runner_dir/.service"; then
-  skip "service $(cat "$root$runner_dir/.service") is installed"
+# 9. The systemd service, written here rather than by the runner's svc.sh (which root would run from the
+# job user's folder). It starts after the metadata block and not without it. An ephemeral runner's
+# service ends with its one job (it exits 0); a persistent one is restarted whenever it stops.
+if exists "$unit_file"; then
+  skip "service $unit is installed"
 else
-  step "cd $runner_dir && ./svc.sh install $runner_user && ./svc.sh start"
+  restart=always
+  $ephemeral && restart=on-failure
+  step "printf '%s\\n' '[Unit]' 'Description=GitHub Actions runner $name' 'After=network-online.target glm-dllama-block-metadata.service' 'Wants=network-online.target' 'Requires=glm-dllama-block-metadata.service' '[Service]' 'ExecStart=$runner_dir/bin/runsvc.sh' 'User=$runner_user' 'WorkingDirectory=$runner_dir' 'KillMode=process' 'KillSignal=SIGTERM' 'TimeoutStopSec=5min' 'Restart=$restart' 'RestartSec=5s' '[Install]' 'WantedBy=multi-user.target' > $unit_file"
+  step "systemctl daemon-reload && systemctl enable --now $unit"
 fi
 
 echo "done: runner $name ($($ephemeral && echo ephemeral || echo persistent)) for $url"

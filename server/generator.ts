@@ -36,6 +36,8 @@ export interface TextGenerator {
   readonly modelId: string;
   /** Context length in tokens, when known. */
   readonly contextLength?: number;
+  /** The tokenizer's vocabulary, when known (bounds a request's top_k). */
+  readonly vocabSize?: number;
   /** The reply's text pieces, markup (`<think>`, `<tool_call>`) included; returns the usage. */
   generate(request: GenerationRequest): TextGeneration;
   /** For /health. */
@@ -120,6 +122,10 @@ export class EngineGenerator implements TextGenerator {
 
   get contextLength(): number {
     return this.model.contextLength;
+  }
+
+  get vocabSize(): number {
+    return this.tokenizer.tokenizer.vocabSize;
   }
 
   health() {

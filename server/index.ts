@@ -8,6 +8,7 @@ import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
+import { AuthFailures, clientKey } from './clients.js';
 import type { GenerationUsage, TextGeneration, TextGenerator } from './generator.js';
 import { PromptError } from './generator.js';
 import { createMetrics, type ServerMetrics } from './metrics.js';
@@ -18,18 +19,25 @@ import { ApiError, parseChatCompletion, type ChatCompletionRequest } from './req
 export { EngineGenerator, PromptError, templateMessages, type EngineGeneratorOptions, type GenerationRequest, type GenerationUsage, type TextGeneration, type TextGenerator } from './generator.js';
 export { ReplyParser, StopMatcher, parseToolCall, type ReplyEvent, type ToolCall } from './parse.js';
 export { GenerationQueue, QueueFullError } from './queue.js';
-export { ApiError, parseChatCompletion } from './request.js';
+export { ApiError, MAX_TOP_K, parseChatCompletion } from './request.js';
+export { clientKey } from './clients.js';
 
 export interface ServerOptions {
   readonly generator: TextGenerator;
-  /** Requests per window per client IP on /v1/chat/completions; false disables. Default 10 per hour. */
+  /**
+   * Requests per window per client (an IPv4 address, an IPv6 /64) on /v1/chat/completions, counted
+   * before the API key is checked; false disables. Default 10 per hour.
+   */
   readonly rateLimit?: { readonly max: number; readonly windowMs: number } | false;
   /**
    * Addresses (IPs or CIDRs) of reverse proxies whose X-Forwarded-For is believed. Default none: the
    * client IP is the socket's peer.
    */
   readonly trustedProxies?: readonly string[];
-  /** When set, /v1/* requires `Authorization: Bearer <one of these>`. */
+  /**
+   * When set, /v1/* and /metrics require `Authorization: Bearer <one of these>`, and a client that sent
+   * AUTH_FAILURES.max wrong keys within AUTH_FAILURES.windowMs gets 429 until that window ends.
+   */
   readonly apiKeys?: readonly string[];
   /** Requests that may wait while one generates (beyond it: 503). Default 8. */
   readonly maxQueue?: number;
@@ -63,6 +71,9 @@ export interface DemoServer {
 }
 
 class ClientGone extends Error {}
+
+/** Wrong API keys a client may send per window before it is refused: no guessing at request speed. */
+export const AUTH_FAILURES = { max: 10, windowMs: 15 * 60_000 } as const;
 
 /** Fastify's own errors under OpenAI-style codes. */
 const FASTIFY_CODES: Record<string, string> = {
@@ -106,7 +117,7 @@ export async function createServer(options: ServerOptions): Promise<DemoServer> 
     metrics.queueDepth.set(waiting);
     metrics.generationsRunning.set(running);
   });
-  const limits = { maxTokens: options.maxTokens ?? 1024, temperature: options.temperature ?? 0.8, topP: options.topP ?? 0.95 };
+  const limits = { maxTokens: options.maxTokens ?? 1024, temperature: options.temperature ?? 0.8, topP: options.topP ?? 0.95, vocabSize: generator.vocabSize };
   const timeoutMs = options.requestTimeoutMs ?? 300_000;
   const retryAfter = String(options.retryAfterSeconds ?? 5);
   const keys = (options.apiKeys ?? []).map((k) => Buffer.from(k));
@@ -157,21 +168,33 @@ export async function createServer(options: ServerOptions): Promise<DemoServer> 
     global: false,
     max: options.rateLimit ? options.rateLimit.max : 1,
     timeWindow: options.rateLimit ? options.rateLimit.windowMs : 1,
+    keyGenerator: (request) => clientKey(request.ip),
     onExceeded: () => metrics.rateLimited.inc(),
     errorResponseBuilder: (_request, context) =>
       new ApiError(429, `rate limit reached: ${context.max} requests per ${options.rateLimit ? Math.round(options.rateLimit.windowMs / 1000) : 0} s; retry in ${context.after}`, 'rate_limit_error', 'rate_limit_exceeded'),
   });
 
+  const authFailures = new AuthFailures(AUTH_FAILURES.max, AUTH_FAILURES.windowMs);
   const authenticate = async (request: FastifyRequest) => {
     if (keys.length === 0) return;
+    const client = clientKey(request.ip);
+    const wait = authFailures.retryAfter(client);
+    if (wait > 0) {
+      metrics.rateLimited.inc();
+      throw new ApiError(429, `too many wrong API keys from this address; retry in ${wait} s`, 'rate_limit_error', 'rate_limit_exceeded', null, { 'Retry-After': String(wait) });
+    }
     const header = request.headers.authorization ?? '';
     const match = /^Bearer\s+(.+)$/i.exec(header);
-    if (!match || !sameKey(match[1]!.trim(), keys)) throw new ApiError(401, 'missing or invalid API key (Authorization: Bearer KEY)', 'authentication_error', 'invalid_api_key');
+    if (!match || !sameKey(match[1]!.trim(), keys)) {
+      authFailures.record(client);
+      throw new ApiError(401, 'missing or invalid API key (Authorization: Bearer KEY)', 'authentication_error', 'invalid_api_key');
+    }
   };
   const refuseWhenClosing = async () => {
     if (closing) throw new ApiError(503, 'the server is shutting down', 'server_error', 'shutting_down', null, { 'Retry-After': retryAfter });
   };
-  const chatHooks = options.rateLimit === false ? [refuseWhenClosing, authenticate] : [refuseWhenClosing, authenticate, app.rateLimit()];
+  // The limiter runs first, so that requests with wrong keys use up the client's quota too.
+  const chatHooks = options.rateLimit === false ? [refuseWhenClosing, authenticate] : [refuseWhenClosing, app.rateLimit(), authenticate];
 
   app.get('/health', async () => {
     const h = generator.health();
@@ -184,7 +207,7 @@ export async function createServer(options: ServerOptions): Promise<DemoServer> 
     };
   });
 
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', { onRequest: [authenticate] }, async (_request, reply) => {
     void reply.header('Content-Type', metrics.registry.contentType);
     return metrics.registry.metrics();
   });

@@ -34,7 +34,15 @@ export interface RequestLimits {
   readonly maxTokens: number;
   readonly temperature: number;
   readonly topP: number;
+  /** The tokenizer's vocabulary, when known: a larger top_k is refused. */
+  readonly vocabSize?: number;
 }
+
+/**
+ * The largest top_k accepted. Sampling runs on the event loop and costs O(V log k) plus O(k) per token;
+ * past a few hundred candidates the nucleus (top_p) decides anyway.
+ */
+export const MAX_TOP_K = 1000;
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'observation']);
 
@@ -124,7 +132,10 @@ export function parseChatCompletion(body: unknown, limits: RequestLimits): ChatC
   const thinking = o['enable_thinking'] ?? kwargs?.['enable_thinking'];
   if (thinking !== undefined && thinking !== null && typeof thinking !== 'boolean') throw bad('enable_thinking', 'enable_thinking: expected true or false');
   const topK = o['top_k'];
-  if (topK !== undefined && topK !== null && (typeof topK !== 'number' || !Number.isSafeInteger(topK) || topK < 0)) throw bad('top_k', 'top_k: expected a non-negative integer');
+  const maxTopK = Math.min(MAX_TOP_K, limits.vocabSize ?? MAX_TOP_K);
+  if (topK !== undefined && topK !== null && (typeof topK !== 'number' || !Number.isSafeInteger(topK) || topK < 0 || topK > maxTopK)) {
+    throw bad('top_k', `top_k: expected an integer from 0 (off) to ${maxTopK}${maxTopK < MAX_TOP_K ? ', the vocabulary' : ''}`);
+  }
   return {
     generation: {
       messages,

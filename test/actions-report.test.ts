@@ -35,6 +35,25 @@ describe('run report', () => {
     expect(text).toContain('a\\|b&lt;img src=x&gt;.m');
     expect(text).not.toContain('<img');
   });
+
+  it('leaves no @mention, #123 or GH-123 reference or bare link active in a cell', () => {
+    const detail = 'ping @octocat and @org/team, see #123, owner/repo#7, GH-42, https://evil.example/x and www.evil.example';
+    const evil = { ...bench(50), model: '/x/@admin.m', gates: [{ name: 'decode-tps', passed: true, actual: 50, limit: 1, unit: 'tok/s', detail }] };
+    const text = renderReport([{ current: evil }], { title: '@maintainers #1' });
+    const shown = text.replaceAll('\u200b', '');
+    expect(shown).toContain(detail); // the same text to a reader ...
+    expect(shown).toContain('@admin.m');
+    // ... but nothing GitHub links or notifies
+    expect(text).not.toMatch(/@[\w-]|#\d|GH-\d|:\/\/|www\./i);
+  });
+
+  it("titles a fork's results as unverified and shows its verdicts without pass signs", () => {
+    const text = renderReport([{ current: bench(50, [{ name: 'decode-tps', passed: true, actual: 50, limit: 1, unit: 'tok/s', detail: '50 >= 1' }]) }], { title: 'fixture gate', untrusted: true });
+    expect(text.split('\n')[0]).toBe("### ⚠️ glm-dllama: unverified results from a fork's code: fixture gate");
+    expect(text).toContain("As the fork's run reports it: all 1 gates passed.");
+    expect(text).toContain('| reported pass: 50 &gt;= 1 |');
+    expect(text).not.toMatch(/✅|❌/);
+  });
 });
 
 describe('report action', () => {
@@ -94,6 +113,8 @@ describe('report action', () => {
     const run = await runAction('report', { 'results-dir': results, 'github-token': 'good-token', 'pr-number': '12', 'baseline-store': 'none' }, { githubUrl: github.url, eventName: 'workflow_run', event: {} });
     expect(run.code).toBe(0);
     expect(github.comments.map((c) => c.issue)).toEqual([12]);
+    expect(github.comments[0]!.body).toContain("unverified results from a fork's code");
+    expect(github.comments[0]!.body).not.toContain('✅');
   });
 
   it('warns instead of failing where the token is read-only (a fork pull request)', async () => {

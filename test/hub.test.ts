@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
-import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile, readdir, stat, symlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { convertModel } from '../pipeline/convert-model.js';
 import { HubError, IntegrityError, downloadModel, parseModelSource, sha256File, type DownloadOptions } from '../pipeline/hub.js';
 import { InputError } from '../converter/errors.js';
@@ -192,6 +192,25 @@ describe('hub download (local hub server)', () => {
     expect(logs.filter((l) => l.endsWith(': cached'))).toHaveLength(second.files.length - 1);
     expect(logs).toContainEqual(expect.stringMatching(new RegExp(`^${SHARD}: the cached copy sha256 [0-9a-f]{64} does not match the hub's LFS oid [0-9a-f]{64}; downloading it again$`)));
     expect(Buffer.compare(await readFile(cached), hub.files.get(SHARD)!.content)).toBe(0);
+  });
+
+  it('deletes what the tree does not list from the commit folder, so an earlier job cannot plant files', async () => {
+    const cacheDir = join(work, 'cache-planted');
+    const first = await downloadModel(options(cacheDir));
+    // shards and an index the conversion would read, nested files, a partial download, a link
+    const planted = ['model-00009-of-00009.safetensors', 'pytorch_model.bin.index.json', 'nested/evil.bin', `${SHARD}.incomplete`];
+    expect(planted.filter((p) => hub.files.has(p))).toEqual([]);
+    for (const p of planted) {
+      await mkdir(dirname(join(first.dir, p)), { recursive: true });
+      await writeFile(join(first.dir, p), '{"weight_map": {}}');
+    }
+    await symlink(join(first.dir, SHARD), join(first.dir, 'linked.safetensors'));
+    logs = [];
+    const second = await downloadModel(options(cacheDir));
+    expect(second.downloadedBytes).toBe(0);
+    const left = (await readdir(second.dir, { recursive: true })).map(String).sort();
+    expect(left).toEqual(second.files.map((f) => f.path).sort());
+    for (const p of [...planted, 'linked.safetensors']) expect(logs).toContain(`${p.split('/')[0]}: not in the tree of this commit; deleted from the cache`);
   });
 
   it('deletes a corrupted LFS file and names repo, revision and file', async () => {

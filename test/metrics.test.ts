@@ -40,6 +40,51 @@ describe('sampler', () => {
     expect([...seen].sort()).toEqual([1, 3]);
     expect(topIds(logits, 3)).toEqual([1, 3, 4]);
   });
+
+  /** The order topIds promises, by a plain sort of the whole vocabulary. */
+  const sortedIds = (values: ArrayLike<number>, k: number) =>
+    Array.from(values, (_, i) => i)
+      .sort((a, b) => values[b]! - values[a]! || a - b)
+      .slice(0, k);
+
+  it('topIds equals a plain sort: random logits, many ties, ascending and descending order, any k', () => {
+    let state = 12345;
+    const random = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
+    const cases: Float32Array[] = [
+      Float32Array.from({ length: 1000 }, () => random() * 20 - 10),
+      Float32Array.from({ length: 1000 }, () => Math.floor(random() * 5)), // ties everywhere
+      Float32Array.from({ length: 300 }, (_, i) => i / 10), // ascending: every id beats the last
+      Float32Array.from({ length: 300 }, (_, i) => -i), // descending
+      new Float32Array(50), // all equal
+    ];
+    for (const values of cases) {
+      for (const k of [1, 2, 7, 40, 299, 300, 1000, 5000]) expect(topIds(values, k)).toEqual(sortedIds(values, k));
+    }
+    expect(topIds(cases[0]!, 0)).toEqual([]);
+    expect(topIds(new Float32Array(0), 5)).toEqual([]);
+  });
+
+  it('topIds reads O(V log k) logits, not O(V·k), when k is the whole vocabulary', () => {
+    // A request's top_k reaches topIds on the event loop; counting reads measures the work without a clock.
+    const size = 2048;
+    const ascending = Float32Array.from({ length: size }, (_, i) => i);
+    let reads = 0;
+    const counted = new Proxy(ascending, {
+      get(target, key) {
+        if (typeof key === 'string' && /^\d+$/.test(key)) reads++;
+        return Reflect.get(target, key) as unknown;
+      },
+    });
+    expect(topIds(counted, size)).toEqual(sortedIds(ascending, size));
+    expect(reads).toBeLessThan(8 * size * Math.log2(size));
+  });
+
+  it('a top-k past the vocabulary keeps all of it', () => {
+    const sampler = new Sampler({ temperature: 1, topK: Number.MAX_SAFE_INTEGER, topP: 1, seed: 5 });
+    const seen = new Set(Array.from({ length: 500 }, () => sampler.sample(logits)));
+    expect([...seen].sort()).toEqual([0, 1, 2, 3, 4]);
+    expect(topIds(logits, 2 ** 40)).toEqual([1, 3, 4, 0, 2]);
+  });
 });
 
 describe('perplexity and KL divergence', () => {

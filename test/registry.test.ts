@@ -109,6 +109,18 @@ describe('matrix', () => {
     expect(include[0]).toMatchObject({ model: 'hf:zai-org/GLM-4-9B-0414@645b8482494e31b6b752272bf7f7f273ef0f3caf', fixture: '', 'runs-on': ['self-hosted', 'linux', 'x64', 'cpu-32g'], threads: '' });
   });
 
+  test("the publish workflow's label goes on every self-hosted entry, and on no hosted one", async () => {
+    const r = await loadRegistry(REGISTRY);
+    const fixtures = await loadRegistry('models/fixture-registry.yaml');
+    const { include } = matrixOf([...r.models, ...fixtures.models], 'publish');
+    for (const e of include) {
+      expect(e['runs-on'].includes('publish')).toBe(e['runs-on'].includes('self-hosted'));
+    }
+    expect(include[0]!['runs-on']).toEqual(['self-hosted', 'linux', 'x64', 'cpu-32g', 'publish']);
+    expect(include.some((e) => e['runs-on'].join() === 'ubuntu-latest')).toBe(true);
+    expect(matrixOf(r.models).include[0]!['runs-on']).toEqual(['self-hosted', 'linux', 'x64', 'cpu-32g']);
+  });
+
   test('affected models: edited entries only, every model when the engine changed', async () => {
     const text = await registryText();
     const base = parseRegistry(text, 'base.yaml');

@@ -4,7 +4,7 @@
  * in OpenAI's shape, client disconnects, CORS, graceful close, and /metrics counting all of it.
  */
 import OpenAI from 'openai';
-import { createServer, type DemoServer, type GenerationRequest, type GenerationUsage, type ServerOptions, type TextGeneration, type TextGenerator } from '../server/index.js';
+import { clientKey, createServer, type DemoServer, type GenerationRequest, type GenerationUsage, type ServerOptions, type TextGeneration, type TextGenerator } from '../server/index.js';
 
 interface Script {
   pieces: string[];
@@ -177,6 +177,62 @@ it('answers bad requests in OpenAI error shape: malformed JSON 400, oversized bo
   await expect(noKey.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
   const withKey = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'sekret', maxRetries: 0 });
   expect((await withKey.models.list()).data.map((m) => m.id)).toEqual(['scripted']);
+});
+
+it('top_k above 1000 or above the vocabulary is refused with 400 naming it; within both it reaches the generator', async () => {
+  const { url, gen } = await start();
+  const tooMany = await post(url, { messages: [user('x')], top_k: 1_000_000 });
+  expect(tooMany.status).toBe(400);
+  expect(await tooMany.json()).toMatchObject({ error: { type: 'invalid_request_error', code: 'invalid_value', param: 'top_k' } });
+  expect((await post(url, { messages: [user('x')], top_k: 1001 })).status).toBe(400);
+  expect((await post(url, { messages: [user('x')], top_k: 1000 })).status).toBe(200);
+  expect(gen.requests.at(-1)!.topK).toBe(1000);
+
+  const small = new (class extends ScriptedGenerator {
+    readonly vocabSize = 100;
+  })();
+  const { url: smallUrl } = await start({ generator: small });
+  const past = await post(smallUrl, { messages: [user('x')], top_k: 101 });
+  expect(past.status).toBe(400);
+  expect((await past.json()).error.message).toMatch(/0 \(off\) to 100, the vocabulary/);
+  expect((await post(smallUrl, { messages: [user('x')], top_k: 100 })).status).toBe(200);
+  expect(small.requests.map((r) => r.topK)).toEqual([100]);
+});
+
+it('wrong API keys are limited: they use the chat quota, and after 10 in a window every route answers 429; /metrics needs the key', async () => {
+  const { url } = await start({ apiKeys: ['sekret'], rateLimit: { max: 2, windowMs: 60_000 } });
+  const wrong = { authorization: 'Bearer guess' };
+  const right = { authorization: 'Bearer sekret' };
+  // the chat limiter counts before the key is checked
+  expect([(await post(url, { messages: [user('x')] }, wrong)).status, (await post(url, { messages: [user('x')] }, wrong)).status]).toEqual([401, 401]);
+  expect((await post(url, { messages: [user('x')] }, right)).status).toBe(429);
+
+  const { url: keyed } = await start({ apiKeys: ['sekret'] });
+  const metricsWithout = await fetch(`${keyed}/metrics`);
+  expect(metricsWithout.status).toBe(401);
+  expect(await metricsWithout.json()).toMatchObject({ error: { type: 'authentication_error', code: 'invalid_api_key' } });
+  expect((await fetch(`${keyed}/metrics`, { headers: right })).status).toBe(200);
+  const statuses: number[] = [];
+  for (let i = 0; i < 10; i++) statuses.push((await fetch(`${keyed}/v1/models`, { headers: wrong })).status);
+  expect(statuses).toEqual(new Array(9).fill(401).concat(429)); // the 401 on /metrics was the first failure
+  const locked = await fetch(`${keyed}/v1/models`, { headers: right });
+  expect(locked.status).toBe(429);
+  expect(Number(locked.headers.get('retry-after'))).toBeGreaterThan(0);
+  expect(await locked.json()).toMatchObject({ error: { type: 'rate_limit_error', code: 'rate_limit_exceeded' } });
+  expect((await fetch(`${keyed}/health`)).status).toBe(200);
+});
+
+it('IPv6 clients are limited per /64, not per address', async () => {
+  const { url } = await start({ rateLimit: { max: 2, windowMs: 60_000 }, trustedProxies: ['127.0.0.1', '::1'] });
+  const as = (ip: string) => post(url, { messages: [user('x')] }, { 'x-forwarded-for': ip }).then((r) => r.status);
+  expect([await as('2001:db8:1:2::1'), await as('2001:db8:1:2:ffff::5'), await as('2001:db8:1:2:aaaa:bbbb:cccc:dddd')]).toEqual([200, 200, 429]);
+  expect(await as('2001:db8:1:3::1')).toBe(200);
+  expect(clientKey('2001:DB8:0:02:1::1')).toBe('2001:db8:0:2::/64');
+  expect(clientKey('2001:db8:0:2:ffff:ffff:ffff:ffff')).toBe('2001:db8:0:2::/64');
+  expect(clientKey('::1')).toBe('::/64');
+  expect(clientKey('fe80::1%eth0')).toBe('fe80::/64');
+  expect(clientKey('::ffff:198.51.100.7')).toBe('198.51.100.7');
+  expect(clientKey('198.51.100.7')).toBe('198.51.100.7');
 });
 
 it('one generation at a time: a full queue answers 503 with Retry-After, and waiting requests are served in turn', async () => {

@@ -30,6 +30,7 @@ type Job = {
   permissions?: unknown;
   'timeout-minutes'?: unknown;
   environment?: unknown;
+  needs?: unknown;
   steps?: Array<{ uses?: string; run?: string; with?: Record<string, unknown> }>;
 };
 type Workflow = { on: Record<string, unknown>; permissions?: unknown; concurrency?: unknown; jobs: Record<string, Job> };
@@ -211,6 +212,17 @@ describe('templates', () => {
     const publishing = Object.entries(wf.jobs).filter(([, j]) => j.steps?.some((s) => s.uses === './.glm-dllama/actions/publish-to-spaces'));
     expect(publishing.map(([name]) => name)).toEqual(['publish']);
     expect(publishing[0]![1].environment).toBe('${{ inputs.environment }}');
+  });
+
+  test("publish-model runs on runners of its own: the matrix adds the publish label, which the gate's never has", () => {
+    const publish = load(read(join(TEMPLATES, 'publish-model.yml')));
+    const plan = publish.jobs.plan!.steps!.find((s) => (s.run ?? '').includes('registry matrix'))! as { run: string; env: Record<string, string> };
+    expect(plan.run).toContain('registry matrix "$REGISTRY" --models "$MODEL" --self-hosted-label "$PUBLISH_LABEL"');
+    expect(plan.env.PUBLISH_LABEL).toBe('${{ inputs.publish-label }}');
+    expect((publish.on.workflow_call as { inputs: Record<string, { default?: unknown }> }).inputs['publish-label']!.default).toBe('publish');
+    expect(publish.jobs.publish!['runs-on']).toBe('${{ matrix.runs-on }}');
+    expect(publish.jobs.publish!.needs).toBe('plan');
+    for (const file of ['model-pr-gate.yml', 'scheduled-refresh.yml']) expect(read(join(TEMPLATES, file))).not.toContain('--self-hosted-label');
   });
 
   test('fork-pr-report reads the artifact of the triggering run and checks the PR number', () => {

@@ -1,6 +1,7 @@
 /**
  * The native engine on the runner. An action's checkout holds the engine's sources but no build: the
- * addon is restored from the actions cache (keyed by the engine's source hash, OS and CPU architecture) or
+ * addon is restored from the actions cache (keyed by the engine's source hash, the OS release, the C++
+ * compiler and the CPU architecture) or
  * built once with the runner's C++ toolchain and cached for the next job.
  */
 import { createHash } from 'node:crypto';
@@ -9,7 +10,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import * as cache from '@actions/cache';
 import * as core from '@actions/core';
-import { exec } from '@actions/exec';
+import { exec, getExecOutput } from '@actions/exec';
 import { packageRoot } from '../../engine/native.js';
 
 const BUILD_DIR = join('build', 'Release');
@@ -35,8 +36,27 @@ export async function engineSourceHash(root: string): Promise<string> {
   return hash.digest('hex');
 }
 
-export function engineCacheKey(sourceHash: string): string {
-  return `glm-dllama-engine-${process.platform}-${process.arch}-${sourceHash}`;
+/**
+ * The OS release (os-release's ID and VERSION_ID) and the C++ compiler (the first line of `$CXX --version`,
+ * g++ by default, as node-gyp uses) as a cache-key fragment. Self-hosted runners on Debian 12 and Ubuntu
+ * 22.04 share the cache when the action sits at the same path, and an addon built against one glibc or
+ * libstdc++ does not load on an older one.
+ */
+export async function toolchainId(osRelease = '/etc/os-release'): Promise<string> {
+  let os: string = process.platform;
+  if (existsSync(osRelease)) {
+    const text = await readFile(osRelease, 'utf8');
+    const field = (name: string) => new RegExp(`^${name}=("?)([^"\n]*)\\1$`, 'm').exec(text)?.[2] ?? '';
+    os = `${field('ID')}${field('VERSION_ID')}` || os;
+  }
+  const cxx = process.env.CXX || 'g++';
+  const version = await getExecOutput(cxx, ['--version'], { silent: true, ignoreReturnCode: true }).catch(() => undefined);
+  const compiler = version && version.exitCode === 0 ? version.stdout.split('\n')[0]! : `${cxx}-missing`;
+  return `${os}-${compiler}`.replace(/[^A-Za-z0-9.+-]+/g, '_');
+}
+
+export function engineCacheKey(sourceHash: string, toolchain: string): string {
+  return `glm-dllama-engine-${process.platform}-${process.arch}-${toolchain}-${sourceHash}`;
 }
 
 /** How the engine was made available: already built here, restored from the cache, or built now. */
@@ -51,7 +71,7 @@ export async function ensureEngine(root = packageRoot()): Promise<EngineSource> 
     if (stamp === undefined || stamp === hash) return 'present';
     core.info(`the engine in ${BUILD_DIR} was built from other sources: rebuilding`);
   }
-  const key = engineCacheKey(hash);
+  const key = engineCacheKey(hash, await toolchainId());
   const cacheAvailable = cache.isFeatureAvailable();
   // The cache version hashes the path, so runners share the entry when the action sits at the same place.
   const buildDir = join(root, BUILD_DIR);

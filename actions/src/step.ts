@@ -88,6 +88,14 @@ function runUrl(): string | undefined {
   return server && repo && id ? `${server}/${repo}/actions/runs/${id}` : undefined;
 }
 
+/**
+ * Results a workflow_run workflow reports came from another run: a fork's pull request, whose code
+ * this repository has not reviewed (see fork-pr-report.yml).
+ */
+export function resultsFromAnotherRun(): boolean {
+  return context.eventName === 'workflow_run';
+}
+
 /** Posts (or updates) the run's sticky comment with every result in the results folder. */
 export async function commentRun(settings: StepSettings): Promise<void> {
   if (!settings.prNumber) {
@@ -97,7 +105,7 @@ export async function commentRun(settings: StepSettings): Promise<void> {
   if (!settings.githubToken) throw new InputError('github-token', 'is required to comment on the pull request');
   const rows = await loadReportRows(settings.resultsDir);
   const marker = reportMarker(settings.commentKey);
-  const body = renderReport(rows, { title: settings.commentKey, marker, runUrl: runUrl() });
+  const body = renderReport(rows, { title: settings.commentKey, marker, runUrl: runUrl(), untrusted: resultsFromAnotherRun() });
   const octokit = getOctokit(settings.githubToken);
   try {
     const c = await upsertStickyComment(octokit, { ...context.repo, issueNumber: settings.prNumber, marker, body });

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { cp, readFile, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { engineCacheKey, engineSourceHash, ensureEngine } from '../../actions/src/engine.js';
+import { engineCacheKey, engineSourceHash, ensureEngine, toolchainId } from '../../actions/src/engine.js';
 import { startCacheServer, type CacheServer } from '../cache-server.js';
 import { removeDir, tempDir } from '../helpers.js';
 
@@ -39,7 +39,7 @@ it('builds the engine where there is none, caches it, and restores it the next t
   const addon = join(dir, 'build', 'Release', 'glm_engine.node');
   expect(await ensureEngine(dir)).toBe('built');
   const built = await sha256(addon);
-  const key = engineCacheKey(await engineSourceHash(dir));
+  const key = engineCacheKey(await engineSourceHash(dir), await toolchainId());
   expect(cache.entries().map((e) => e.key)).toEqual([key]);
   expect(await readFile(join(dir, 'build', 'Release', 'engine-source.sha256'), 'utf8')).toBe(`${await engineSourceHash(dir)}\n`);
 
