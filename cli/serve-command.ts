@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { LoadedModel } from '../engine/index.js';
 import { loadTokenizer, tokenizerPathFor } from '../tokenizer/index.js';
 import { createServer, EngineGenerator } from '../server/index.js';
-import { commaList, nonNegativeInt, positiveInt, repeatableList } from './args.js';
+import { commaList, engineThreads, nonNegativeInt, positiveInt, repeatableList } from './args.js';
 import { distributedOptions, withDistributed, type DistributedFlags } from './engine-commands.js';
 
 interface ServeFlags extends DistributedFlags {
@@ -38,7 +38,7 @@ export function registerServeCommand(program: Command): void {
       .option('--model-name <id>', 'the model id clients see (default: the file name without .m)')
       .option('--host <address>', 'address to listen on', '127.0.0.1')
       .option('--port <n>', 'port', nonNegativeInt, 8080)
-      .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+      .option('--threads <n>', 'threads (default: all cores)', engineThreads)
       .option('--ctx <n>', "context length in tokens (default: the model's, at most 4096)", positiveInt)
       .addOption(new Option('--kv-cache <type>', 'keys and values in f32 or f16').choices(['f32', 'f16']).default('f32'))
       .option('--rate-limit <n>', 'chat requests per client IP per window (0 disables)', nonNegativeInt, 10)
