@@ -312,6 +312,10 @@ void info(const Args& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
   try {
     const Args args = parse(argc, argv);
     if (args.command == "logprobs") {
