@@ -51,7 +51,8 @@ export async function runPipelineDemo(options: { outDir?: string; log?: (line: s
     };
     // Both runs keep baselines in one folder, as a self-hosted runner's persistent disk would.
     const gateJob = async (run: 'main' | 'pr') => {
-      const reporting = { 'baseline-store': join(workDir, 'baselines'), 'runner-label': 'local', comment: 'false' };
+      // The store's keys start with baselines/, so the work folder itself is the store.
+      const reporting = { 'baseline-store': workDir, 'runner-label': 'local', comment: 'false' };
       const converted = await step(run, 'convert-glm', { model: fixture.outDir, weights: 'f32', 'out-dir': 'models' });
       const f32 = join(workDir, run, converted.outputs['model-path'] as string);
       const tokenizer = join(workDir, run, converted.outputs['tokenizer-path'] as string);
