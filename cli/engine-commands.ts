@@ -159,9 +159,10 @@ const DEFAULT_CHUNK = 512;
  */
 function chunkedModel(path: string, ctx: number | undefined, options: LoadOptions): LoadedModel {
   const model = new LoadedModel(path, { ...options, contextLength: ctx ?? DEFAULT_CHUNK });
-  if (ctx !== undefined && ctx > model.contextLength) {
+  const context = model.contextLength;
+  if (ctx !== undefined && ctx > context) {
     model.close();
-    throw new RangeError(`--ctx ${ctx} is longer than ${path}'s context of ${model.contextLength} tokens`);
+    throw new RangeError(`--ctx ${ctx} is longer than ${path}'s context of ${context} tokens`);
   }
   if (ctx === undefined && model.contextLength < DEFAULT_CHUNK) {
     process.stderr.write(`${model.contextLength} tokens per chunk, the context of ${path} (--ctx to choose)\n`);

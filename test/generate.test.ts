@@ -107,7 +107,7 @@ it('fitConversation drops the oldest pairs until a reply has room, and refuses a
     { role: 'assistant', content: 'd'.repeat(10) },
   ];
   const next: ChatMessage = { role: 'user', content: 'e'.repeat(5) };
-  expect(fitConversation(turns, next, 100, 20, render)).toMatchObject({ dropped: 0, turns: [...turns, next] });
+  expect(fitConversation(turns, next, 120, 20, render)).toMatchObject({ dropped: 0, turns: [...turns, next] }); // room for 100
   const fitted = fitConversation(turns, next, 60, 20, render); // room for 45 prompt tokens
   expect(fitted).toMatchObject({ dropped: 2, turns: [...turns.slice(2), next] });
   expect(fitted.ids).toHaveLength(25);
@@ -136,7 +136,7 @@ it('chat on a terminal echoes what is typed', () => {
   ].join('\n');
   const run = spawnSync('python3', ['-c', script, process.execPath, join(process.cwd(), 'dist', 'cli', 'glm-dllama.js'), 'chat', '--model', model, '--max-tokens', '4', '--threads', '2'], { encoding: 'utf8' });
   expect(run.status).toBe(0);
-  expect(run.stdout).toMatch(/> Hello there/);
+  expect(run.stdout.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')).toMatch(/> Hello there/);
 });
 
 it("perplexity defaults to the bundled text and to chunks of the model's context, saying so", () => {
