@@ -133,9 +133,11 @@ export function fitConversation(
   return { turns: [...turns], dropped: 0 };
 }
 
-function statsLine(s: GenerationStats): string {
+/** The stats after a reply; a reply cut by the end of the context (not by --max-tokens) says so. */
+function statsLine(s: GenerationStats, context: number): string {
   const reused = s.reusedTokens > 0 ? ` (${s.reusedTokens} reused from the cache)` : '';
-  return `[${s.promptTokens} prompt tokens${reused} at ${((s.promptTokens - s.reusedTokens) / s.prefillSeconds).toFixed(1)} tok/s, ${s.generatedTokens} generated at ${(s.generatedTokens / s.decodeSeconds).toFixed(1)} tok/s, finish: ${s.finishReason}]\n`;
+  const full = s.finishReason === 'length' && s.promptTokens + s.generatedTokens >= context ? `, the end of the ${context}-token context` : '';
+  return `[${s.promptTokens} prompt tokens${reused} at ${((s.promptTokens - s.reusedTokens) / s.prefillSeconds).toFixed(1)} tok/s, ${s.generatedTokens} generated at ${(s.generatedTokens / s.decodeSeconds).toFixed(1)} tok/s, finish: ${s.finishReason}${full}]\n`;
 }
 
 async function textIds(tokenizer: LoadedTokenizer, file: string): Promise<number[]> {
@@ -207,7 +209,7 @@ export function registerEngineCommands(program: Command): void {
       const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, ...distributedOptions(o) }));
       const { stats } = await streamReply(session, tokenizer, ids, generateOptions(o, tokenizer));
       process.stdout.write('\n');
-      process.stderr.write(statsLine(stats));
+      process.stderr.write(statsLine(stats, session.model.contextLength));
     });
 
   withSampling(
@@ -239,7 +241,7 @@ export function registerEngineCommands(program: Command): void {
           const { text, stats } = await streamReply(session, tokenizer, fitted.ids, generateOptions(o, tokenizer));
           turns = [...fitted.turns, { role: 'assistant', content: text.trim() }];
           process.stdout.write('\n');
-          process.stderr.write(statsLine(stats));
+          process.stderr.write(statsLine(stats, session.model.contextLength));
         }
       }
       if (terminal) lines.prompt();
