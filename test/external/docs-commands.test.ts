@@ -78,12 +78,18 @@ function installBins(dir: string): void {
   }
 }
 
+const helps = new Map<string, string>();
+
 /** The flags a command accepts, read from its help (commander's --help, glm-engine's usage). */
 function helpText(bins: string, program: string, path: string[]): string {
   const command = program === 'glm-engine' ? [] : path;
-  const r = spawnSync(join(bins, program), [...command, '--help'], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${program} ${command.join(' ')} --help failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
+  const key = [bins, program, ...command].join(' ');
+  if (!helps.has(key)) {
+    const r = spawnSync(join(bins, program), [...command, '--help'], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${program} ${command.join(' ')} --help failed (${r.status}): ${r.stderr}`);
+    helps.set(key, r.stdout);
+  }
+  return helps.get(key)!;
 }
 
 /** The flags of a block's commands that their help does not list. */
