@@ -33,7 +33,7 @@ const char* kUsage =
     "  glm-engine logprobs --model M --tokens 1,2,3 [--top K] [--threads N] [--kv-cache f32|f16]\n"
     "  glm-engine bench --model M [--prompt-tokens 512] [--gen-tokens 128] (shortened to fit the context) [--threads N] [--repeat K] [--kv-cache f32|f16] [--json]\n"
     "  glm-engine generate --model M --tokens 1,2,3 [--max-tokens 64] [--stop-ids a,b] [--threads N]   (greedy)\n"
-    "  glm-engine perplexity --model M --tokens-file F [--ctx 512] [--threads N]   (F: ids separated by commas or spaces)\n"
+    "  glm-engine perplexity --model M --tokens-file F [--ctx 512] [--threads N]   (F: ids separated by commas or spaces; ctx at most the context)\n"
     "  glm-engine info --model M\n"
     "  glm-engine worker --port P [--host 0.0.0.0] [--threads N] [--model M] [--secret S] [--idle-timeout 10]   (serves roots until killed)\n"
     "distributed (every command that runs the model): --workers host:port,... [--sync q80|f32] [--secret S]\n"
@@ -224,8 +224,14 @@ void perplexity(const Args& args) {
   const bool clean = std::feof(f);
   std::fclose(f);
   if (!clean) throw std::runtime_error(file + ": expected token ids separated by commas or spaces");
-  const int ctx = args.number("ctx", 512);
-  glm::Session session(model, threadsOf(args), ctx, kvCacheType(args), distributed(args));
+  // --ctx as given, else 512 tokens per chunk or the model's context where shorter (said on stderr).
+  const bool given = args.options.count("ctx") > 0;
+  glm::Session session(model, threadsOf(args), given ? args.number("ctx", 0) : 512, kvCacheType(args), distributed(args));
+  const int ctx = given ? args.number("ctx", 0) : session.maxSeqLen();
+  if (ctx > session.maxSeqLen()) {
+    throw std::invalid_argument("--ctx " + std::to_string(ctx) + " is longer than the model's context of " + std::to_string(session.maxSeqLen()) + " tokens");
+  }
+  if (!given && ctx < 512) std::fprintf(stderr, "glm-engine perplexity: %d tokens per chunk, the model's context (--ctx to choose)\n", ctx);
   const std::vector<glm::ChunkNll> chunks = glm::chunkPerplexity(session, ids, ctx);
   double total = 0.0;
   int predicted = 0;
