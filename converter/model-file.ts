@@ -3,6 +3,7 @@ import { open } from 'node:fs/promises';
 import { WeightType, weightTypeName } from './dtypes.js';
 import { ARCH_NAMES, decodeHeader, type ModelHeader } from './model-header.js';
 import { modelTensors, placeTensors, tensorElements, type PlacedTensor } from './model-layout.js';
+import { InputError } from './errors.js';
 import { readFully } from './io.js';
 import { native } from '../engine/native.js';
 
@@ -21,7 +22,7 @@ export interface ModelFile {
 /** Opens and validates a .m file: header keys, and tensor sizes that add up to the file size exactly. */
 export async function readModelFile(path: string): Promise<ModelFile> {
   const handle = await open(path, 'r').catch((e: NodeJS.ErrnoException) => {
-    throw new Error(`${path}: cannot open (${e.code ?? e.message})`);
+    throw new InputError(path, `cannot open (${e.code ?? e.message})`);
   });
   try {
     const fileSize = (await handle.stat()).size;
@@ -36,8 +37,9 @@ export async function readModelFile(path: string): Promise<ModelFile> {
     const last = tensors[tensors.length - 1];
     const expected = last ? last.offset + last.bytes : headerSize;
     if (expected !== fileSize) {
-      throw new Error(
-        `${path}: the header describes ${expected} bytes (${tensors.length} tensors of ${weightTypeName(header.weightType)} ${ARCH_NAMES[header.archType]}) but the file has ${fileSize}; ` +
+      throw new InputError(
+        path,
+        `the header describes ${expected} bytes (${tensors.length} tensors of ${weightTypeName(header.weightType)} ${ARCH_NAMES[header.archType]}) but the file has ${fileSize}; ` +
           (fileSize < expected ? 'it is truncated' : 'it has trailing bytes'),
       );
     }

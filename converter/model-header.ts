@@ -5,6 +5,7 @@
  * so its keys 12 rope_theta and 20 norm_epsilon are replaced by 256 and 257 and never written).
  */
 import { WeightType } from './dtypes.js';
+import { InputError } from './errors.js';
 
 export const MODEL_MAGIC = 0x0a00abcd;
 
@@ -160,7 +161,7 @@ const GGUF_MAGIC = 0x46554747;
 
 export function decodeHeader(bytes: Uint8Array, describe: string): { header: ModelHeader; headerSize: number } {
   const fail = (detail: string): never => {
-    throw new Error(`${describe}: ${detail}`);
+    throw new InputError(describe, detail);
   };
   if (bytes.length < 8) fail(`file is ${bytes.length} bytes, too short for a model header`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -190,6 +191,9 @@ export function decodeHeader(bytes: Uint8Array, describe: string): { header: Mod
       if (key.absent === undefined) fail(`required header key ${key.id} (${key.field}) is missing`);
       header[key.field] = key.absent!;
     } else {
+      // Strict: a flag is 0 or 1 and a float is finite, so every accepted header has one encoding.
+      if (key.kind === 'bool' && value !== 0 && value !== 1) fail(`header key ${key.id} (${key.field}) is ${value}; expected 0 or 1`);
+      if (key.kind === 'f32' && !Number.isFinite(f32FromBits(value))) fail(`header key ${key.id} (${key.field}) is not a finite number`);
       header[key.field] = key.kind === 'f32' ? f32FromBits(value) : key.kind === 'bool' ? value !== 0 : value;
     }
   }

@@ -5,7 +5,7 @@
  * section; offsets are relative to the data section.
  */
 import { open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { InputError } from './errors.js';
 import { readFully, writeFully } from './io.js';
@@ -145,6 +145,7 @@ export class Checkpoint {
     for (const shard of shards) {
       const path = join(dir, shard);
       if (!existsSync(path)) throw new InputError(indexPath, `weight_map names shard ${shard}, which does not exist`);
+      if (!statSync(path).isFile()) throw new InputError(indexPath, `weight_map names shard ${shard}, which is not a file`);
       for (const info of await readShardHeader(path)) {
         if (tensors.has(info.name)) throw new InputError(path, `tensor ${info.name} is also stored in ${basename(tensors.get(info.name)!.file)}`);
         tensors.set(info.name, info);
@@ -204,7 +205,7 @@ async function readIndex(indexPath: string): Promise<Record<string, string>> {
     throw new InputError(indexPath, 'field weight_map is missing or not an object');
   }
   for (const [name, shard] of Object.entries(weightMap)) {
-    if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) {
+    if (typeof shard !== 'string' || shard === '' || shard === '.' || shard === '..' || shard.includes('/') || shard.includes('\\')) {
       throw new InputError(indexPath, `weight_map entry for ${name} is not a shard file name`);
     }
   }

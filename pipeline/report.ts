@@ -6,6 +6,7 @@
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { parseResults, type Gate, type StepResults } from './results.js';
+import { InputError } from '../converter/errors.js';
 
 /** One step's result with the base branch's result for the same model, quantization and runner. */
 export interface ReportRow {
@@ -163,8 +164,13 @@ export async function loadReportRows(dir: string): Promise<ReportRow[]> {
   const rows: ReportRow[] = [];
   for (const name of names) {
     const file = join(dir, name);
-    const json = JSON.parse(await readFile(file, 'utf8')) as { current?: unknown; base?: unknown; baseSource?: unknown };
-    if (!json || typeof json !== 'object' || json.current === undefined) throw new Error(`${file}: not a report row (no "current" field)`);
+    let json: { current?: unknown; base?: unknown; baseSource?: unknown } | null;
+    try {
+      json = JSON.parse(await readFile(file, 'utf8')) as typeof json;
+    } catch (e) {
+      throw new InputError(file, `not valid JSON (${(e as Error).message})`);
+    }
+    if (!json || typeof json !== 'object' || json.current === undefined) throw new InputError(file, 'not a report row (no "current" field)');
     rows.push({
       current: parseResults(JSON.stringify(json.current), `${file} (current)`),
       base: json.base === undefined || json.base === null ? undefined : parseResults(JSON.stringify(json.base), `${file} (base)`),
