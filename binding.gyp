@@ -9,31 +9,36 @@
       "engine/src/net/cluster.cpp", "engine/src/net/worker.cpp"
     ]
   },
+  "target_defaults": {
+    "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+    "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-ffp-contract=off"],
+    "xcode_settings": {
+      "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+      "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3", "-ffp-contract=off"]
+    },
+    "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/fp:precise"] } }
+  },
   "targets": [
+    # The engine compiled once and linked into both the Node addon and glm-engine (position-independent for the addon).
+    {
+      "target_name": "engine_core",
+      "type": "static_library",
+      "sources": ["<@(engine_sources)"],
+      "cflags": ["-fPIC"]
+    },
     {
       "target_name": "glm_engine",
-      "sources": ["<@(engine_sources)", "engine/src/addon.cpp"],
+      "dependencies": ["engine_core"],
+      "sources": ["engine/src/addon.cpp"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS"],
-      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-ffp-contract=off"],
-      "xcode_settings": {
-        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
-        "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3", "-ffp-contract=off"]
-      },
-      "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/fp:precise"] } }
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS"]
     },
     {
       "target_name": "glm-engine",
       "type": "executable",
-      "sources": ["<@(engine_sources)", "engine/src/main.cpp"],
-      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-ffp-contract=off"],
-      "ldflags": ["-pthread"],
-      "xcode_settings": {
-        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
-        "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3", "-ffp-contract=off"]
-      }
+      "dependencies": ["engine_core"],
+      "sources": ["engine/src/main.cpp"],
+      "ldflags": ["-pthread"]
     }
   ]
 }

@@ -1,5 +1,6 @@
 /** Commander parsers for option values, shared by every command: a bad value is a usage error saying what was expected. */
 import { InvalidArgumentError } from 'commander';
+import { availableParallelism } from 'node:os';
 
 const numberArg =
   (ok: (n: number) => boolean, expected: string) =>
@@ -25,4 +26,17 @@ export function commaList(value: string): string[] {
 /** A comma-separated list that a repeated option adds to. */
 export function repeatableList(value: string, previous: string[] = []): string[] {
   return [...previous, ...commaList(value)];
+}
+
+/**
+ * The engine's --threads: more threads than cores make them wait on each other at every step (decoding
+ * runs many times slower), which is allowed but said once on stderr.
+ */
+export function engineThreads(value: string): number {
+  const threads = positiveInt(value);
+  const cores = availableParallelism();
+  if (threads > cores) {
+    process.stderr.write(`glm-dllama: warning: --threads ${threads} is more than the ${cores} cores here, which slows the engine down sharply; leave it out to use every core\n`);
+  }
+  return threads;
 }

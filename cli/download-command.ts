@@ -35,6 +35,13 @@ export async function checkpointDir(model: string, field: string, o: HubCliOptio
 }
 
 /** Registers `download`; `cancellation` gives the command's Ctrl-C signal. */
+/** Where the bytes came from: the network, the cache, or both. */
+function provenance(downloaded: number, total: number): string {
+  if (downloaded >= total) return 'all downloaded';
+  if (downloaded === 0) return 'all from the cache';
+  return `${(downloaded / MiB).toFixed(1)} MiB downloaded, ${((total - downloaded) / MiB).toFixed(1)} MiB from the cache`;
+}
+
 export function registerDownloadCommand(program: Command, cancellation: () => AbortSignal): void {
   program
     .command('download')
@@ -51,7 +58,7 @@ export function registerDownloadCommand(program: Command, cancellation: () => Ab
       console.log(
         [
           `hf:${source.repo}@${source.revision} (commit ${result.commit}) -> ${result.dir}`,
-          `  ${result.files.length} files, ${(bytes / MiB).toFixed(1)} MiB (${(result.downloadedBytes / MiB).toFixed(1)} MiB downloaded, the rest cached)`,
+          `  ${result.files.length} files, ${(bytes / MiB).toFixed(1)} MiB (${provenance(result.downloadedBytes, bytes)})`,
           ...result.files.map((f) => `  ${f.sha256}  ${f.path} (${f.size} bytes)`),
         ].join('\n'),
       );

@@ -15,9 +15,11 @@ import {
   type GenerateOptions,
   type GenerationStats,
   type KvCacheType,
+  type LoadOptions,
   type SyncType,
 } from '../engine/index.js';
-import { nonNegative, positiveInt, probability, repeatableList } from './args.js';
+import { engineThreads, nonNegative, positiveInt, probability, repeatableList } from './args.js';
+import { DEFAULT_EVAL_TEXT } from '../pipeline/verify.js';
 import { applyChatTemplate, loadTokenizer, StreamDecoder, tokenizerPathFor, type ChatMessage, type LoadedTokenizer } from '../tokenizer/index.js';
 
 const kvCacheOption = () => new Option('--kv-cache <type>', 'keys and values in f32 (exact) or f16 (half the memory)').choices(['f32', 'f16']).default('f32');
@@ -84,7 +86,7 @@ function withSampling(command: Command): Command {
     .option('--top-p <p>', 'nucleus mass (1 disables)', probability, 0.95)
     .option('--top-k <k>', 'candidates kept (0 disables; a k past the vocabulary keeps all of it)', (v: string) => (v === '0' ? 0 : positiveInt(v)), 40)
     .option('--seed <n>', 'random seed (default: time)', positiveInt)
-    .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+    .option('--threads <n>', 'threads (default: all cores)', engineThreads)
     .option('--ctx <n>', 'context length in tokens (default: the model\'s, at most 4096)', positiveInt)
     .addOption(kvCacheOption());
 }
@@ -125,9 +127,32 @@ async function streamReply(
   }
 }
 
-function statsLine(s: GenerationStats): string {
+/**
+ * The conversation to send for the next message: the earlier turns, oldest first dropped in pairs (as chat
+ * front-ends do) until the prompt leaves room for a reply of min(maxTokens, a quarter of the context).
+ * `ids` is undefined when the new message alone does not fit.
+ */
+export function fitConversation(
+  turns: readonly ChatMessage[],
+  message: ChatMessage,
+  context: number,
+  maxTokens: number,
+  render: (messages: ChatMessage[]) => number[],
+): { turns: ChatMessage[]; ids?: number[]; dropped: number } {
+  const room = context - Math.min(maxTokens, Math.floor(context / 4));
+  for (let dropped = 0; dropped <= turns.length; dropped += 2) {
+    const kept = [...turns.slice(dropped), message];
+    const ids = render(kept);
+    if (ids.length <= room) return { turns: kept, ids, dropped };
+  }
+  return { turns: [...turns], dropped: 0 };
+}
+
+/** The stats after a reply; a reply cut by the end of the context (not by --max-tokens) says so. */
+function statsLine(s: GenerationStats, context: number): string {
   const reused = s.reusedTokens > 0 ? ` (${s.reusedTokens} reused from the cache)` : '';
-  return `[${s.promptTokens} prompt tokens${reused} at ${((s.promptTokens - s.reusedTokens) / s.prefillSeconds).toFixed(1)} tok/s, ${s.generatedTokens} generated at ${(s.generatedTokens / s.decodeSeconds).toFixed(1)} tok/s, finish: ${s.finishReason}]\n`;
+  const full = s.finishReason === 'length' && s.promptTokens + s.generatedTokens >= context ? `, the end of the ${context}-token context` : '';
+  return `[${s.promptTokens} prompt tokens${reused} at ${((s.promptTokens - s.reusedTokens) / s.prefillSeconds).toFixed(1)} tok/s, ${s.generatedTokens} generated at ${(s.generatedTokens / s.decodeSeconds).toFixed(1)} tok/s, finish: ${s.finishReason}${full}]\n`;
 }
 
 async function textIds(tokenizer: LoadedTokenizer, file: string): Promise<number[]> {
@@ -142,17 +167,42 @@ function tokenList(value: string): number[] {
   return ids;
 }
 
+/** Tokens per chunk of perplexity and kld unless told otherwise. */
+const DEFAULT_CHUNK = 512;
+
+/**
+ * The model for a measurement over chunks of `ctx` tokens: an explicit --ctx longer than the model's
+ * context is an error; the default is shortened to fit, saying so on stderr.
+ */
+function chunkedModel(path: string, ctx: number | undefined, options: LoadOptions): LoadedModel {
+  const model = new LoadedModel(path, { ...options, contextLength: ctx ?? DEFAULT_CHUNK });
+  const context = model.contextLength;
+  if (ctx !== undefined && ctx > context) {
+    model.close();
+    throw new RangeError(`--ctx ${ctx} is longer than ${path}'s context of ${context} tokens`);
+  }
+  if (ctx === undefined && model.contextLength < DEFAULT_CHUNK) {
+    process.stderr.write(`${model.contextLength} tokens per chunk, the context of ${path} (--ctx to choose)\n`);
+  }
+  return model;
+}
+
 /** The options of a measurement over a text file (perplexity, kld). */
 function withTextMeasure(command: Command): Command {
   return withDistributed(
     command
       .requiredOption('--model <file>', '.m model file')
       .option('--tokenizer <file>', '.t or tokenizer.json (default: the .t beside the model)')
-      .requiredOption('--text <file>', 'UTF-8 text')
-      .option('--ctx <n>', 'tokens per chunk', positiveInt, 512)
-      .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+      .option('--text <file>', 'UTF-8 text', DEFAULT_EVAL_TEXT)
+      .option('--ctx <n>', `tokens per chunk (default ${DEFAULT_CHUNK}, or the model's context where shorter)`, positiveInt)
+      .option('--threads <n>', 'threads (default: all cores)', engineThreads)
       .option('--json', 'print one JSON object', false),
   );
+}
+
+/** The line saying that bench's default lengths were shortened to the model's context. */
+export function fittedNote(promptTokens: number, genTokens: number, context: number): string {
+  return `${promptTokens} prompt + ${genTokens} generated tokens, to fit the model's context of ${context} (--prompt-tokens, --gen-tokens to choose)\n`;
 }
 
 export function registerEngineCommands(program: Command): void {
@@ -174,7 +224,7 @@ export function registerEngineCommands(program: Command): void {
       const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, ...distributedOptions(o) }));
       const { stats } = await streamReply(session, tokenizer, ids, generateOptions(o, tokenizer));
       process.stdout.write('\n');
-      process.stderr.write(statsLine(stats));
+      process.stderr.write(statsLine(stats, session.model.contextLength));
     });
 
   withSampling(
@@ -189,29 +239,35 @@ export function registerEngineCommands(program: Command): void {
     if (!tokenizer.chatTemplate) throw new Error(`${tokenizer.file}: the tokenizer has no chat template`);
     const template = tokenizer.chatTemplate;
     const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, ...distributedOptions(o) }));
-    const messages: ChatMessage[] = o.system ? [{ role: 'system', content: o.system }] : [];
+    const context = session.model.contextLength;
+    const system: ChatMessage[] = o.system ? [{ role: 'system', content: o.system }] : [];
+    let turns: ChatMessage[] = [];
     const terminal = process.stdin.isTTY === true;
-    const lines = createInterface({ input: process.stdin, terminal });
-    if (terminal) process.stdout.write('> ');
+    // On a terminal readline edits and echoes the line; piped, it only splits stdin into lines.
+    const lines = createInterface({ input: process.stdin, ...(terminal ? { output: process.stdout, prompt: '> ' } : {}), terminal });
+    if (terminal) lines.prompt();
     for await (const line of lines) {
-      if (line.trim() === '') {
-        if (terminal) process.stdout.write('> ');
-        continue;
+      if (line.trim() !== '') {
+        const fitted = fitConversation(turns, { role: 'user', content: line }, context, o.maxTokens, (m) => applyChatTemplate(tokenizer.tokenizer, template, { messages: [...system, ...m] }, tokenizer.templateTokens).ids);
+        if (fitted.dropped > 0) process.stderr.write(`[the context of ${context} tokens is full: left out the ${fitted.dropped} oldest messages]\n`);
+        if (!fitted.ids) {
+          process.stderr.write(`[that message does not fit the context of ${context} tokens with room for a reply: not sent]\n`);
+        } else {
+          const { text, stats } = await streamReply(session, tokenizer, fitted.ids, generateOptions(o, tokenizer));
+          turns = [...fitted.turns, { role: 'assistant', content: text.trim() }];
+          process.stdout.write('\n');
+          process.stderr.write(statsLine(stats, session.model.contextLength));
+        }
       }
-      messages.push({ role: 'user', content: line });
-      const prompt = applyChatTemplate(tokenizer.tokenizer, template, { messages }, tokenizer.templateTokens);
-      const { text, stats } = await streamReply(session, tokenizer, prompt.ids, generateOptions(o, tokenizer));
-      messages.push({ role: 'assistant', content: text.trim() });
-      process.stdout.write('\n');
-      process.stderr.write(statsLine(stats));
-      if (terminal) process.stdout.write('> ');
+      if (terminal) lines.prompt();
     }
   });
 
-  withTextMeasure(program.command('perplexity').description('perplexity of the model over a text, and the mean NLL of each chunk')).action(async (o: DistributedFlags & { model: string; tokenizer?: string; text: string; ctx: number; threads?: number; json: boolean }) => {
+  withTextMeasure(program.command('perplexity').description('perplexity of the model over a text, and the mean NLL of each chunk')).action(async (o: DistributedFlags & { model: string; tokenizer?: string; text: string; ctx?: number; threads?: number; json: boolean }) => {
     const tokenizer = await tokenizerFor(o.model, o.tokenizer);
     const ids = await textIds(tokenizer, o.text);
-    const result = perplexity(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, ...distributedOptions(o) }), ids, o.ctx);
+    const model = chunkedModel(o.model, o.ctx, { threads: o.threads, ...distributedOptions(o) });
+    const result = perplexity(model, ids, model.contextLength);
     if (o.json) {
       console.log(JSON.stringify(result));
       return;
@@ -225,16 +281,12 @@ export function registerEngineCommands(program: Command): void {
       .command('kld')
       .description('KL divergence and top-1 agreement of a model against a reference model (e.g. q40 against f32) over a text')
       .requiredOption('--reference <file>', 'the reference .m file'),
-  ).action(async (o: DistributedFlags & { model: string; reference: string; tokenizer?: string; text: string; ctx: number; threads?: number; json: boolean }) => {
+  ).action(async (o: DistributedFlags & { model: string; reference: string; tokenizer?: string; text: string; ctx?: number; threads?: number; json: boolean }) => {
     const tokenizer = await tokenizerFor(o.model, o.tokenizer);
     const ids = await textIds(tokenizer, o.text);
     // The model under test runs on the cluster; the reference on this machine.
-    const r = klDivergence(
-      new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, ...distributedOptions(o) }),
-      new LoadedModel(o.reference, { threads: o.threads, contextLength: o.ctx }),
-      ids,
-      o.ctx,
-    );
+    const model = chunkedModel(o.model, o.ctx, { threads: o.threads, ...distributedOptions(o) });
+    const r = klDivergence(model, chunkedModel(o.reference, model.contextLength, { threads: o.threads }), ids, model.contextLength);
     if (o.json) {
       console.log(JSON.stringify(r));
       return;
@@ -255,7 +307,7 @@ export function registerEngineCommands(program: Command): void {
       .requiredOption('--model <file>', '.m model file')
       .requiredOption('--tokens <ids>', 'comma-separated token ids', tokenList)
       .option('--top <k>', 'print only the k most likely next tokens per position', positiveInt)
-      .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+      .option('--threads <n>', 'threads (default: all cores)', engineThreads)
       .addOption(kvCacheOption()),
   ).action((o: DistributedFlags & { model: string; tokens: number[]; top?: number; threads?: number; kvCache: KvCacheType }) => {
     const model = new LoadedModel(o.model, { threads: o.threads, contextLength: o.tokens.length, kvCache: o.kvCache, ...distributedOptions(o) });
@@ -267,14 +319,15 @@ export function registerEngineCommands(program: Command): void {
       .command('bench')
       .description('prefill and decode speed (tokens/s, median and spread over repeats) and peak memory')
       .requiredOption('--model <file>', '.m model file')
-      .option('--prompt-tokens <n>', 'prompt length', positiveInt, 512)
-      .option('--gen-tokens <n>', 'generated tokens', positiveInt, 128)
-      .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+      .option('--prompt-tokens <n>', "prompt length (default 512, shortened to fit the model's context)", positiveInt)
+      .option('--gen-tokens <n>', "generated tokens (default 128, shortened to fit the model's context)", positiveInt)
+      .option('--threads <n>', 'threads (default: all cores)', engineThreads)
       .option('--repeat <k>', 'runs to take the median of', positiveInt, 3)
       .addOption(kvCacheOption(),
   )    .option('--json', 'print one JSON object', false))
-    .action((o: DistributedFlags & { model: string; promptTokens: number; genTokens: number; threads?: number; repeat: number; kvCache: KvCacheType; json: boolean }) => {
+    .action((o: DistributedFlags & { model: string; promptTokens?: number; genTokens?: number; threads?: number; repeat: number; kvCache: KvCacheType; json: boolean }) => {
       const r = bench(o.model, { ...o, ...distributedOptions(o) });
+      if (r.fitted_to_context) process.stderr.write(fittedNote(r.prompt_tokens, r.gen_tokens, r.context_length));
       if (o.json) {
         console.log(JSON.stringify(r));
         return;

@@ -5,8 +5,8 @@ import { DEFAULT_MAX_REGRESSION, DEFAULT_REPEAT, runBenchmark } from '../pipelin
 import { quantizeModel } from '../pipeline/quantize.js';
 import { readResultsFile, type Gate } from '../pipeline/results.js';
 import { DEFAULT_EVAL_TEXT, verifyPerplexity } from '../pipeline/verify.js';
-import { distributedOptions, withDistributed, type DistributedFlags } from './engine-commands.js';
-import { nonNegative, positiveInt } from './args.js';
+import { distributedOptions, fittedNote, withDistributed, type DistributedFlags } from './engine-commands.js';
+import { engineThreads, nonNegative, positiveInt } from './args.js';
 import { lazyProgress } from './progress.js';
 
 function formatGates(gates: readonly Gate[]): string[] {
@@ -59,7 +59,7 @@ export function registerPipelineCommands(program: Command): void {
     .option('--max-ppl-increase <pct>', 'fail when perplexity rises more than this many percent over the reference', nonNegative)
     .option('--max-kld <nats>', 'fail when the mean KL divergence from the reference model exceeds this', nonNegative)
     .option('--ctx <n>', 'tokens per chunk', positiveInt)
-    .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+    .option('--threads <n>', 'threads (default: all cores)', engineThreads)
     .option('--json', 'print the results JSON', false)
     .action(async (o: { model: string; tokenizer?: string; text: string; reference?: string; maxPplIncrease?: number; maxKld?: number; ctx?: number; threads?: number; json: boolean }) => {
       const r = await verifyPerplexity(o);
@@ -74,18 +74,19 @@ export function registerPipelineCommands(program: Command): void {
       .command('benchmark')
       .description('prefill and decode speed over repeated runs, cost per million tokens, and a noise-aware regression gate against a baseline')
       .requiredOption('--model <file>', '.m model file')
-      .option('--prompt-tokens <n>', 'prompt length', positiveInt, 512)
-      .option('--gen-tokens <n>', 'generated tokens', positiveInt, 128)
-      .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+      .option('--prompt-tokens <n>', "prompt length (default: the baseline's, else 512 shortened to fit the model's context)", positiveInt)
+      .option('--gen-tokens <n>', "generated tokens (default: the baseline's, else 128 shortened to fit the model's context)", positiveInt)
+      .option('--threads <n>', 'threads (default: all cores)', engineThreads)
       .option('--repeat <k>', 'runs (at least 3 to compare with a baseline)', positiveInt, DEFAULT_REPEAT)
       .option('--baseline <file>', 'benchmark results JSON of the base branch, from the same kind of machine')
       .option('--max-regression <pct>', 'largest allowed slowdown of the median, in percent', nonNegative, DEFAULT_MAX_REGRESSION)
       .option('--cost-per-hour <usd>', "the machine's price in USD per hour, for the cost per million generated tokens", nonNegative)
       .option('--json', 'print the results JSON', false),
   ).action(
-    async (o: DistributedFlags & { model: string; promptTokens: number; genTokens: number; threads?: number; repeat: number; baseline?: string; maxRegression: number; costPerHour?: number; json: boolean }) => {
+    async (o: DistributedFlags & { model: string; promptTokens?: number; genTokens?: number; threads?: number; repeat: number; baseline?: string; maxRegression: number; costPerHour?: number; json: boolean }) => {
       const baseline = o.baseline ? await readResultsFile(o.baseline, 'benchmark') : undefined;
       const r = await runBenchmark({ ...o, baseline, distributed: distributedOptions(o) });
+      if (r.fittedToContext) process.stderr.write(fittedNote(r.promptTokens, r.genTokens, r.contextLength!));
       const spread = (all: number[]) => `${Math.min(...all).toFixed(1)}-${Math.max(...all).toFixed(1)}`;
       report(r, o.json, [
         `prefill ${r.promptTokens} tokens: ${r.prefillTps.toFixed(1)} tok/s (median of ${r.prefillTpsAll.length}, range ${spread(r.prefillTpsAll)})`,

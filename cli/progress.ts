@@ -39,10 +39,13 @@ export function byteProgress(label: string, totalBytes: number, stream: NodeJS.W
     };
   }
   let lastPrint = started;
+  let finished = false;
   return {
     update(done, detail) {
       const now = performance.now();
-      if (now - lastPrint < 5000 && done < totalBytes) return;
+      // Every 5 s, and once at the end (later updates, e.g. the last files' checks, repeat nothing new).
+      if (finished || (now - lastPrint < 5000 && done < totalBytes)) return;
+      finished = done >= totalBytes;
       lastPrint = now;
       const seconds = (now - started) / 1000;
       const pct = totalBytes > 0 ? ((100 * done) / totalBytes).toFixed(1) : '100.0';

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { LoadedModel } from '../engine/index.js';
 import { loadTokenizer, tokenizerPathFor } from '../tokenizer/index.js';
 import { createServer, EngineGenerator } from '../server/index.js';
-import { commaList, nonNegativeInt, positiveInt, repeatableList } from './args.js';
+import { commaList, engineThreads, nonNegativeInt, positiveInt, repeatableList } from './args.js';
 import { distributedOptions, withDistributed, type DistributedFlags } from './engine-commands.js';
 
 interface ServeFlags extends DistributedFlags {
@@ -16,8 +16,8 @@ interface ServeFlags extends DistributedFlags {
   threads?: number;
   ctx?: number;
   kvCache: 'f32' | 'f16';
-  rateLimit: number;
-  rateWindow: number;
+  rateLimit?: number;
+  rateWindow?: number;
   trustProxy?: string[];
   apiKey?: string[];
   queue: number;
@@ -26,6 +26,18 @@ interface ServeFlags extends DistributedFlags {
   timeout: number;
   cors?: string[];
   log: boolean;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/**
+ * The per-IP limit on chat requests: as given, else one for where the server listens. Only this machine
+ * reaches a loopback address, so someone trying the server gets room to experiment (60 a minute); an
+ * address others can reach keeps the public demo's 10 an hour until told otherwise.
+ */
+export function rateLimitFor(host: string, o: { rateLimit?: number; rateWindow?: number }): { max: number; windowSeconds: number } {
+  const local = LOOPBACK.has(host) || host.startsWith('127.');
+  return { max: o.rateLimit ?? (local ? 60 : 10), windowSeconds: o.rateWindow ?? (local ? 60 : 3600) };
 }
 
 export function registerServeCommand(program: Command): void {
@@ -38,11 +50,11 @@ export function registerServeCommand(program: Command): void {
       .option('--model-name <id>', 'the model id clients see (default: the file name without .m)')
       .option('--host <address>', 'address to listen on', '127.0.0.1')
       .option('--port <n>', 'port', nonNegativeInt, 8080)
-      .option('--threads <n>', 'threads (default: all cores)', positiveInt)
+      .option('--threads <n>', 'threads (default: all cores)', engineThreads)
       .option('--ctx <n>', "context length in tokens (default: the model's, at most 4096)", positiveInt)
       .addOption(new Option('--kv-cache <type>', 'keys and values in f32 or f16').choices(['f32', 'f16']).default('f32'))
-      .option('--rate-limit <n>', 'chat requests per client IP per window (0 disables)', nonNegativeInt, 10)
-      .option('--rate-window <seconds>', 'the rate-limit window', positiveInt, 3600)
+      .option('--rate-limit <n>', 'chat requests per client IP per window, 0 for none (default: 60 a minute on a loopback --host, else 10 an hour)', nonNegativeInt)
+      .option('--rate-window <seconds>', 'the rate-limit window (default: 60 on a loopback --host, else 3600)', positiveInt)
       .option('--trust-proxy <addresses>', 'reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed', repeatableList)
       .option('--api-key <key>', 'require Authorization: Bearer KEY (repeatable; also GLM_DLLAMA_API_KEYS, comma-separated)', repeatableList)
       .option('--queue <n>', 'requests that may wait while one generates (more get 503)', nonNegativeInt, 8)
@@ -57,9 +69,10 @@ export function registerServeCommand(program: Command): void {
     const model = new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, ...distributedOptions(o) });
     const generator = new EngineGenerator(model, await loadTokenizer(tokenizer), o.modelName);
     const envKeys = commaList(process.env['GLM_DLLAMA_API_KEYS'] ?? '');
+    const limit = rateLimitFor(o.host, o);
     const server = await createServer({
       generator,
-      rateLimit: o.rateLimit > 0 ? { max: o.rateLimit, windowMs: o.rateWindow * 1000 } : false,
+      rateLimit: limit.max > 0 ? { max: limit.max, windowMs: limit.windowSeconds * 1000 } : false,
       trustedProxies: o.trustProxy,
       apiKeys: [...(o.apiKey ?? []), ...envKeys],
       maxQueue: o.queue,
@@ -70,7 +83,14 @@ export function registerServeCommand(program: Command): void {
       logger: o.log,
     });
     const address = await server.listen(o.port, o.host);
-    process.stderr.write(`serving ${generator.modelId} (context ${generator.contextLength} tokens) on ${address}/v1\n`);
+    process.stderr.write(
+      [
+        `serving ${generator.modelId} (context ${generator.contextLength} tokens) on ${address}/v1`,
+        limit.max > 0
+          ? `rate limit: ${limit.max} chat requests per client IP per ${limit.windowSeconds} s (--rate-limit N --rate-window SECONDS to change, --rate-limit 0 for none)`
+          : 'rate limit: none (--rate-limit 0)',
+      ].join('\n') + '\n',
+    );
     let signals = 0;
     const shutdown = () => {
       if (++signals > 1) process.exit(130);

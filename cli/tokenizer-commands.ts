@@ -57,9 +57,12 @@ export function registerTokenizerCommands(program: Command): void {
     .action(async (o: { tokenizer: string; messages: string; json: boolean }) => {
       const loaded = await loadTokenizer(o.tokenizer);
       if (loaded.chatTemplate === null) throw new InputError(loaded.file, 'has no chat template (tokenizer_config.json chat_template or chat_template.jinja)');
+      const text = await readFile(o.messages, 'utf8').catch((e: NodeJS.ErrnoException) => {
+        throw new InputError(o.messages, `cannot read the messages file (${e.code ?? e.message})`);
+      });
       let json: unknown;
       try {
-        json = JSON.parse(await readFile(o.messages, 'utf8'));
+        json = JSON.parse(text);
       } catch (e) {
         throw new InputError(o.messages, `not valid JSON (${(e as Error).message})`);
       }

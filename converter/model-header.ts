@@ -172,6 +172,9 @@ export function encodeHeader(header: ModelHeader): Buffer {
  * Reads the header from the first bytes of a .m file. `describe` names the file in errors.
  * Returns the header and its size (the offset of the first tensor).
  */
+/** "GGUF" read as a little-endian int32: a llama.cpp file given where a .m file belongs. */
+const GGUF_MAGIC = 0x46554747;
+
 export function decodeHeader(bytes: Uint8Array, describe: string): { header: ModelHeader; headerSize: number } {
   const fail = (detail: string): never => {
     throw new InputError(describe, detail);
@@ -180,6 +183,7 @@ export function decodeHeader(bytes: Uint8Array, describe: string): { header: Mod
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const magic = view.getInt32(0, true);
   if (magic === 0xabcd00 || magic === 0xabcd01) fail('model file uses distributed-llama\'s pre-2024 format, which is not supported');
+  if (magic === GGUF_MAGIC) fail("this is a GGUF file (llama.cpp's format); glm-dllama's engine and inspect read distributed-llama .m files, which `glm-dllama convert` writes");
   if (magic !== MODEL_MAGIC) fail(`bad magic 0x${(magic >>> 0).toString(16)} (expected 0x${MODEL_MAGIC.toString(16)}); not a model file`);
   const headerSize = view.getInt32(4, true);
   if (headerSize < 8 || (headerSize - 8) % 8 !== 0) fail(`header size ${headerSize} is not 8 + 8 x pairs`);

@@ -35,12 +35,16 @@ interface NativeInference {
   Engine: new (path: string, threads: number, contextLength: number, kvF16: boolean, distributed?: NativeDistributed) => NativeSession;
   bench(
     path: string,
-    options: { promptTokens: number; genTokens: number; threads: number; repeat: number; kvCache: KvCacheType; distributed?: NativeDistributed },
+    options: { promptTokens?: number; genTokens?: number; threads: number; repeat: number; kvCache: KvCacheType; distributed?: NativeDistributed },
   ): {
     prefillTps: number[];
     decodeTps: number[];
     peakRssBytes: number;
     threads: number;
+    promptTokens: number;
+    genTokens: number;
+    contextLength: number;
+    fittedToContext: boolean;
     prefillTraffic: NodeTraffic[];
     decodeTraffic: NodeTraffic[];
   };
@@ -206,6 +210,7 @@ export function logprobs(model: LoadedModel, tokens: readonly number[], top?: nu
 }
 
 export interface BenchOptions extends DistributedOptions {
+  /** Prompt and generated lengths; unset, 512 and 128, or where the model's context is shorter a quarter of it generated and the rest prompt. */
   promptTokens?: number;
   genTokens?: number;
   threads?: number;
@@ -222,6 +227,9 @@ export interface BenchResult {
   threads: number;
   prompt_tokens: number;
   gen_tokens: number;
+  /** The model's context, and whether a default length was shortened to fit it. */
+  context_length: number;
+  fitted_to_context: boolean;
   kv_cache: KvCacheType;
   kernels: string;
   nodes: number;
@@ -240,7 +248,7 @@ export function median(values: readonly number[]): number {
 
 /** Prefill and decode speed: one prefill of promptTokens then genTokens greedy decodes, `repeat` times. */
 export function bench(modelPath: string, options: BenchOptions = {}): BenchResult {
-  const o = { promptTokens: 512, genTokens: 128, threads: availableParallelism(), repeat: 3, kvCache: 'f32' as KvCacheType, ...options };
+  const o = { threads: availableParallelism(), repeat: 3, kvCache: 'f32' as KvCacheType, ...options };
   const distributed = nativeDistributed(o);
   const r = inference().bench(modelPath, {
     promptTokens: o.promptTokens,
@@ -257,8 +265,10 @@ export function bench(modelPath: string, options: BenchOptions = {}): BenchResul
     decode_tps_all: r.decodeTps,
     peak_rss_bytes: r.peakRssBytes,
     threads: r.threads,
-    prompt_tokens: o.promptTokens,
-    gen_tokens: o.genTokens,
+    prompt_tokens: r.promptTokens,
+    gen_tokens: r.genTokens,
+    context_length: r.contextLength,
+    fitted_to_context: r.fittedToContext,
     kv_cache: o.kvCache,
     kernels: inference().kernelPath(),
     nodes: (distributed?.workers.length ?? 0) + 1,

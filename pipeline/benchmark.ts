@@ -11,6 +11,8 @@ import { allPassed, skippedGate, threshold, type BenchmarkResults, type Gate } f
 export const DEFAULT_MAX_REGRESSION = 10;
 /** Runs per measurement by default: enough for the rank test to tolerate one outlier. */
 export const DEFAULT_REPEAT = 5;
+/** The speed gates' unit: their value is the slowdown of the median (negative when faster). */
+const SLOWDOWN = '% slower';
 /** One-sided significance level of the rank test. */
 export const SIGNIFICANCE = 0.05;
 
@@ -124,7 +126,7 @@ export function judgeRegression(current: readonly number[], base: readonly numbe
       ? `the median is past the ${maxRegressionPct}% allowance but the runs overlap the base's too much to rule out noise (rank test p = ${pValue.toFixed(3)} > ${SIGNIFICANCE})`
       : `within the ${maxRegressionPct}% allowance`;
   const detail =
-    `median ${currentMedian.toFixed(1)} against ${baseMedian.toFixed(1)} (${changePct >= 0 ? '+' : ''}${changePct.toFixed(1)}%), ` +
+    `median ${currentMedian.toFixed(1)} tok/s against ${baseMedian.toFixed(1)} (${Math.abs(changePct).toFixed(1)}% ${changePct >= 0 ? 'faster' : 'slower'}), ` +
     `${current.length} runs ${range(current)} against ${base.length} runs ${range(base)}: ${verdict}`;
   return { regressed, detail, changePct, pValue, currentMedian, baseMedian };
 }
@@ -145,11 +147,12 @@ function checkComparable(baseline: BenchmarkResults, o: { promptTokens: number; 
 export async function runBenchmark(o: BenchmarkOptions): Promise<BenchmarkResults> {
   const maxRegression = threshold('max-regression', o.maxRegression) ?? DEFAULT_MAX_REGRESSION;
   const costPerHour = threshold('cost-per-hour', o.costPerHour);
-  const settings = { promptTokens: o.promptTokens ?? 512, genTokens: o.genTokens ?? 128, repeat: o.repeat ?? DEFAULT_REPEAT };
   const { baseline } = o;
+  // Lengths left unset are the baseline's (like with like), else the engine's defaults fitted to the model's context.
+  const settings = { promptTokens: o.promptTokens ?? baseline?.promptTokens, genTokens: o.genTokens ?? baseline?.genTokens, repeat: o.repeat ?? DEFAULT_REPEAT };
   if (baseline) {
     // Fail before spending the runner's time on a measurement that cannot be judged.
-    checkComparable(baseline, settings);
+    checkComparable(baseline, { promptTokens: settings.promptTokens!, genTokens: settings.genTokens! });
     checkSampleSizes(settings.repeat, Math.min(baseline.prefillTpsAll.length, baseline.decodeTpsAll.length));
   }
   const r = bench(o.model, { ...settings, ...(o.threads ? { threads: o.threads } : {}), ...o.distributed });
@@ -170,19 +173,20 @@ export async function runBenchmark(o: BenchmarkOptions): Promise<BenchmarkResult
           : undefined;
     for (const [name, current, base] of speeds) {
       if (elsewhere) {
-        gates.push(skippedGate(name, maxRegression, '%', `not compared: ${elsewhere}, so a difference would say more about the machines than the code`));
+        gates.push(skippedGate(name, maxRegression, SLOWDOWN, `not compared: ${elsewhere}, so a difference would say more about the machines than the code`));
         continue;
       }
       const j = judgeRegression(current, base, maxRegression);
-      gates.push({ name, passed: !j.regressed, actual: -j.changePct, limit: maxRegression, unit: '%', detail: j.detail });
+      gates.push({ name, passed: !j.regressed, actual: -j.changePct, limit: maxRegression, unit: SLOWDOWN, detail: j.detail });
     }
   }
   return {
     kind: 'benchmark',
     model: o.model,
     threads: r.threads,
-    promptTokens: settings.promptTokens,
-    genTokens: settings.genTokens,
+    promptTokens: r.prompt_tokens,
+    genTokens: r.gen_tokens,
+    ...(r.fitted_to_context ? { fittedToContext: true, contextLength: r.context_length } : {}),
     prefillTps: r.prefill_tps,
     decodeTps: r.decode_tps,
     prefillTpsAll: r.prefill_tps_all,

@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeFixture } from '../converter/fixture.js';
-import { startLocalS3 } from './local-s3.js';
+import { startLocalS3, type LocalS3 } from './local-s3.js';
 import { runAction, type ActionRun, type RunContext } from './local-runner.js';
 
 export interface PipelineDemoResult {
@@ -29,9 +29,10 @@ export async function runPipelineDemo(options: { outDir?: string; log?: (line: s
   const log = options.log ?? (() => {});
   const workDir = options.outDir ?? (await mkdtemp(join(tmpdir(), 'glm-dllama-demo-')));
   const steps: PipelineDemoResult['steps'] = [];
-  const s3 = await startLocalS3({ directory: join(workDir, 's3'), buckets: [BUCKET] });
-  log(`local S3 server at ${s3.endpoint}, bucket ${BUCKET}`);
+  let s3: LocalS3 | undefined;
   try {
+    s3 = await startLocalS3({ directory: join(workDir, 's3'), buckets: [BUCKET] });
+    log(`local S3 server at ${s3.endpoint}, bucket ${BUCKET}`);
     const fixture = await writeFixture({ arch: 'glm4moe', outDir: join(workDir, MODEL), size: 'tiny', seed: 1 });
     log(`checkpoint: tiny glm4moe (GLM-4.5 layout) in ${fixture.outDir}`);
     const repository = { default_branch: 'main', full_name: 'local/models' };
@@ -50,7 +51,8 @@ export async function runPipelineDemo(options: { outDir?: string; log?: (line: s
     };
     // Both runs keep baselines in one folder, as a self-hosted runner's persistent disk would.
     const gateJob = async (run: 'main' | 'pr') => {
-      const reporting = { 'baseline-store': join(workDir, 'baselines'), 'runner-label': 'local', comment: 'false' };
+      // The store's keys start with baselines/, so the work folder itself is the store.
+      const reporting = { 'baseline-store': workDir, 'runner-label': 'local', comment: 'false' };
       const converted = await step(run, 'convert-glm', { model: fixture.outDir, weights: 'f32', 'out-dir': 'models' });
       const f32 = join(workDir, run, converted.outputs['model-path'] as string);
       const tokenizer = join(workDir, run, converted.outputs['tokenizer-path'] as string);
@@ -77,7 +79,7 @@ export async function runPipelineDemo(options: { outDir?: string; log?: (line: s
     const report = await step('pr', 'report', pr.reporting);
     return { workDir, kept: options.outDir !== undefined, steps, report: report.summary, published: (published.outputs.urls ?? '').split('\n') };
   } finally {
-    await s3.close();
+    await s3?.close();
     if (options.outDir === undefined) await rm(workDir, { recursive: true, force: true });
   }
 }

@@ -142,6 +142,11 @@ interface Context {
 }
 
 /** `repo@revision` for messages, with the commit once known. */
+/** An error's message with its cause's (fetch says only "fetch failed"; the cause says why, e.g. ENOTFOUND). */
+export function withCause(e: unknown): string {
+  return e instanceof Error ? `${e.message}${e.cause instanceof Error ? ` (${e.cause.message})` : ''}` : String(e);
+}
+
 function where(ctx: Context, commit?: string): string {
   return `${ctx.repo}@${ctx.revision}${commit && commit !== ctx.revision ? ` (commit ${commit})` : ''}`;
 }
@@ -174,8 +179,7 @@ function explain(ctx: Context, e: unknown, what: string, commit?: string, file?:
     const explanation = hint(ctx, e.statusCode, ctx.errorCodes.get(e.url));
     return new HubError(`${at}: ${what} failed: ${explanation} [${e.message}]`, ctx.repo, ctx.revision, e.statusCode, file);
   }
-  const cause = e instanceof Error ? `${e.message}${e.cause instanceof Error ? ` (${e.cause.message})` : ''}` : String(e);
-  return new HubError(`${at}: ${what} failed: ${cause}`, ctx.repo, ctx.revision, undefined, file);
+  return new HubError(`${at}: ${what} failed: ${withCause(e)}`, ctx.repo, ctx.revision, undefined, file);
 }
 
 /**

@@ -76,7 +76,15 @@ export async function runAction(name: string, inputs: Record<string, string>, co
   const child = spawn(process.execPath, [join(packageRoot(), 'actions', 'dist', `${name}.js`)], { cwd: workspace, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  const echo = (text: string) => context.onLine && text.split('\n').filter((l) => l !== '').forEach(context.onLine);
+  // As GitHub's runner shows a log: `::add-mask::VALUE` lines are not shown, and VALUE becomes *** in later lines.
+  const masks: string[] = [];
+  const echo = (text: string) => {
+    for (const line of text.split('\n')) {
+      const mask = /^::add-mask::(.+)$/.exec(line);
+      if (mask) masks.push(mask[1]!);
+      else if (line !== '') context.onLine?.(masks.reduce((shown, secret) => shown.split(secret).join('***'), line));
+    }
+  };
   child.stdout.on('data', (d: Buffer) => {
     stdout += d.toString();
     echo(d.toString());

@@ -11,6 +11,8 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isSeq, parseDocument, type Document } from 'yaml';
 import { modelInfo } from '@huggingface/hub';
 import { packageRoot } from '../engine/native.js';
+import { InputError } from '../converter/errors.js';
+import { withCause } from './hub.js';
 import type { FixtureArch } from '../converter/fixture.js';
 
 export type Quantization = 'q40' | 'q80';
@@ -92,7 +94,7 @@ let validator: ReturnType<Ajv['compile']> | undefined;
 function validate(data: unknown): ErrorObject[] {
   if (!validator) {
     const schema = JSON.parse(readFileSync(join(packageRoot(), 'models', 'registry.schema.json'), 'utf8')) as object;
-    validator = new Ajv({ allErrors: true }).compile(schema);
+    validator = new Ajv({ allErrors: true, verbose: true }).compile(schema);
   }
   return validator(data) ? [] : (validator.errors ?? []);
 }
@@ -118,6 +120,8 @@ function issuesOf(errors: ErrorObject[]): RegistryIssue[] {
     if (error.keyword === 'additionalProperties') message = 'is not a known field';
     if (error.keyword === 'required') message = 'is required';
     if (error.keyword === 'false schema') message = 'is not allowed with fixture';
+    // YAML reads an unquoted 0123abc... or 1e5 as a number.
+    if (error.keyword === 'type' && (error.params as { type: string }).type === 'string' && typeof error.data === 'number') message += ' (quote it in the YAML)';
     const issue = { path: fieldPath(error), message };
     const key = `${issue.path}\0${issue.message}`;
     if (!seen.has(key)) {
@@ -168,7 +172,10 @@ export function parseRegistry(text: string, file: string): Registry {
 }
 
 export async function loadRegistry(file: string): Promise<Registry> {
-  return parseRegistry(await readFile(file, 'utf8'), file);
+  const text = await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    throw new InputError(file, `cannot read the registry (${e.code ?? e.message}); run from the repository that holds it, or name the file`);
+  });
+  return parseRegistry(text, file);
 }
 
 export interface HubOptions {
@@ -188,7 +195,7 @@ export async function latestRevision(repo: string, options: HubOptions = {}): Pr
       additionalFields: ['sha'],
     });
   } catch (e) {
-    throw new Error(`${repo}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    throw new Error(`${repo}: ${withCause(e)}`, { cause: e });
   }
   if (typeof info.sha !== 'string' || !/^[0-9a-f]{40}$/.test(info.sha)) {
     throw new Error(`${repo}: the hub returned no commit sha for the default branch`);

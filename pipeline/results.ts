@@ -73,6 +73,9 @@ export interface BenchmarkResults {
   threads: number;
   promptTokens: number;
   genTokens: number;
+  /** Set when the default lengths were shortened to fit the model's context (contextLength tokens). */
+  fittedToContext?: boolean;
+  contextLength?: number;
   /** Medians of the repeats. */
   prefillTps: number;
   decodeTps: number;
@@ -145,6 +148,8 @@ const SCHEMAS: Record<StepResults['kind'], Schema> = {
       threads: count,
       promptTokens: count,
       genTokens: count,
+      fittedToContext: { type: 'boolean' },
+      contextLength: count,
       prefillTps: positive,
       decodeTps: positive,
       prefillTpsAll: tpsList,

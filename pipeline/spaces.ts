@@ -63,8 +63,22 @@ export function endpointLabel(target: SpacesTarget): string {
   return resolve(target).endpoint.origin;
 }
 
+let nodeNoticeGiven = false;
+
+/**
+ * On Node 20 the AWS SDK prints an 8-line warning with every client's first use; the same news is said
+ * here once per process in one line (docs/getting-started.md lists the supported Node versions).
+ */
+function noticeOldNode(): void {
+  if (nodeNoticeGiven || Number(process.versions.node.split('.')[0]) >= 22) return;
+  nodeNoticeGiven = true;
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+  process.stderr.write(`note: Node ${process.version} works, but AWS SDK releases from January 2027 (used to publish) need Node 22 or later; Node 22 or 24 is recommended\n`);
+}
+
 export function spacesClient(target: SpacesTarget): S3Client {
   const { endpoint, pathStyle } = resolve(target);
+  noticeOldNode();
   return new S3Client({
     endpoint: endpoint.origin,
     // The SDK needs a region to sign with; Spaces ignores it (DO documents us-east-1). A custom endpoint

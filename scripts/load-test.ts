@@ -2,7 +2,7 @@
  * `npm run load-test`: the server on the tiny GLM-4.5 fixture (q40) under autocannon on loopback, with a
  * rate limit and a queue small enough that both refuse some requests. Prints the figures.
  *
- *   npm run load-test [-- --connections 16 --duration 10 --max-tokens 8 --rate-limit 500 --queue 4 --stream]
+ *   npm run load-test [-- --connections 16 --duration 10 --max-tokens 8 --rate-limit 60000 --queue 4 --stream]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,7 +18,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '16' },
     duration: { type: 'string', default: '10' },
     'max-tokens': { type: 'string', default: '8' },
-    'rate-limit': { type: 'string', default: '500' },
+    'rate-limit': { type: 'string', default: '60000' },
     queue: { type: 'string', default: '4' },
     threads: { type: 'string', default: '2' },
     stream: { type: 'boolean', default: false },

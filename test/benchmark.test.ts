@@ -2,6 +2,7 @@
  * benchmark: the noise-aware regression rule on synthetic samples, its exact rank test against brute
  * force, the cost figure, and runs of the tiny fixture against synthetic baselines.
  */
+import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { convert } from '../converter/convert.js';
@@ -16,7 +17,7 @@ describe('judgeRegression', () => {
   it('passes runs that differ from the base by noise only', () => {
     const j = judgeRegression([98, 104, 96, 100, 102], base, 10);
     expect(j.regressed).toBe(false);
-    expect(j.detail).toMatch(/median 100\.0 against 100\.0 \(\+0\.0%\), 5 runs 96\.0-104\.0 against 5 runs 97\.0-103\.0: within the 10% allowance/);
+    expect(j.detail).toMatch(/median 100\.0 tok\/s against 100\.0 \(0\.0% faster\), 5 runs 96\.0-104\.0 against 5 runs 97\.0-103\.0: within the 10% allowance/);
   });
 
   it('fails a clear drop, even on three runs a side', () => {
@@ -153,6 +154,25 @@ describe('runBenchmark', () => {
     expect(other.gates[0]!.detail).toMatch(/not compared: the baseline ran on Some Other CPU x64, this run on .* x\d+/);
     const threads = await runBenchmark({ model, ...settings, baseline: scaled(10, { threads: 7 }) });
     expect(threads.gates[1]!.detail).toMatch(/the baseline ran on 7 threads, this run on 1/);
+  });
+
+  it("fits the default lengths to the model's context, or takes the baseline's", async () => {
+    const fitted = await runBenchmark({ model, threads: 1, repeat: 1 });
+    expect(fitted).toMatchObject({ promptTokens: 192, genTokens: 64, fittedToContext: true, contextLength: 256 });
+    expect(parseResults(JSON.stringify(fitted), 'b.json')).toEqual(fitted);
+    const likeBase = await runBenchmark({ model, threads: 1, repeat: 3, baseline: measured });
+    expect(likeBase).toMatchObject({ promptTokens: 16, genTokens: 8 });
+    expect(likeBase.fittedToContext).toBeUndefined();
+    await expect(runBenchmark({ model, threads: 1, repeat: 1, promptTokens: 250, genTokens: 8 })).rejects.toThrow(
+      /250 prompt \+ 8 generated tokens exceed the model's context of 256/,
+    );
+    const engine = spawnSync(join(process.cwd(), 'build', 'Release', 'glm-engine'), ['bench', '--model', model, '--threads', '1', '--repeat', '1'], { encoding: 'utf8' });
+    expect(engine.status).toBe(0);
+    expect(engine.stdout).toMatch(/^prefill 192 tokens: .*\ndecode 64 tokens/);
+    expect(engine.stderr).toMatch(/192 prompt \+ 64 generated tokens, to fit the model's context of 256 \(--prompt-tokens, --gen-tokens to choose\)/);
+    const cliRun = cli('bench', '--model', model, '--threads', '1', '--repeat', '1');
+    expect(cliRun.status).toBe(0);
+    expect(cliRun.stderr).toMatch(/^192 prompt \+ 64 generated tokens, to fit the model's context of 256/);
   });
 
   it('refuses a baseline it cannot judge before running', async () => {

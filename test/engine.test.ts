@@ -88,6 +88,8 @@ it('turns bad ids, overflows and bad files into exceptions', async () => {
   expect(() => new LoadedModel(join(dir, 'missing.m'))).toThrow(/missing\.m: cannot open/);
   await writeFile(join(dir, 'junk.m'), 'not a model at all');
   expect(() => new LoadedModel(join(dir, 'junk.m'))).toThrow(/junk\.m: bad magic/);
+  await writeFile(join(dir, 'm.gguf'), 'GGUF\x03\0\0\0 and the rest of a llama.cpp file');
+  expect(() => new LoadedModel(join(dir, 'm.gguf'))).toThrow(/m\.gguf: this is a GGUF file \(llama\.cpp's format\); the engine reads distributed-llama \.m files/);
 });
 
 it('log-probs are normalised and glm-engine prints the same as the CLI', () => {

@@ -4,7 +4,8 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { convert } from '../converter/convert.js';
 import { GenerationSession, LoadedModel } from '../engine/index.js';
-import { loadTokenizer } from '../tokenizer/index.js';
+import { fitConversation } from '../cli/engine-commands.js';
+import { loadTokenizer, type ChatMessage } from '../tokenizer/index.js';
 import { cli, fixture, removeDir, tempDir } from './helpers.js';
 
 let dir: string;
@@ -84,6 +85,69 @@ it('chat keeps the conversation and reuses the cache across turns', () => {
   const stats = run.stderr.trim().split('\n');
   expect(stats).toHaveLength(2);
   expect(stats[1]).toMatch(/\(\d+ reused from the cache\)/);
+});
+
+it('chat goes on past a full context, leaving out the oldest turns', () => {
+  // The default --max-tokens (256) fills the fixture's 256-token context on the first reply.
+  const run = spawnSync(process.execPath, [join(process.cwd(), 'dist', 'cli', 'glm-dllama.js'), 'chat', '--model', model, '--temperature', '0', '--threads', '2'], {
+    input: 'Hello\nHow are you?\nThird\n',
+    encoding: 'utf8',
+  });
+  expect(run.status).toBe(0);
+  expect(run.stderr.match(/finish: /g)).toHaveLength(3);
+  expect(run.stderr).toMatch(/\[the context of 256 tokens is full: left out the 2 oldest messages\]/);
+});
+
+it('fitConversation drops the oldest pairs until a reply has room, and refuses a message too long alone', () => {
+  const render = (messages: ChatMessage[]) => Array.from(messages.map((m) => m.content).join(''), () => 0);
+  const turns: ChatMessage[] = [
+    { role: 'user', content: 'a'.repeat(30) },
+    { role: 'assistant', content: 'b'.repeat(30) },
+    { role: 'user', content: 'c'.repeat(10) },
+    { role: 'assistant', content: 'd'.repeat(10) },
+  ];
+  const next: ChatMessage = { role: 'user', content: 'e'.repeat(5) };
+  expect(fitConversation(turns, next, 120, 20, render)).toMatchObject({ dropped: 0, turns: [...turns, next] }); // room for 100
+  const fitted = fitConversation(turns, next, 60, 20, render); // room for 45 prompt tokens
+  expect(fitted).toMatchObject({ dropped: 2, turns: [...turns.slice(2), next] });
+  expect(fitted.ids).toHaveLength(25);
+  expect(fitConversation(turns, { role: 'user', content: 'x'.repeat(50) }, 60, 20, render)).toEqual({ turns, dropped: 0 });
+});
+
+it('chat on a terminal echoes what is typed', () => {
+  // A pseudo-terminal from Python's pty module: type a line once the prompt shows, read the screen.
+  const script = [
+    'import os, pty, sys, time',
+    'pid, fd = pty.fork()',
+    'if pid == 0:',
+    '    os.execv(sys.argv[1], sys.argv[1:])',
+    'out = b""',
+    'def read_until(marker, seconds):',
+    '    global out',
+    '    end = time.time() + seconds',
+    '    while marker not in out and time.time() < end:',
+    '        try: out += os.read(fd, 4096)',
+    '        except OSError: break',
+    'read_until(b"> ", 60)',
+    'os.write(fd, b"Hello there\\r")',
+    'read_until(b"finish:", 60)',
+    'os.kill(pid, 2)',
+    'sys.stdout.write(out.decode("utf8", "replace"))',
+  ].join('\n');
+  const run = spawnSync('python3', ['-c', script, process.execPath, join(process.cwd(), 'dist', 'cli', 'glm-dllama.js'), 'chat', '--model', model, '--max-tokens', '4', '--threads', '2'], { encoding: 'utf8' });
+  expect(run.status).toBe(0);
+  expect(run.stdout.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')).toMatch(/> Hello there/);
+});
+
+it("perplexity defaults to the bundled text and to chunks of the model's context, saying so", () => {
+  const p = cli('perplexity', '--model', model, '--json');
+  expect(p.status).toBe(0);
+  expect(JSON.parse(p.stdout).chunks[0].tokens).toBe(256);
+  expect(p.stderr).toMatch(/^256 tokens per chunk, the context of .*m\.q40\.m \(--ctx to choose\)/);
+  expect(cli('perplexity', '--model', model, '--ctx', '512').stderr).toMatch(/--ctx 512 is longer than .*m\.q40\.m's context of 256 tokens/);
+  expect(cli('bench', '--model', model, '--threads', '999', '--repeat', '1', '--gen-tokens', '1', '--prompt-tokens', '4').stderr).toMatch(
+    /warning: --threads 999 is more than the \d+ cores here/,
+  );
 });
 
 it('perplexity and kld report over a text file', () => {

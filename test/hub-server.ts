@@ -38,6 +38,8 @@ export interface HubServerOptions {
   token?: string;
   /** Tree entries per page (the hub pages long listings). */
   pageSize?: number;
+  /** 0 (default) picks a free port. */
+  port?: number;
 }
 
 export interface HubServer {
@@ -98,7 +100,8 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     close: () => new Promise((resolve, reject) => server.close((e) => (e ? reject(e) : resolve()))),
   };
 
-  const knownRevision = (rev: string) => rev === 'main' || rev === commit;
+  // HEAD is what a client asks for the default branch's head (registry check-updates does).
+  const knownRevision = (rev: string) => rev === 'main' || rev === 'HEAD' || rev === commit;
 
   function serveContent(req: IncomingMessage, res: ServerResponse, file: RepoFile, headers: Record<string, string>): void {
     let content = file.content;
@@ -202,7 +205,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
   }
 
   const server: Server = createServer(handle);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return state;
 }

@@ -285,6 +285,11 @@ describe('glm-dllama download / convert --model hf:', () => {
     expect(ok.stdout).toContain(`hf:${REPO}@main (commit ${hub.commit}) -> ${dir}`);
     const shard = [...hub.files.values()].find((f) => f.lfsOid)!;
     expect(ok.stdout).toContain(`  ${shard.lfsOid}  ${shard.path} (${shard.content.length} bytes)`);
+    expect(ok.stdout).toMatch(/^ {2}\d+ files, [\d.]+ MiB \(all downloaded\)$/m);
+    // Not a terminal: progress lines every few seconds, and the 100% line once.
+    expect(ok.stderr.match(/^download: 100\.0%/gm)).toHaveLength(1);
+    const cached = await cli({ HF_TOKEN: TOKEN }, 'download', `hf:${REPO}@main`, '--cache-dir', cacheDir, '--hub-url', hub.url);
+    expect(cached.stdout).toMatch(/^ {2}\d+ files, [\d.]+ MiB \(all from the cache\)$/m);
 
     hub.requests.length = 0;
     const out = join(work, 'm.q80.m');

@@ -81,6 +81,7 @@ describe('header', () => {
 
   it.each([
     ['a bad magic', () => Buffer.from([1, 2, 3, 4, 8, 0, 0, 0]), /x\.m: bad magic 0x4030201/],
+    ['a GGUF file', () => Buffer.from('GGUF\x03\0\0\0', 'latin1'), /x\.m: this is a GGUF file \(llama\.cpp's format\)/],
     ['an old distributed-llama file', () => Buffer.from([0, 0xcd, 0xab, 0, 8, 0, 0, 0]), /pre-2024 format/],
     ['an unknown key', () => withPair(999, 1), /x\.m: unknown header key 999/],
     ['distributed-llama\'s int rope_theta', () => withPair(12, 10000), /header key 12 \(rope_theta \(int\)\) is not used by GLM files/],

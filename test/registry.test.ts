@@ -73,6 +73,15 @@ describe('models/registry.yaml', () => {
     expect(issues(text).map((i) => i.path)).toEqual(['models[0].revision']);
   });
 
+  test('a revision YAML reads as a number says to quote it', async () => {
+    const text = (await registryText()).replace('645b8482494e31b6b752272bf7f7f273ef0f3caf', '1234567890123456789012345678901234567890');
+    expect(issues(text)).toContainEqual({ path: 'models[0].revision', message: 'must be string (quote it in the YAML)' });
+  });
+
+  test('a registry file that is not there is named, with what to do', async () => {
+    await expect(loadRegistry('no/such/registry.yaml')).rejects.toThrow(/^no\/such\/registry\.yaml: cannot read the registry \(ENOENT\); run from the repository that holds it, or name the file$/);
+  });
+
   test('an unknown quantization is refused with the allowed values', async () => {
     const text = (await registryText()).replace('quantizations: [q40, q80]', 'quantizations: [q40, q50]');
     expect(issues(text)).toEqual([{ path: 'models[0].quantizations[1]', message: 'must be one of q40, q80' }]);

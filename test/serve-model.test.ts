@@ -12,6 +12,7 @@ import { GenerationSession, LoadedModel } from '../engine/index.js';
 import { createServer, EngineGenerator, type DemoServer } from '../server/index.js';
 import { applyChatTemplate, loadTokenizer, StreamDecoder } from '../tokenizer/index.js';
 import { loadTest } from '../scripts/load-test-lib.js';
+import { rateLimitFor } from '../cli/serve-command.js';
 import { fixture, removeDir, tempDir } from './helpers.js';
 
 let dir: string;
@@ -165,5 +166,14 @@ it('glm-dllama serve answers the openai client and exits cleanly on SIGTERM', as
     child.kill('SIGTERM');
   }
   expect(await exited).toBe(0);
+  expect(stderr).toMatch(/^rate limit: 5 chat requests per client IP per 60 s \(--rate-limit N --rate-window SECONDS to change, --rate-limit 0 for none\)$/m);
   expect(stderr).toMatch(/closing: refusing new requests/);
+});
+
+it("serve's default rate limit: roomy on loopback, the public demo's 10 an hour elsewhere, flags first", () => {
+  expect(rateLimitFor('127.0.0.1', {})).toEqual({ max: 60, windowSeconds: 60 });
+  expect(rateLimitFor('::1', {})).toEqual({ max: 60, windowSeconds: 60 });
+  expect(rateLimitFor('0.0.0.0', {})).toEqual({ max: 10, windowSeconds: 3600 });
+  expect(rateLimitFor('10.0.0.5', { rateLimit: 0 })).toEqual({ max: 0, windowSeconds: 3600 });
+  expect(rateLimitFor('localhost', { rateLimit: 10, rateWindow: 3600 })).toEqual({ max: 10, windowSeconds: 3600 });
 });

@@ -340,5 +340,7 @@ describe('commands', () => {
     const r = run('chat-template', '--tokenizer', glm45, '--messages', bad);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/^glm-dllama: error: .*bad\.json: not valid JSON/);
+    const absent = run('chat-template', '--tokenizer', glm45, '--messages', join(dir, 'absent.json'));
+    expect(absent.stderr).toMatch(/^glm-dllama: error: .*absent\.json: cannot read the messages file \(ENOENT\)/);
   });
 });

@@ -406,15 +406,15 @@ class Engine : public Napi::ObjectWrap<Engine> {
 
 Napi::Value KernelPath(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), glm::kernelPath()); }
 
-// bench(path, {promptTokens, genTokens, threads, repeat, kvCache, distributed?}) -> {prefillTps: number[], decodeTps: number[],
-// peakRssBytes, threads, prefillTraffic, decodeTraffic: [{sent, received}] bytes per token per node}
+// bench(path, {promptTokens?, genTokens?, threads, repeat, kvCache, distributed?}) -> {prefillTps: number[], decodeTps: number[],
+// peakRssBytes, threads, promptTokens, genTokens, contextLength, fittedToContext, prefillTraffic, decodeTraffic: [{sent, received}] bytes per token per node}
 Napi::Value Bench(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject()) throw Napi::TypeError::New(env, "bench(path, options)");
   Napi::Object o = info[1].As<Napi::Object>();
   glm::BenchOptions options;
-  options.promptTokens = o.Get("promptTokens").As<Napi::Number>().Int32Value();
-  options.genTokens = o.Get("genTokens").As<Napi::Number>().Int32Value();
+  if (o.Get("promptTokens").IsNumber()) options.promptTokens = o.Get("promptTokens").As<Napi::Number>().Int32Value();
+  if (o.Get("genTokens").IsNumber()) options.genTokens = o.Get("genTokens").As<Napi::Number>().Int32Value();
   options.threads = o.Get("threads").As<Napi::Number>().Int32Value();
   options.repeat = o.Get("repeat").As<Napi::Number>().Int32Value();
   options.kvType = o.Get("kvCache").ToString().Utf8Value() == "f16" ? glm::FloatType::F16 : glm::FloatType::F32;
@@ -436,6 +436,10 @@ Napi::Value Bench(const Napi::CallbackInfo& info) {
   out.Set("decodeTps", list(r.decodeTps));
   out.Set("peakRssBytes", static_cast<double>(r.peakRssBytes));
   out.Set("threads", r.threads);
+  out.Set("promptTokens", r.promptTokens);
+  out.Set("genTokens", r.genTokens);
+  out.Set("contextLength", r.contextLength);
+  out.Set("fittedToContext", r.fittedToContext);
   out.Set("prefillTraffic", trafficArray(env, r.prefillTraffic));
   out.Set("decodeTraffic", trafficArray(env, r.decodeTraffic));
   return out;

@@ -1,6 +1,7 @@
 // Prefill and decode speed of a model, measured the same way for the CLI, the addon and glm-engine.
 #pragma once
 #include <cstddef>
+#include <optional>
 #include <vector>
 
 #include "model.h"
@@ -8,9 +9,11 @@
 
 namespace glm {
 
+// Lengths left unset take the defaults, 512 prompt + 128 generated tokens, or where the model's context
+// is shorter a quarter of it generated and the rest prompt, so the same command runs on any model.
 struct BenchOptions {
-  int promptTokens = 512;
-  int genTokens = 128;
+  std::optional<int> promptTokens;
+  std::optional<int> genTokens;
   int threads = 1;
   int repeat = 3;
   FloatType kvType = FloatType::F32;
@@ -23,6 +26,9 @@ struct TokenTraffic {
 };
 
 struct BenchResult {
+  int promptTokens = 0, genTokens = 0;  // the lengths measured
+  int contextLength = 0;                 // the session's context
+  bool fittedToContext = false;          // a default length was shortened to fit it
   std::vector<double> prefillTps;  // one per repeat
   std::vector<double> decodeTps;
   size_t peakRssBytes = 0;

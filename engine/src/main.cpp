@@ -33,9 +33,9 @@ namespace {
 const char* kUsage =
     "usage:\n"
     "  glm-engine logprobs --model M --tokens 1,2,3 [--top K] [--threads N] [--kv-cache f32|f16]\n"
-    "  glm-engine bench --model M [--prompt-tokens 512] [--gen-tokens 128] [--threads N] [--repeat K] [--kv-cache f32|f16] [--json]\n"
+    "  glm-engine bench --model M [--prompt-tokens 512] [--gen-tokens 128] (shortened to fit the context) [--threads N] [--repeat K] [--kv-cache f32|f16] [--json]\n"
     "  glm-engine generate --model M --tokens 1,2,3 [--max-tokens 64] [--stop-ids a,b] [--threads N]   (greedy)\n"
-    "  glm-engine perplexity --model M --tokens-file F [--ctx 512] [--threads N]   (F: ids separated by commas or spaces)\n"
+    "  glm-engine perplexity --model M --tokens-file F [--ctx 512] [--threads N]   (F: ids separated by commas or spaces; ctx at most the context)\n"
     "  glm-engine info --model M\n"
     "  glm-engine worker --port P [--host 0.0.0.0] [--threads N] [--model M] [--secret-file F] [--insecure] [--idle-timeout 10]\n"
     "    (serves roots until killed; without a secret only on a loopback address, unless --insecure)\n"
@@ -139,6 +139,17 @@ glm::DistributedOptions distributed(const Args& args) {
 
 int defaultThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
 
+// --threads, or every core. More threads than cores make them wait for each other at every step (decoding
+// slows down many times over), so that is said once on stderr.
+int threadsOf(const Args& args) {
+  const int threads = std::max(1, args.number("threads", defaultThreads()));
+  if (threads > defaultThreads()) {
+    std::fprintf(stderr, "glm-engine: warning: --threads %d is more than the %d cores here, which slows the engine down sharply; leave it out to use every core\n",
+                 threads, defaultThreads());
+  }
+  return threads;
+}
+
 std::vector<int32_t> parseTokens(const std::string& list) {
   std::vector<int32_t> tokens;
   size_t at = 0;
@@ -158,7 +169,7 @@ void logprobs(const Args& args) {
   const glm::Model model(args.required("model"));
   const std::vector<int32_t> tokens = parseTokens(args.required("tokens"));
   const int top = args.number("top", 0);
-  glm::Session session(model, args.number("threads", defaultThreads()), static_cast<int>(tokens.size()), kvCacheType(args), distributed(args));
+  glm::Session session(model, threadsOf(args), static_cast<int>(tokens.size()), kvCacheType(args), distributed(args));
   const int vocab = model.header().vocabSize;
   std::vector<float> logits(tokens.size() * vocab);
   session.evaluate(tokens.data(), static_cast<int>(tokens.size()), logits.data(), true);
@@ -195,7 +206,7 @@ void generate(const Args& args) {
   const int maxTokens = args.number("max-tokens", 64);
   std::vector<int32_t> stops;
   if (args.options.count("stop-ids")) stops = parseTokens(args.required("stop-ids"));
-  glm::Session session(model, args.number("threads", defaultThreads()), static_cast<int>(prompt.size()) + maxTokens, kvCacheType(args),
+  glm::Session session(model, threadsOf(args), static_cast<int>(prompt.size()) + maxTokens, kvCacheType(args),
                        distributed(args));
   std::vector<float> logits(model.header().vocabSize);
   session.evaluate(prompt.data(), static_cast<int>(prompt.size()), logits.data(), false);
@@ -226,8 +237,14 @@ void perplexity(const Args& args) {
   const bool clean = std::feof(f);
   std::fclose(f);
   if (!clean) throw std::runtime_error(file + ": expected token ids separated by commas or spaces");
-  const int ctx = args.number("ctx", 512);
-  glm::Session session(model, args.number("threads", defaultThreads()), ctx, kvCacheType(args), distributed(args));
+  // --ctx as given, else 512 tokens per chunk or the model's context where shorter (said on stderr).
+  const bool given = args.options.count("ctx") > 0;
+  glm::Session session(model, threadsOf(args), given ? args.number("ctx", 0) : 512, kvCacheType(args), distributed(args));
+  const int ctx = given ? args.number("ctx", 0) : session.maxSeqLen();
+  if (ctx > session.maxSeqLen()) {
+    throw std::invalid_argument("--ctx " + std::to_string(ctx) + " is longer than the model's context of " + std::to_string(session.maxSeqLen()) + " tokens");
+  }
+  if (!given && ctx < 512) std::fprintf(stderr, "glm-engine perplexity: %d tokens per chunk, the model's context (--ctx to choose)\n", ctx);
   const std::vector<glm::ChunkNll> chunks = glm::chunkPerplexity(session, ids, ctx);
   double total = 0.0;
   int predicted = 0;
@@ -243,13 +260,17 @@ void perplexity(const Args& args) {
 void bench(const Args& args) {
   const glm::Model model(args.required("model"));
   glm::BenchOptions o;
-  o.promptTokens = args.number("prompt-tokens", 512);
-  o.genTokens = args.number("gen-tokens", 128);
-  o.threads = args.number("threads", defaultThreads());
+  if (args.options.count("prompt-tokens")) o.promptTokens = args.number("prompt-tokens", 0);
+  if (args.options.count("gen-tokens")) o.genTokens = args.number("gen-tokens", 0);
+  o.threads = threadsOf(args);
   o.repeat = args.number("repeat", 3);
   o.kvType = kvCacheType(args);
   o.distributed = distributed(args);
   const glm::BenchResult r = glm::runBench(model, o);
+  if (r.fittedToContext) {
+    std::fprintf(stderr, "glm-engine bench: %d prompt + %d generated tokens, to fit the model's context of %d (--prompt-tokens, --gen-tokens to choose)\n",
+                 r.promptTokens, r.genTokens, r.contextLength);
+  }
   const double prefill = glm::median(r.prefillTps), decode = glm::median(r.decodeTps);
   if (args.flag("json")) {
     auto list = [](const std::vector<double>& v) {
@@ -270,12 +291,12 @@ void bench(const Args& args) {
                 "\"threads\":%d,\"prompt_tokens\":%d,\"gen_tokens\":%d,\"kv_cache\":\"%s\",\"kernels\":\"%s\",\"nodes\":%zu,"
                 "\"sync\":\"%s\",\"experts\":\"%s\",\"prefill_bytes_per_token\":%s,\"decode_bytes_per_token\":%s}\n",
                 prefill, decode, list(r.prefillTps).c_str(), list(r.decodeTps).c_str(), r.peakRssBytes, r.threads,
-                o.promptTokens, o.genTokens, o.kvType == glm::FloatType::F16 ? "f16" : "f32", glm::kernelPath(), o.distributed.workers.size() + 1,
+                r.promptTokens, r.genTokens, o.kvType == glm::FloatType::F16 ? "f16" : "f32", glm::kernelPath(), o.distributed.workers.size() + 1,
                 o.distributed.sync == glm::FloatType::F32 ? "f32" : "q80", o.distributed.experts == glm::ExpertSplit::Place ? "place" : "slice",
                 traffic(r.prefillTraffic).c_str(), traffic(r.decodeTraffic).c_str());
   } else {
     std::printf("prefill %d tokens: %.1f tok/s (median of %d)\ndecode %d tokens: %.1f tok/s\nthreads %d, kernels %s, peak RSS %.0f MiB\n",
-                o.promptTokens, prefill, o.repeat, o.genTokens, decode, r.threads, glm::kernelPath(), r.peakRssBytes / 1048576.0);
+                r.promptTokens, prefill, o.repeat, r.genTokens, decode, r.threads, glm::kernelPath(), r.peakRssBytes / 1048576.0);
     for (size_t k = 0; k < r.decodeTraffic.size(); k++) {
       std::printf("node %zu: %.0f bytes sent, %.0f received per decoded token\n", k, r.decodeTraffic[k].sent, r.decodeTraffic[k].received);
     }
@@ -287,7 +308,7 @@ void worker(const Args& args) {
   o.port = args.number("port", 9990);
   if (o.port > 65535) throw UsageError("--port must be 0..65535");
   if (args.options.count("host")) o.host = args.required("host");
-  o.threads = std::max(1, args.number("threads", defaultThreads()));
+  o.threads = threadsOf(args);
   if (args.options.count("model")) o.model = args.required("model");
   o.secret = secretOf(args);
   o.insecure = args.flag("insecure");
@@ -311,6 +332,10 @@ void info(const Args& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
   try {
     const Args args = parse(argc, argv);
     if (args.command == "logprobs") {

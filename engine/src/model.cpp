@@ -19,6 +19,7 @@ namespace glm {
 namespace {
 
 constexpr int32_t kMagic = 0x0A00ABCD;
+constexpr int32_t kGgufMagic = 0x46554747;  // "GGUF" read as a little-endian int32: a llama.cpp file
 
 float floatFromBits(int32_t bits) {
   float f;
@@ -262,6 +263,9 @@ Model::Model(const std::string& path) : path_(path) {
     int32_t magic, headerSize;
     std::memcpy(&magic, base, 4);
     std::memcpy(&headerSize, base + 4, 4);
+    if (magic == kGgufMagic) {
+      throw ModelError(path + ": this is a GGUF file (llama.cpp's format); the engine reads distributed-llama .m files, which `glm-dllama convert` writes");
+    }
     if (magic != kMagic) throw ModelError(path + ": bad magic; not a model file");
     if (headerSize < 8 || (headerSize - 8) % 8 != 0) throw ModelError(path + ": header size " + std::to_string(headerSize) + " is not 8 + 8 x pairs");
     if (static_cast<size_t>(headerSize) > kMaxHeaderBytes) {
