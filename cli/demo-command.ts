@@ -6,7 +6,7 @@ export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
     .description(
-      'the main job on the embedded default: a tiny GLM-4.5-style checkpoint through the bundled actions (convert, quantize, verify, benchmark, publish to a local S3) and the pull-request report they would post',
+      'the main job on the embedded default: the shipped GLM-4.5-layout model trained on the King James Bible through the bundled actions (convert, quantize, verify, benchmark, publish to a local S3) and the pull-request report they would post',
     )
     .option('--out-dir <dir>', 'keep the checkpoint, models, results and the local bucket here (default: a temporary folder, removed afterwards)')
     .action(async (o: { outDir?: string }) => {

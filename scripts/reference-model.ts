@@ -4,11 +4,11 @@
  * over the held-out excerpt (perplexity; mean/max KL divergence and top-1 agreement against the engine at f32),
  * refreshes the committed q80/q40 model files and writes engine-metrics.json beside the checkpoint.
  *
- *   npm run build && node dist/scripts/reference-model.js [--dir DIR] [--no-llama-cpp]
+ *   npm run build && node dist/scripts/reference-model.js [--dir DIR] [--threads N] [--no-llama-cpp | --llama-cpp-tokens N]
  *
  * test/reference-model.test.ts checks the committed files and figures against a fresh conversion.
  */
-import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -16,13 +16,9 @@ import { parseArgs } from 'node:util';
 import { convert } from '../converter/convert.js';
 import { convertToGguf } from '../converter/gguf.js';
 import { LoadedModel, klDivergence, logSumExp, perplexity } from '../engine/index.js';
-import { loadTokenizer } from '../tokenizer/load.js';
-import { packageRoot } from '../engine/native.js';
+import { REFERENCE_MODEL_DIR, REFERENCE_NAME, referenceExcerptIds } from '../pipeline/reference-model.js';
 import { llamaCppLogprobs } from '../test/llama-cpp.js';
 
-export const REFERENCE_MODEL_DIR = join(packageRoot(), 'models', 'reference', 'glm45-kjv-tiny');
-export const REFERENCE_NAME = 'glm45-kjv-tiny';
-export const EXCERPT_FILE = 'heldout-excerpt.txt';
 export const ENGINE_METRICS_FILE = 'engine-metrics.json';
 /** The committed quantized files, `${REFERENCE_NAME}.${type}.m` with their `.t` beside them. */
 export const COMMITTED_TYPES = ['q80', 'q40'] as const;
@@ -39,14 +35,8 @@ export interface EngineMetrics {
   ctx: number;
   tokens: number;
   engine: { f32: { perplexity: number } } & Record<'f16' | 'q80' | 'q40', Agreement>;
-  /** llama.cpp (node-llama-cpp) on GGUFs converted from the same checkpoint, against the engine at f32. */
-  llamaCpp?: Record<'F32' | 'Q8_0' | 'Q4_0', Agreement>;
-}
-
-/** Token ids of the held-out excerpt with the checkpoint's own tokenizer (no special tokens). */
-export async function excerptIds(dir: string): Promise<number[]> {
-  const { tokenizer } = await loadTokenizer(dir);
-  return tokenizer.encodeIds(await readFile(join(dir, EXCERPT_FILE), 'utf8'), { addSpecialTokens: false });
+  /** llama.cpp (node-llama-cpp) on GGUFs converted from the same checkpoint, against the engine at f32, over the first `tokens`. */
+  llamaCpp?: { tokens: number } & Record<'F32' | 'Q8_0' | 'Q4_0', Agreement>;
 }
 
 /** The chunks the engine's perplexity uses: non-overlapping windows of ctx tokens, each from an empty cache. */
@@ -92,11 +82,11 @@ async function llamaCppAgreement(gguf: string, reference: LoadedModel, ids: read
   return { perplexity: Math.exp(nll / positions), meanKld: sumKld / positions, maxKld, top1Agreement: agree / positions };
 }
 
-export async function measureReferenceModel(dir: string, options: { llamaCpp: boolean; threads?: number; log?: (line: string) => void }): Promise<EngineMetrics> {
+export async function measureReferenceModel(dir: string, options: { llamaCpp: boolean; llamaCppTokens?: number; threads?: number; log?: (line: string) => void }): Promise<EngineMetrics> {
   const log = options.log ?? (() => {});
   const work = await mkdtemp(join(tmpdir(), 'glm-dllama-reference-'));
   try {
-    const ids = await excerptIds(dir);
+    const ids = await referenceExcerptIds(dir);
     const files: Record<string, string> = {};
     for (const weights of ['f32', 'f16', 'q80', 'q40'] as const) {
       files[weights] = join(work, `${REFERENCE_NAME}.${weights}.m`);
@@ -111,13 +101,15 @@ export async function measureReferenceModel(dir: string, options: { llamaCpp: bo
       engine[weights] = { perplexity: r.perplexity, meanKld: r.meanKld, maxKld: r.maxKld, top1Agreement: r.top1Agreement };
       log(`${weights}: perplexity ${r.perplexity.toFixed(4)}, mean KL ${r.meanKld.toExponential(3)}, top-1 ${(100 * r.top1Agreement).toFixed(2)}%`);
     }
-    const metrics: EngineMetrics = { text: EXCERPT_FILE, ctx, tokens: ids.length, engine };
+    const metrics: EngineMetrics = { text: 'heldout-excerpt.txt', ctx, tokens: ids.length, engine };
     if (options.llamaCpp) {
-      const llama = {} as NonNullable<EngineMetrics['llamaCpp']>;
+      // One llama.cpp process per chunk, so a prefix of the excerpt keeps this to minutes on a busy machine.
+      const llamaIds = ids.slice(0, options.llamaCppTokens ?? ids.length);
+      const llama = { tokens: llamaIds.length } as NonNullable<EngineMetrics['llamaCpp']>;
       for (const [ggml, weights] of [['F32', 'f32'], ['Q8_0', 'q80'], ['Q4_0', 'q40']] as const) {
         const gguf = join(work, `${REFERENCE_NAME}.${weights}.gguf`);
         await convertToGguf({ modelDir: dir, outFile: gguf, weights, threads: options.threads });
-        llama[ggml] = await llamaCppAgreement(gguf, f32, ids, ctx);
+        llama[ggml] = await llamaCppAgreement(gguf, f32, llamaIds, ctx);
         log(`llama.cpp ${ggml}: perplexity ${llama[ggml].perplexity.toFixed(4)}, mean KL ${llama[ggml].meanKld.toExponential(3)}, top-1 ${(100 * llama[ggml].top1Agreement).toFixed(2)}%`);
       }
       metrics.llamaCpp = llama;
@@ -134,10 +126,11 @@ export async function measureReferenceModel(dir: string, options: { llamaCpp: bo
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { dir: { type: 'string' }, 'no-llama-cpp': { type: 'boolean' }, threads: { type: 'string' } } });
+  const { values } = parseArgs({ options: { dir: { type: 'string' }, 'no-llama-cpp': { type: 'boolean' }, 'llama-cpp-tokens': { type: 'string' }, threads: { type: 'string' } } });
   const dir = values.dir ?? REFERENCE_MODEL_DIR;
   await measureReferenceModel(dir, {
     llamaCpp: !values['no-llama-cpp'],
+    llamaCppTokens: values['llama-cpp-tokens'] ? Number(values['llama-cpp-tokens']) : undefined,
     threads: values.threads ? Number(values.threads) : undefined,
     log: (line) => console.log(line),
   });

@@ -17,7 +17,8 @@ import { convert } from '../converter/convert.js';
 import { convertToGguf } from '../converter/gguf.js';
 import { Checkpoint } from '../converter/safetensors.js';
 import { LoadedModel, logSoftmax, perplexity } from '../engine/index.js';
-import { COMMITTED_TYPES, ENGINE_METRICS_FILE, EXCERPT_FILE, REFERENCE_MODEL_DIR as DIR, REFERENCE_NAME, excerptIds, type EngineMetrics } from '../scripts/reference-model.js';
+import { REFERENCE_EXCERPT, REFERENCE_MODEL_DIR as DIR, REFERENCE_NAME, referenceExcerptIds } from '../pipeline/reference-model.js';
+import { COMMITTED_TYPES, ENGINE_METRICS_FILE, type EngineMetrics } from '../scripts/reference-model.js';
 import { removeDir, tempDir } from './helpers.js';
 import { finiteLogprobsMaxDiff, llamaCppLogprobs } from './llama-cpp.js';
 
@@ -37,7 +38,7 @@ const models = new Map<string, string>();
 
 beforeAll(async () => {
   work = await tempDir();
-  ids = await excerptIds(DIR);
+  ids = await referenceExcerptIds();
   training = await readJson<TrainingMetrics>('reference-metrics.json');
   recorded = await readJson<EngineMetrics>(ENGINE_METRICS_FILE);
   for (const weights of ['f32', 'f16', ...COMMITTED_TYPES] as const) {
@@ -72,7 +73,7 @@ test('the checkpoint keeps the MTP layer under GLM-4.5 tensor names, and the car
 });
 
 test('tokenizers (Hugging Face) gives the same ids on the held-out excerpt, as many as the training script counted', async () => {
-  const text = await readFile(join(DIR, EXCERPT_FILE), 'utf8');
+  const text = await readFile(REFERENCE_EXCERPT, 'utf8');
   const reference = await Reference.fromFile(join(DIR, 'tokenizer.json')).encode(text, null, { addSpecialTokens: false });
   expect(reference.getIds()).toEqual(ids);
   expect(ids.length).toBe(training.excerpt.tokens);
