@@ -14,6 +14,7 @@ export function registerDemoCommand(program: Command): void {
       console.log(`\npublished:\n${result.published.map((u) => `  ${u}`).join('\n')}`);
       console.log('\nThe pull-request comment this run would post:\n');
       console.log(result.report);
+      console.log(`The published q40 model, greedy:\n\n  ${result.sample.replace(/\n/g, '\n  ')}\n`);
       console.log(result.kept ? `files kept in ${result.workDir}` : 'temporary files removed (use --out-dir DIR to keep them)');
     });
 }

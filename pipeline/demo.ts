@@ -9,6 +9,8 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { GenerationSession, LoadedModel } from '../engine/index.js';
+import { loadTokenizer } from '../tokenizer/load.js';
 import { REFERENCE_EXCERPT, REFERENCE_MODEL_DIR, REFERENCE_NAME } from './reference-model.js';
 import { startLocalS3 } from './local-s3.js';
 import { runAction, type ActionRun, type RunContext } from './local-runner.js';
@@ -21,6 +23,18 @@ export interface PipelineDemoResult {
   report: string;
   /** Object URLs of the published files. */
   published: string[];
+  /** A greedy continuation of SAMPLE_PROMPT by the published q40 model. */
+  sample: string;
+}
+
+export const SAMPLE_PROMPT = 'And it came to pass';
+
+async function greedySample(model: string, tokenizerFile: string): Promise<string> {
+  const { tokenizer, stopIds } = await loadTokenizer(tokenizerFile);
+  const session = new GenerationSession(new LoadedModel(model, { threads: 1 }));
+  const ids: number[] = [];
+  for await (const id of session.generate(tokenizer.encodeIds(SAMPLE_PROMPT, { addSpecialTokens: false }), { maxTokens: 48, stopIds, temperature: 0 })) ids.push(id);
+  return SAMPLE_PROMPT + tokenizer.decode(ids, { skipSpecialTokens: true });
 }
 
 const BUCKET = 'glm-models';
@@ -75,7 +89,8 @@ export async function runPipelineDemo(options: { outDir?: string; log?: (line: s
       acl: 'public-read',
     });
     const report = await step('pr', 'report', pr.reporting);
-    return { workDir, kept: options.outDir !== undefined, steps, report: report.summary, published: (published.outputs.urls ?? '').split('\n') };
+    const sample = await greedySample(pr.q40, pr.tokenizer);
+    return { workDir, kept: options.outDir !== undefined, steps, report: report.summary, published: (published.outputs.urls ?? '').split('\n'), sample };
   } finally {
     await s3.close();
     if (options.outDir === undefined) await rm(workDir, { recursive: true, force: true });

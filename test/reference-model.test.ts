@@ -90,8 +90,6 @@ test('at f32 the engine gives the perplexity the training script recorded', () =
 test.each(['f16', ...COMMITTED_TYPES] as const)('%s: the perplexity recorded in engine-metrics.json', (weights) => {
   const result = perplexity(new LoadedModel(models.get(weights)!, { threads: 2 }), ids, recorded.ctx);
   expect(relative(result.perplexity, recorded.engine[weights].perplexity)).toBeLessThan(1e-3);
-  // Quantization costs something, but little at q80.
-  expect(result.perplexity).toBeGreaterThan(recorded.engine.f32.perplexity * (weights === 'q40' ? 1.001 : 0.999));
 });
 
 test.each(COMMITTED_TYPES)('the committed %s model and tokenizer are what the converter makes now', async (weights) => {

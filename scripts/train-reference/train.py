@@ -830,6 +830,7 @@ def write_checkpoint(out: Path, model, tok: Tokenizer, recipe: Recipe, curve, ex
                            'final_loss_mean_last_50': sum(p['loss'] for p in curve[-50:]) / len(curve[-50:])}
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + '\n')
     plot_curve(out, curve)
+    write_card(out)
     print(json.dumps(metrics, indent=2))
 
 
@@ -873,9 +874,86 @@ def plot_curve(out: Path, curve):
     fig.savefig(out / 'loss.png')
 
 
+def write_card(out: Path):
+    """The model card, from config.json, reference-metrics.json and (when present) engine-metrics.json."""
+    c = json.loads((out / 'config.json').read_text())
+    m = json.loads((out / METRICS_FILE).read_text())
+    r, ex, held = m['training']['recipe'], m['excerpt'], m['held_out']
+    engine_file = out / 'engine-metrics.json'
+    e = json.loads(engine_file.read_text()) if engine_file.exists() else None
+    pct = lambda x: f'{100 * x:.1f}%'
+    lines = [
+        '---', 'license: mit', 'language: en', 'library_name: glm-dllama', 'pipeline_tag: text-generation',
+        'tags: [glm4_moe, tiny, reference]', '---', '',
+        '# glm45-kjv-tiny',
+        '',
+        f"A {m['training']['parameters'] / 1e6:.2f}M-parameter model in GLM-4.5's layout (`Glm4MoeForCausalLM`, with one MTP layer), "
+        'trained from scratch on the King James Bible by `scripts/train-reference/train.py` (see its README for the data, '
+        'tokenizer and recipe). It exists so that glm-dllama has real text and real activations to measure on: quantization '
+        "quality, the demo (`npm start`), the README's generate/chat/serve examples. It is a toy: it continues text in the "
+        'style of the KJV and answers a chat with verse-like sentences, without meaning.',
+        '',
+        '## Shape',
+        '',
+        '| | |', '|---|---|',
+        f"| hidden | {c['hidden_size']} |",
+        f"| layers | {c['num_hidden_layers']} (first {c['first_k_dense_replace']} dense, intermediate {c['intermediate_size']}; then MoE) + 1 MTP layer (`model.layers.{c['num_hidden_layers']}`) |",
+        f"| attention | {c['num_attention_heads']} query heads, {c['num_key_value_heads']} KV heads, head dim {c['head_dim']}, q/k/v biases, QK-norm |",
+        f"| RoPE | half-split (NeoX) on {int(c['head_dim'] * c['partial_rotary_factor'])} of {c['head_dim']} dims, theta {c['rope_theta']:g} |",
+        f"| MoE | {c['n_routed_experts']} routed experts of {c['moe_intermediate_size']}, top {c['num_experts_per_tok']}, sigmoid scores, correction bias (aux-loss-free), normalised weights x {c['routed_scaling_factor']}, {c['n_shared_experts']} shared expert |",
+        f"| vocabulary | {c['vocab_size']} (byte-level BPE, GLM-4.5 special tokens from id {REGULAR_TOKENS}) |",
+        f"| context | {c['max_position_embeddings']} |",
+        '| weights | bf16 (`e_score_correction_bias` f32) |',
+        '',
+        '## Training',
+        '',
+        f"{len(json.loads((out / 'training-curve.json').read_text()))} steps of {r['batch']} x {r['seq_len']} tokens "
+        f"({m['training']['seconds'] / 60:.0f} minutes on one thread of a shared 2-core machine, PyTorch {m['training']['torch']}); "
+        f"AdamW, learning rate {r['lr']:g} after {r['warmup']} warm-up steps, constant until step {r['decay_start'] or int(0.8 * r['steps'])}, "
+        f"then linear to {r['min_lr_ratio']:g}x at step {r['steps']}; loss = next token + {r['mtp_weight']:g} x next-next token (MTP); "
+        f"seed {r['seed']}. Replay: `/usr/bin/python3 scripts/train-reference/train.py train --steps {r['steps']} --decay-start {r['decay_start']}`.",
+        '',
+        '![training loss](loss.png)',
+        '',
+        '## Held-out figures',
+        '',
+        f"Every {HELD_OUT_EVERY}th chapter is held out ({held['tokens']:,} tokens); `heldout-excerpt.txt` is its first "
+        f"{ex['tokens']:,} tokens. Perplexity in windows of {ex['ctx']} tokens, each from an empty cache (as `glm-dllama perplexity --ctx {ex['ctx']}`).",
+        '',
+        '| text | perplexity (PyTorch, f32 from the bf16 weights) | MTP next-next-token top-1 accuracy |', '|---|---:|---:|',
+        f"| held-out split | {held['perplexity']:.4f} | {pct(held['mtp_top1_accuracy'])} |",
+        f"| held-out excerpt | {ex['perplexity']:.4f} | {pct(ex['mtp_top1_accuracy'])} |",
+        '',
+    ]
+    if e:
+        f32 = e['engine']['f32']['perplexity']
+        lines += [
+            'glm-dllama on the excerpt (`node dist/scripts/reference-model.js`; KL and top-1 against the engine at f32):',
+            '',
+            '| weights | perplexity | change | mean KL (nats) | max KL | top-1 agreement |', '|---|---:|---:|---:|---:|---:|',
+            f'| f32 | {f32:.4f} | | | | |',
+        ]
+        for w in ('f16', 'q80', 'q40'):
+            a = e['engine'][w]
+            lines.append(f"| {w} | {a['perplexity']:.4f} | {100 * (a['perplexity'] / f32 - 1):+.3f}% | {a['meanKld']:.2e} | {a['maxKld']:.2e} | {100 * a['top1Agreement']:.2f}% |")
+        if e.get('llamaCpp'):
+            l = e['llamaCpp']
+            base = l['F32']['perplexity']
+            lines += ['', f"llama.cpp (node-llama-cpp) on GGUFs of the same weights, first {l['tokens']:,} tokens of the excerpt, against the engine at f32:", '',
+                      '| GGUF | perplexity | change vs llama.cpp F32 | mean KL (nats) | max KL | top-1 agreement |', '|---|---:|---:|---:|---:|---:|']
+            for w in ('F32', 'Q8_0', 'Q4_0'):
+                a = l[w]
+                lines.append(f"| {w} | {a['perplexity']:.4f} | {100 * (a['perplexity'] / base - 1):+.3f}% | {a['meanKld']:.2e} | {a['maxKld']:.2e} | {100 * a['top1Agreement']:.2f}% |")
+        lines += ['', f"Committed beside the checkpoint: `glm45-kjv-tiny.q80.m` and `glm45-kjv-tiny.q40.m` with their `.t` tokenizers."]
+    lines += ['', 'Figures are recorded in `reference-metrics.json` (training script) and `engine-metrics.json` (glm-dllama); '
+              '`test/reference-model.test.ts` checks them against a fresh conversion.', '',
+              'Training text: the King James Version (public domain), from Debian\'s `bible-kjv-text`.', '']
+    (out / 'README.md').write_text('\n'.join(lines))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('mode', choices=['train', 'time', 'eval', 'finish'])
+    p.add_argument('mode', choices=['train', 'time', 'eval', 'finish', 'card'])
     p.add_argument('--out', type=Path, default=DEFAULT_OUT)
     p.add_argument('--steps', type=int, default=Recipe.steps)
     p.add_argument('--decay-start', type=int, default=0, help='step where the learning rate starts to decay (default: 80%% of --steps)')
@@ -885,6 +963,8 @@ def main():
     recipe = Recipe(steps=a.steps, decay_start=a.decay_start)
     if a.mode == 'train':
         train(recipe, a.out, max_minutes=a.max_minutes)
+    elif a.mode == 'card':
+        write_card(a.out)
     elif a.mode == 'finish':
         finish(a.out)
     elif a.mode == 'time':
