@@ -924,6 +924,11 @@ def write_card(out: Path):
         f"| held-out split | {held['perplexity']:.4f} | {pct(held['mtp_top1_accuracy'])} |",
         f"| held-out excerpt | {ex['perplexity']:.4f} | {pct(ex['mtp_top1_accuracy'])} |",
         '',
+        'The MTP layer at position i predicts token i+2 from the main model\'s state at i and the embedding of token i+1 '
+        '(as GLM-4.5 / DeepSeek-V3 define it), so it sees as much text as the main model does at i+1 and its loss runs '
+        'close to the main loss; its accuracy is what a one-token speculative draft would achieve before verification. '
+        'glm-dllama skips the layer when converting.',
+        '',
     ]
     if e:
         f32 = e['engine']['f32']['perplexity']
