@@ -6,7 +6,7 @@ export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
     .description(
-      'the main job on the embedded default: a tiny GLM-4.5-style checkpoint through the bundled actions (convert, quantize, verify, benchmark, publish to a local S3) and the pull-request report they would post',
+      'the main job on the embedded default: the shipped GLM-4.5-layout model trained on the King James Bible through the bundled actions (convert, quantize, verify, benchmark, publish to a local S3) and the pull-request report they would post',
     )
     .option('--out-dir <dir>', 'keep the checkpoint, models, results and the local bucket here (default: a temporary folder, removed afterwards)')
     .action(async (o: { outDir?: string }) => {
@@ -14,6 +14,7 @@ export function registerDemoCommand(program: Command): void {
       console.log(`\npublished:\n${result.published.map((u) => `  ${u}`).join('\n')}`);
       console.log('\nThe pull-request comment this run would post:\n');
       console.log(result.report);
+      console.log(`The published q40 model, greedy:\n\n  ${result.sample.replace(/\n/g, '\n  ')}\n`);
       console.log(result.kept ? `files kept in ${result.workDir}` : 'temporary files removed (use --out-dir DIR to keep them)');
     });
 }

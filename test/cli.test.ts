@@ -51,12 +51,16 @@ it('the main job runs the pipeline through the bundled actions and prints the pu
   }
   expect(demo.stdout).toContain('▶ pull request: publish-to-spaces');
   expect(demo.stdout).toMatch(/^### ✅ glm-dllama: model gate$/m);
-  expect(demo.stdout).toMatch(/^\| glm4moe-tiny\.q40\.m \| perplexity \| [\d.]+ \| [\d.]+ \| 0\.00% \| ✅/m);
-  expect(demo.stdout).toMatch(/^\| glm4moe-tiny\.q40\.m \| decode tok\/s \| [\d.]+ \| [\d.]+ \|/m);
+  expect(demo.stdout).toMatch(/^\| glm45-kjv-tiny\.q40\.m \| perplexity \| [\d.]+ \| [\d.]+ \| 0\.00% \| ✅/m);
+  expect(demo.stdout).toMatch(/^\| glm45-kjv-tiny\.q40\.m \| decode tok\/s \| [\d.]+ \| [\d.]+ \|/m);
   // The release sits in the local bucket's folder, byte for byte the model the pull request built.
-  const published = join(keep, 's3', 'glm-models', 'models', 'glm4moe-tiny', 'q40');
-  expect(await readFile(join(published, 'model.m._S3rver_object'))).toEqual(await readFile(join(keep, 'pr', 'models', 'glm4moe-tiny.q40.m')));
-  expect(demo.stdout).toContain('/glm-models/models/glm4moe-tiny/q40/manifest.json');
+  const published = join(keep, 's3', 'glm-models', 'models', 'glm45-kjv-tiny', 'q40');
+  expect(await readFile(join(published, 'model.m._S3rver_object'))).toEqual(await readFile(join(keep, 'pr', 'models', 'glm45-kjv-tiny.q40.m')));
+  expect(demo.stdout).toContain('/glm-models/models/glm45-kjv-tiny/q40/manifest.json');
+  // The shipped model was trained on the King James Bible: its greedy continuation is words of that text.
+  const sample = /The published q40 model, greedy:\n\n {2}(And it came to pass[^\n]*)/.exec(demo.stdout)?.[1] ?? '';
+  expect(sample.split(/\s+/).length).toBeGreaterThan(8);
+  expect(sample).toMatch(/\b(the|and|of|unto)\b/);
 });
 
 it('rejects bad arguments with usage help and a non-zero exit', () => {
