@@ -4,7 +4,8 @@
       "engine/src/quant.cpp", "engine/src/quant-avx2.cpp", "engine/src/model.cpp", "engine/src/thread-pool.cpp",
       "engine/src/session.cpp", "engine/src/cpu/kernels.cpp", "engine/src/cpu/kernels-avx2.cpp", "engine/src/cpu/kernels-vnni.cpp", "engine/src/cpu/kernels-neon.cpp",
       "engine/src/graph/blocks.cpp", "engine/src/graph/glm.cpp", "engine/src/graph/glm4.cpp", "engine/src/graph/glm4moe.cpp", "engine/src/graph/graph.cpp",
-      "engine/src/bench.cpp", "engine/src/metrics.cpp",
+      "engine/src/bench.cpp", "engine/src/metrics.cpp", "engine/src/device.cpp",
+      "engine/src/vulkan/context.cpp", "engine/src/vulkan/kernels.cpp",
       "engine/src/net/crypto.cpp", "engine/src/net/socket.cpp", "engine/src/net/protocol.cpp", "engine/src/net/slice.cpp",
       "engine/src/net/cluster.cpp", "engine/src/net/worker.cpp"
     ]
@@ -21,6 +22,7 @@
         "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
         "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3", "-ffp-contract=off"]
       },
+      "libraries": ["-ldl"],
       "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/fp:precise"] } }
     },
     {
@@ -30,6 +32,24 @@
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
       "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-ffp-contract=off"],
       "ldflags": ["-pthread"],
+      "libraries": ["-ldl"],
+      "xcode_settings": {
+        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+        "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3", "-ffp-contract=off"]
+      }
+    },
+    {
+      "target_name": "glm-vulkan-ops",
+      "type": "executable",
+      "sources": [
+        "engine/test/vulkan-ops.cpp", "engine/src/device.cpp", "engine/src/vulkan/context.cpp", "engine/src/vulkan/kernels.cpp",
+        "engine/src/cpu/kernels.cpp", "engine/src/cpu/kernels-avx2.cpp", "engine/src/cpu/kernels-vnni.cpp", "engine/src/cpu/kernels-neon.cpp",
+        "engine/src/quant.cpp", "engine/src/quant-avx2.cpp"
+      ],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-ffp-contract=off"],
+      "ldflags": ["-pthread"],
+      "libraries": ["-ldl"],
       "xcode_settings": {
         "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
         "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3", "-ffp-contract=off"]

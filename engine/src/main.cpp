@@ -4,6 +4,7 @@
 //   glm-engine generate --model M --tokens 1,2,3 [--max-tokens 64] [--stop-ids a,b]
 //   glm-engine perplexity --model M --tokens-file F [--ctx 512]
 //   glm-engine info --model M
+//   glm-engine devices
 //   glm-engine worker --port P [--host ADDR] [--threads N] [--model M] [--secret S] [--idle-timeout SECONDS]
 // Every command that runs the model takes --workers host:port,... [--sync q80|f32] [--secret S]
 // [--experts slice|place] [--net-timeout SECONDS] to run as the root of a tensor-parallel cluster.
@@ -21,6 +22,7 @@
 
 #include "bench.h"
 #include "cpu/kernels.h"
+#include "device.h"
 #include "metrics.h"
 #include "model.h"
 #include "net/worker.h"
@@ -35,6 +37,7 @@ const char* kUsage =
     "  glm-engine generate --model M --tokens 1,2,3 [--max-tokens 64] [--stop-ids a,b] [--threads N]   (greedy)\n"
     "  glm-engine perplexity --model M --tokens-file F [--ctx 512] [--threads N]   (F: ids separated by commas or spaces)\n"
     "  glm-engine info --model M\n"
+    "  glm-engine devices   (the Vulkan devices as JSON)\n"
     "  glm-engine worker --port P [--host 0.0.0.0] [--threads N] [--model M] [--secret S] [--idle-timeout 10]   (serves roots until killed)\n"
     "distributed (every command that runs the model): --workers host:port,... [--sync q80|f32] [--secret S]\n"
     "  [--experts slice|place] [--net-timeout 30]; the secret may come from GLM_ENGINE_SECRET instead\n";
@@ -311,6 +314,8 @@ int main(int argc, char** argv) {
       worker(args);
     } else if (args.command == "info") {
       info(args);
+    } else if (args.command == "devices") {
+      std::printf("%s\n", glm::devicesJson().c_str());
     } else {
       throw UsageError("unknown command " + args.command);
     }

@@ -64,26 +64,6 @@ void Blocks::matmul(const Tensor& w, const float* x, int n, float* out) {
       4);
 }
 
-void Blocks::rope(float* vectors, int n, int pos, int heads) {
-  const int hd = h_.headDim, rot = h_.ropeDim, half = rot / 2;
-  for (int t = 0; t < n; t++) {
-    const float p = static_cast<float>(pos + t);
-    for (int i = 0; i < half; i++) {
-      const float theta = p * std::pow(h_.ropeTheta, -2.0f * static_cast<float>(i) / static_cast<float>(rot));
-      const float c = std::cos(theta), s = std::sin(theta);
-      for (int head = 0; head < heads; head++) {
-        float* v = vectors + (static_cast<size_t>(t) * heads + head) * hd;
-        // interleaved pairs (2i, 2i+1) for GLM and GLM-4; half-split pairs (i, i + rot/2) for GLM-4.5
-        const int a = h_.ropeStyle == RopeStyle::Interleaved ? 2 * i : i;
-        const int b = h_.ropeStyle == RopeStyle::Interleaved ? 2 * i + 1 : i + half;
-        const float x0 = v[a], x1 = v[b];
-        v[a] = x0 * c - x1 * s;
-        v[b] = x1 * c + x0 * s;
-      }
-    }
-  }
-}
-
 void Blocks::attention(int layer, const float* x, int n, int pos, float* out) {
   const LayerWeights& L = model_.layers[layer];
   const int qDim = h_.qDim(), kvDim = h_.kvDim(), hd = h_.headDim;
@@ -104,8 +84,9 @@ void Blocks::attention(int layer, const float* x, int n, int pos, float* out) {
     for (int i = 0; i < n * h_.nHeads; i++) glm::rmsNorm(q + static_cast<size_t>(i) * hd, L.qNorm.f32(), q + static_cast<size_t>(i) * hd, hd, h_.normEpsilon);
     for (int i = 0; i < n * h_.nKvHeads; i++) glm::rmsNorm(k + static_cast<size_t>(i) * hd, L.kNorm.f32(), k + static_cast<size_t>(i) * hd, hd, h_.normEpsilon);
   }
-  rope(q, n, pos, h_.nHeads);
-  rope(k, n, pos, h_.nKvHeads);
+  const bool interleaved = h_.ropeStyle == RopeStyle::Interleaved;
+  glm::rope(q, n, h_.nHeads, hd, h_.ropeDim, pos, h_.ropeTheta, interleaved);
+  glm::rope(k, n, h_.nKvHeads, hd, h_.ropeDim, pos, h_.ropeTheta, interleaved);
   for (int t = 0; t < n; t++) cache_.store(layer, pos + t, k + static_cast<size_t>(t) * kvDim, v + static_cast<size_t>(t) * kvDim);
 
   float* att = grow(att_, static_cast<size_t>(n) * qDim);

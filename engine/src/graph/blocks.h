@@ -63,8 +63,6 @@ class Blocks {
   }
 
  private:
-  void rope(float* vectors, int n, int pos, int heads);
-
   const Weights& model_;
   const ModelHeader& h_;
   ThreadPool& pool_;

@@ -1,0 +1,27 @@
+// Where the forward pass runs, chosen once from `--device cpu|vulkan|vulkan:N|auto` (the addon's
+// `device` option). auto takes the first discrete or integrated GPU with what the shaders need and
+// otherwise the CPU, saying so in one line; a CPU-type Vulkan device (Mesa's lavapipe) is used only
+// when named (`vulkan` or `vulkan:N`) with GLM_ENGINE_VULKAN_ALLOW_CPU=1, as the tests do.
+#pragma once
+#include <functional>
+#include <string>
+
+namespace glm {
+
+struct DeviceChoice {
+  enum Kind { Cpu, Vulkan, Auto } kind = Auto;
+  int index = -1;  // vulkan:N; -1 for the first suitable device
+};
+
+// Throws std::invalid_argument naming the accepted forms.
+DeviceChoice parseDevice(const std::string& text);
+
+// The Vulkan device index to run on, or -1 for the CPU. Throws vulkan::VulkanError when a Vulkan
+// device was asked for and cannot be had; `note` receives the line explaining an auto fallback.
+int resolveDevice(const DeviceChoice& choice, const std::function<void(const std::string&)>& note);
+
+// The Vulkan devices as a JSON array (index, name, type, memory, 16-bit storage, limits), or
+// {"error": ...} when there is no loader.
+std::string devicesJson();
+
+}  // namespace glm
