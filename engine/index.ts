@@ -32,10 +32,10 @@ interface NativeDistributed {
 }
 
 interface NativeInference {
-  Engine: new (path: string, threads: number, contextLength: number, kvF16: boolean, distributed?: NativeDistributed) => NativeSession;
+  Engine: new (path: string, threads: number, contextLength: number, kvF16: boolean, distributed?: NativeDistributed, device?: string) => NativeSession;
   bench(
     path: string,
-    options: { promptTokens: number; genTokens: number; threads: number; repeat: number; kvCache: KvCacheType; distributed?: NativeDistributed },
+    options: { promptTokens: number; genTokens: number; threads: number; repeat: number; kvCache: KvCacheType; distributed?: NativeDistributed; device?: string },
   ): {
     prefillTps: number[];
     decodeTps: number[];
@@ -98,6 +98,8 @@ export interface LoadOptions extends DistributedOptions {
   contextLength?: number;
   /** f32 (default, exact) or f16 keys and values: half the memory and the attention traffic. */
   kvCache?: KvCacheType;
+  /** Where the forward pass runs: cpu, vulkan, vulkan:N or auto (default: the first GPU, else the CPU); docs/gpu.md. */
+  device?: string;
 }
 
 export type KvCacheType = 'f32' | 'f16';
@@ -116,6 +118,7 @@ export class LoadedModel {
       options.contextLength ?? 0,
       options.kvCache === 'f16',
       nativeDistributed(options),
+      options.device,
     );
   }
 
@@ -211,6 +214,8 @@ export interface BenchOptions extends DistributedOptions {
   threads?: number;
   repeat?: number;
   kvCache?: KvCacheType;
+  /** As LoadOptions.device. */
+  device?: string;
 }
 
 export interface BenchResult {
@@ -249,6 +254,7 @@ export function bench(modelPath: string, options: BenchOptions = {}): BenchResul
     repeat: o.repeat,
     kvCache: o.kvCache,
     distributed,
+    device: o.device,
   });
   return {
     prefill_tps: median(r.prefillTps),

@@ -14,6 +14,7 @@
 #include "model.h"
 #include "net/crypto.h"
 #include "quant.h"
+#include "device.h"
 #include "session.h"
 
 namespace {
@@ -208,7 +209,18 @@ Napi::Array trafficArray(Napi::Env env, const std::vector<glm::TokenTraffic>& no
   return a;
 }
 
-// A loaded model and its inference session: new Engine(path, threads, maxSeqLen, kvF16, distributed?).
+// --device as a string (cpu, vulkan, vulkan:N, auto; default auto) to a Vulkan device index or -1 for the CPU;
+// the line saying why auto fell back to the CPU goes to stderr.
+int deviceArg(Napi::Env env, const Napi::Value& value) {
+  try {
+    const glm::DeviceChoice choice = glm::parseDevice(value.IsString() ? value.As<Napi::String>().Utf8Value() : "auto");
+    return glm::resolveDevice(choice, [](const std::string& line) { std::fprintf(stderr, "glm-engine: %s\n", line.c_str()); });
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+// A loaded model and its inference session: new Engine(path, threads, maxSeqLen, kvF16, distributed?, device?).
 class Engine : public Napi::ObjectWrap<Engine> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -229,9 +241,10 @@ class Engine : public Napi::ObjectWrap<Engine> {
     const int maxSeqLen = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
     const glm::FloatType kvType = info.Length() > 3 && info[3].ToBoolean().Value() ? glm::FloatType::F16 : glm::FloatType::F32;
     const glm::DistributedOptions distributed = distributedArg(env, info.Length() > 4 ? info[4] : env.Undefined());
+    const int device = deviceArg(env, info.Length() > 5 ? info[5] : env.Undefined());
     try {
       model_ = std::make_unique<glm::Model>(info[0].As<Napi::String>().Utf8Value());
-      session_ = std::make_unique<glm::Session>(*model_, std::max(1, threads), maxSeqLen, kvType, distributed);
+      session_ = std::make_unique<glm::Session>(*model_, std::max(1, threads), maxSeqLen, kvType, distributed, device);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
@@ -406,7 +419,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
 
 Napi::Value KernelPath(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), glm::kernelPath()); }
 
-// bench(path, {promptTokens, genTokens, threads, repeat, kvCache, distributed?}) -> {prefillTps: number[], decodeTps: number[],
+// bench(path, {promptTokens, genTokens, threads, repeat, kvCache, distributed?, device?}) -> {prefillTps: number[], decodeTps: number[],
 // peakRssBytes, threads, prefillTraffic, decodeTraffic: [{sent, received}] bytes per token per node}
 Napi::Value Bench(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -419,6 +432,7 @@ Napi::Value Bench(const Napi::CallbackInfo& info) {
   options.repeat = o.Get("repeat").As<Napi::Number>().Int32Value();
   options.kvType = o.Get("kvCache").ToString().Utf8Value() == "f16" ? glm::FloatType::F16 : glm::FloatType::F32;
   options.distributed = distributedArg(env, o.Get("distributed"));
+  options.device = deviceArg(env, o.Get("device"));
   glm::BenchResult r;
   try {
     const glm::Model model(info[0].As<Napi::String>().Utf8Value());

@@ -15,6 +15,7 @@ struct BenchOptions {
   int repeat = 3;
   FloatType kvType = FloatType::F32;
   DistributedOptions distributed;
+  int device = -1;  // a Vulkan device index, or -1 for the CPU
 };
 
 // Bytes per token each node sent and received (node 0 is the root), measured over every repeat.

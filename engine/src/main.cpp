@@ -39,6 +39,8 @@ const char* kUsage =
     "  glm-engine info --model M\n"
     "  glm-engine devices   (the Vulkan devices as JSON)\n"
     "  glm-engine worker --port P [--host 0.0.0.0] [--threads N] [--model M] [--secret S] [--idle-timeout 10]   (serves roots until killed)\n"
+    "device (every command that runs the model, worker included): --device cpu|vulkan|vulkan:N|auto (default auto: the first GPU, else\n"
+    "  the CPU; a CPU-type Vulkan device such as lavapipe needs GLM_ENGINE_VULKAN_ALLOW_CPU=1)\n"
     "distributed (every command that runs the model): --workers host:port,... [--sync q80|f32] [--secret S]\n"
     "  [--experts slice|place] [--net-timeout 30]; the secret may come from GLM_ENGINE_SECRET instead\n";
 
@@ -127,6 +129,18 @@ glm::DistributedOptions distributed(const Args& args) {
   return d;
 }
 
+// --device, parsed and resolved once per command: a Vulkan device index or -1 for the CPU.
+int deviceOf(const Args& args) {
+  auto it = args.options.find("device");
+  glm::DeviceChoice choice;
+  try {
+    choice = glm::parseDevice(it == args.options.end() ? "auto" : it->second);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--") + e.what());
+  }
+  return glm::resolveDevice(choice, [](const std::string& line) { std::fprintf(stderr, "glm-engine: %s\n", line.c_str()); });
+}
+
 int defaultThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
 
 std::vector<int32_t> parseTokens(const std::string& list) {
@@ -148,7 +162,8 @@ void logprobs(const Args& args) {
   const glm::Model model(args.required("model"));
   const std::vector<int32_t> tokens = parseTokens(args.required("tokens"));
   const int top = args.number("top", 0);
-  glm::Session session(model, args.number("threads", defaultThreads()), static_cast<int>(tokens.size()), kvCacheType(args), distributed(args));
+  glm::Session session(model, args.number("threads", defaultThreads()), static_cast<int>(tokens.size()), kvCacheType(args), distributed(args),
+                       deviceOf(args));
   const int vocab = model.header().vocabSize;
   std::vector<float> logits(tokens.size() * vocab);
   session.evaluate(tokens.data(), static_cast<int>(tokens.size()), logits.data(), true);
@@ -186,7 +201,7 @@ void generate(const Args& args) {
   std::vector<int32_t> stops;
   if (args.options.count("stop-ids")) stops = parseTokens(args.required("stop-ids"));
   glm::Session session(model, args.number("threads", defaultThreads()), static_cast<int>(prompt.size()) + maxTokens, kvCacheType(args),
-                       distributed(args));
+                       distributed(args), deviceOf(args));
   std::vector<float> logits(model.header().vocabSize);
   session.evaluate(prompt.data(), static_cast<int>(prompt.size()), logits.data(), false);
   std::printf("{\"ids\":[");
@@ -217,7 +232,7 @@ void perplexity(const Args& args) {
   std::fclose(f);
   if (!clean) throw std::runtime_error(file + ": expected token ids separated by commas or spaces");
   const int ctx = args.number("ctx", 512);
-  glm::Session session(model, args.number("threads", defaultThreads()), ctx, kvCacheType(args), distributed(args));
+  glm::Session session(model, args.number("threads", defaultThreads()), ctx, kvCacheType(args), distributed(args), deviceOf(args));
   const std::vector<glm::ChunkNll> chunks = glm::chunkPerplexity(session, ids, ctx);
   double total = 0.0;
   int predicted = 0;
@@ -239,6 +254,7 @@ void bench(const Args& args) {
   o.repeat = args.number("repeat", 3);
   o.kvType = kvCacheType(args);
   o.distributed = distributed(args);
+  o.device = deviceOf(args);
   const glm::BenchResult r = glm::runBench(model, o);
   const double prefill = glm::median(r.prefillTps), decode = glm::median(r.decodeTps);
   if (args.flag("json")) {
@@ -282,6 +298,7 @@ void worker(const Args& args) {
   o.secret = secretOf(args);
   o.idleLimitMs = args.number("idle-timeout", 10) * 1000;
   if (o.idleLimitMs <= 0) throw UsageError("--idle-timeout must be at least 1 second");
+  o.device = deviceOf(args);
   glm::serveWorker(o, [](const std::string& line) {
     std::fprintf(stderr, "glm-engine worker: %s\n", line.c_str());
     std::fflush(stderr);

@@ -15,19 +15,26 @@
 
 namespace glm {
 
+namespace vulkan {
+class Context;
+}
+
 class Session {
  public:
   // maxSeqLen 0: the model's context, capped at kDefaultContext to keep the KV cache modest.
   // kvType: f32 (exact) or f16 keys and values. With distributed.workers set, connects to them
   // (throws PlanError, NetError or RemoteError).
-  Session(const Model& model, int threads, int maxSeqLen, FloatType kvType = FloatType::F32, const DistributedOptions& distributed = {});
+  // device: a Vulkan device index (device.h resolves --device to one) or -1 for the CPU.
+  Session(const Model& model, int threads, int maxSeqLen, FloatType kvType = FloatType::F32, const DistributedOptions& distributed = {},
+          int device = -1);
   // A worker's part: its slice, the root's context length, and the link that completes partial sums.
-  Session(std::unique_ptr<Shard> shard, int threads, int context, FloatType kvType, Collective& link);
+  Session(std::unique_ptr<Shard> shard, int threads, int context, FloatType kvType, Collective& link, int device = -1);
+  ~Session();
 
   static constexpr int kDefaultContext = 4096;
 
   int position() const { return position_; }
-  int maxSeqLen() const { return cache_.maxSeqLen(); }
+  int maxSeqLen() const { return context_; }
   int threads() const { return pool_.size(); }
   int vocabSize() const { return vocab_; }
   // The cluster when this session is a root, else null.
@@ -55,11 +62,12 @@ class Session {
   std::unique_ptr<Cluster> cluster_;
   int vocab_;
   ThreadPool pool_;
-  KvCache cache_;
-  Blocks blocks_;
+  int context_;
+  std::unique_ptr<vulkan::Context> gpu_;  // null on the CPU
+  std::unique_ptr<Blocks> blocks_;
   LayerFn layer_;
   int position_ = 0;
-  std::vector<float> x_, a_, b_, local_;
+  std::vector<float> x_, local_;
 };
 
 }  // namespace glm

@@ -171,8 +171,8 @@ void elementwiseCases(Gpu& gpu) {
     for (size_t c = 0; c < width; c++) expect[index[r] * width + c] += weight[r] * g[index[r] * width + c];
   auto src = gpu.upload(g), ib = gpu.upload(index.data(), index.size() * 4), wb = gpu.upload(weight), target = gpu.upload(u);
   auto gathered = gpu.context.allocate(index.size() * width * 4, "test rows");
-  gpu.kernels.gatherRows(*src, *ib, *gathered, 2, static_cast<int>(width));
-  gpu.kernels.scatterAddRows(*target, *gathered, *ib, *wb, 2, static_cast<int>(width));
+  gpu.kernels.gatherRows(*src, {ib.get()}, *gathered, 2, static_cast<int>(width));
+  gpu.kernels.scatterAddRows(*target, *gathered, {ib.get()}, {wb.get()}, 2, static_cast<int>(width));
   report("gather_scatter_add", "2 of 3 rows x 352", gpu.read(*target, count), expect);
 }
 

@@ -37,11 +37,11 @@ static T* grow(std::vector<T>& buffer, size_t n) {
   return buffer.data();
 }
 
-void Blocks::rmsNorm(const float* x, const Tensor& w, float* out, int n) {
+void CpuBlocks::rmsNorm(const float* x, const Tensor& w, float* out, int n) {
   for (int t = 0; t < n; t++) glm::rmsNorm(x + static_cast<size_t>(t) * w.rows, w.f32(), out + static_cast<size_t>(t) * w.rows, w.rows, h_.normEpsilon);
 }
 
-void Blocks::matmul(const Tensor& w, const float* x, int n, float* out) {
+void CpuBlocks::matmul(const Tensor& w, const float* x, int n, float* out) {
   const size_t cols = static_cast<size_t>(w.cols);
   std::vector<const float*> xs(n);
   std::vector<QuantizedRow> qs(n, QuantizedRow{nullptr, nullptr, nullptr});
@@ -64,7 +64,7 @@ void Blocks::matmul(const Tensor& w, const float* x, int n, float* out) {
       4);
 }
 
-void Blocks::attention(int layer, const float* x, int n, int pos, float* out) {
+void CpuBlocks::attention(int layer, const float* x, int n, int pos, float* out) {
   const LayerWeights& L = model_.layers[layer];
   const int qDim = h_.qDim(), kvDim = h_.kvDim(), hd = h_.headDim;
   float* q = grow(q_, static_cast<size_t>(n) * qDim);
@@ -117,7 +117,7 @@ void Blocks::attention(int layer, const float* x, int n, int pos, float* out) {
   matmul(L.wo, att, n, out);
 }
 
-void Blocks::ffn(const ExpertWeights& w, const float* x, int n, float* out) {
+void CpuBlocks::ffn(const ExpertWeights& w, const float* x, int n, float* out) {
   const size_t width = static_cast<size_t>(w.gate.rows);
   float* g = grow(gate_, n * width);
   float* u = grow(up_, n * width);
@@ -127,44 +127,49 @@ void Blocks::ffn(const ExpertWeights& w, const float* x, int n, float* out) {
   matmul(w.down, g, n, out);
 }
 
-void Blocks::moe(const LayerWeights& L, const float* x, int n, float* out) {
-  const int experts = h_.nExperts, dim = h_.dim;
-  float* logits = grow(routerLogits_, static_cast<size_t>(n) * experts);
-  matmul(L.router, x, n, logits);  // f32 router: no activation quantization
-
-  // Per token: the chosen experts and their weights.
+std::vector<std::vector<std::pair<int, float>>> routeTokens(const ModelHeader& h, const LayerWeights& L, const float* logits, int n) {
+  const int experts = h.nExperts;
   std::vector<std::vector<std::pair<int, float>>> routed(experts);  // expert -> (token, weight)
   std::vector<float> scores(experts), choice(experts);
   std::vector<int> order(experts);
-  const int perGroup = experts / h_.nExpertGroups;
+  const int perGroup = experts / h.nExpertGroups;
   for (int t = 0; t < n; t++) {
     for (int e = 0; e < experts; e++) {
       scores[e] = 1.0f / (1.0f + std::exp(-logits[static_cast<size_t>(t) * experts + e]));
       choice[e] = scores[e] + L.routerBias.f32()[e];  // the correction bias only steers selection
     }
-    if (h_.nExpertGroups > 1) {  // keep the topk_groups groups whose two best experts score highest
+    if (h.nExpertGroups > 1) {  // keep the topk_groups groups whose two best experts score highest
       std::vector<std::pair<float, int>> groups;
-      for (int g = 0; g < h_.nExpertGroups; g++) {
+      for (int g = 0; g < h.nExpertGroups; g++) {
         std::vector<float> members(choice.begin() + g * perGroup, choice.begin() + (g + 1) * perGroup);
         std::partial_sort(members.begin(), members.begin() + std::min(2, perGroup), members.end(), std::greater<float>());
         groups.emplace_back(members[0] + (perGroup > 1 ? members[1] : 0.0f), g);
       }
       std::sort(groups.begin(), groups.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
-      for (size_t r = h_.topkGroups; r < groups.size(); r++) {
+      for (size_t r = h.topkGroups; r < groups.size(); r++) {
         std::fill_n(choice.begin() + groups[r].second * perGroup, perGroup, -INFINITY);
       }
     }
     std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + h_.nActiveExperts, order.end(),
+    std::partial_sort(order.begin(), order.begin() + h.nActiveExperts, order.end(),
                       [&](int a, int b) { return choice[a] > choice[b] || (choice[a] == choice[b] && a < b); });
     float sum = 0.0f;
-    for (int j = 0; j < h_.nActiveExperts; j++) sum += scores[order[j]];
-    for (int j = 0; j < h_.nActiveExperts; j++) {
+    for (int j = 0; j < h.nActiveExperts; j++) sum += scores[order[j]];
+    for (int j = 0; j < h.nActiveExperts; j++) {
       float weight = scores[order[j]];
-      if (h_.normTopkProb) weight /= sum;
-      routed[order[j]].emplace_back(t, weight * h_.routedScalingFactor);
+      if (h.normTopkProb) weight /= sum;
+      routed[order[j]].emplace_back(t, weight * h.routedScalingFactor);
     }
   }
+
+  return routed;
+}
+
+void CpuBlocks::moe(const LayerWeights& L, const float* x, int n, float* out) {
+  const int experts = h_.nExperts, dim = h_.dim;
+  float* logits = grow(routerLogits_, static_cast<size_t>(n) * experts);
+  matmul(L.router, x, n, logits);  // f32 router: no activation quantization
+  const std::vector<std::vector<std::pair<int, float>>> routed = routeTokens(h_, L, logits, n);
 
   // Each expert runs once on the batch of tokens routed to it.
   std::fill_n(out, static_cast<size_t>(n) * dim, 0.0f);
@@ -187,6 +192,21 @@ void Blocks::moe(const LayerWeights& L, const float* x, int n, float* out) {
     ffn(L.shared, x, n, y);
     addInPlace(out, y, static_cast<size_t>(n) * dim);
   }
+}
+
+void CpuBlocks::add(Act x, Act y, int n) { addInPlace(rows(x), rows(y), static_cast<size_t>(n) * h_.dim); }
+
+void CpuBlocks::load(const float* x, int n) {
+  const size_t size = static_cast<size_t>(n) * h_.dim;
+  x_.assign(x, x + size);
+  a_.resize(size);
+  b_.resize(size);
+}
+
+void CpuBlocks::logits(int first, int count, float* out) {
+  const size_t dim = static_cast<size_t>(h_.dim);
+  rmsNorm(x_.data() + first * dim, model_.outputNorm, a_.data(), count);
+  matmul(model_.output, a_.data(), count, out);
 }
 
 }  // namespace glm

@@ -15,6 +15,7 @@ struct WorkerOptions {
   std::string secret;  // empty: accept any root
   // A root not heard from (not even its heartbeat, every second) for this long is dropped.
   int idleLimitMs = 10000;
+  int device = -1;  // a Vulkan device index, or -1 for the CPU
 };
 
 // Never returns unless it cannot listen (NetError). `log` receives one line per event.

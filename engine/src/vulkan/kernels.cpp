@@ -168,16 +168,16 @@ void Kernels::add(Buffer& x, const Buffer& y, size_t count, size_t period) {
   context_.dispatch(Shader::Add, {{&x}, {&y}}, push, sizeof push, g.x, g.y);
 }
 
-void Kernels::gatherRows(const Buffer& src, const Buffer& index, Buffer& dst, int rows, int dim) {
+void Kernels::gatherRows(const Buffer& src, const Binding& index, Buffer& dst, int rows, int dim) {
   const Grid g = elementGrid(static_cast<size_t>(rows) * dim);
   const uint32_t push[] = {u32(rows), u32(dim), g.x};
-  context_.dispatch(Shader::GatherRows, {{&src}, {&index}, {&dst}}, push, sizeof push, g.x, g.y);
+  context_.dispatch(Shader::GatherRows, {{&src}, index, {&dst}}, push, sizeof push, g.x, g.y);
 }
 
-void Kernels::scatterAddRows(Buffer& dst, const Buffer& y, const Buffer& index, const Buffer& weight, int rows, int dim) {
+void Kernels::scatterAddRows(Buffer& dst, const Buffer& y, const Binding& index, const Binding& weight, int rows, int dim) {
   const Grid g = elementGrid(static_cast<size_t>(rows) * dim);
   const uint32_t push[] = {u32(rows), u32(dim), g.x};
-  context_.dispatch(Shader::ScatterAddRows, {{&dst}, {&y}, {&index}, {&weight}}, push, sizeof push, g.x, g.y);
+  context_.dispatch(Shader::ScatterAddRows, {{&dst}, {&y}, index, weight}, push, sizeof push, g.x, g.y);
 }
 
 }  // namespace glm::vulkan

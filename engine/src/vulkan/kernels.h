@@ -51,8 +51,9 @@ class Kernels {
   void siluMul(Buffer& gate, const Buffer& up, size_t count);
   // x[i] += y[i % period].
   void add(Buffer& x, const Buffer& y, size_t count, size_t period);
-  void gatherRows(const Buffer& src, const Buffer& index, Buffer& dst, int rows, int dim);
-  void scatterAddRows(Buffer& dst, const Buffer& y, const Buffer& index, const Buffer& weight, int rows, int dim);
+  // dst[r] = src[index[r]] and dst[index[r]] += weight[r] * y[r] for rows of dim; index holds uint32.
+  void gatherRows(const Buffer& src, const Binding& index, Buffer& dst, int rows, int dim);
+  void scatterAddRows(Buffer& dst, const Buffer& y, const Binding& index, const Binding& weight, int rows, int dim);
 
  private:
   Buffer& scratch(std::unique_ptr<Buffer>& buffer, size_t bytes, const char* what);
