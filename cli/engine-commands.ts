@@ -22,8 +22,12 @@ import { applyChatTemplate, loadTokenizer, StreamDecoder, tokenizerPathFor, type
 
 const kvCacheOption = () => new Option('--kv-cache <type>', 'keys and values in f32 (exact) or f16 (half the memory)').choices(['f32', 'f16']).default('f32');
 
-/** The flags that make any engine command the root of a cluster of `glm-engine worker`s (docs/distributed.md). */
+/**
+ * The flags of every engine command that runs a model: the device (docs/gpu.md), and those that make it the
+ * root of a cluster of `glm-engine worker`s (docs/distributed.md).
+ */
 export interface DistributedFlags {
+  device: string;
   workers?: string[];
   sync: SyncType;
   secret?: string;
@@ -33,6 +37,7 @@ export interface DistributedFlags {
 
 export function withDistributed(command: Command): Command {
   return command
+    .option('--device <device>', 'where the forward pass runs: cpu, vulkan, vulkan:N or auto (the first GPU, else the CPU)', 'auto')
     .option('--workers <addresses>', 'run tensor-parallel with these glm-engine workers (host:port, comma-separated)', repeatableList)
     .addOption(new Option('--sync <type>', 'partial sums on the wire: q80 (compact) or f32 (exact)').choices(['q80', 'f32']).default('q80'))
     .addOption(new Option('--secret <text>', "the workers' shared secret").env('GLM_ENGINE_SECRET'))
@@ -40,8 +45,8 @@ export function withDistributed(command: Command): Command {
     .option('--net-timeout <seconds>', "longest wait for a worker's answer", positiveInt, 30);
 }
 
-export function distributedOptions(o: DistributedFlags): DistributedOptions {
-  return { workers: o.workers, sync: o.sync, secret: o.secret, experts: o.experts, timeoutMs: o.netTimeout * 1000 };
+export function distributedOptions(o: DistributedFlags): DistributedOptions & { device: string } {
+  return { device: o.device, workers: o.workers, sync: o.sync, secret: o.secret, experts: o.experts, timeoutMs: o.netTimeout * 1000 };
 }
 
 /** The tokenizer given, or the .t written beside the model by convert. */
@@ -216,7 +221,7 @@ export function registerEngineCommands(program: Command): void {
     // The model under test runs on the cluster; the reference on this machine.
     const r = klDivergence(
       new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, ...distributedOptions(o) }),
-      new LoadedModel(o.reference, { threads: o.threads, contextLength: o.ctx }),
+      new LoadedModel(o.reference, { threads: o.threads, contextLength: o.ctx, device: o.device }),
       ids,
       o.ctx,
     );

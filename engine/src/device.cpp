@@ -1,5 +1,6 @@
 #include "device.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -41,8 +42,7 @@ int resolveDevice(const DeviceChoice& choice, const std::function<void(const std
     devices = vulkan::listDevices();
   } catch (const vulkan::VulkanError& e) {
     if (choice.kind == DeviceChoice::Vulkan) throw;
-    note(std::string("no Vulkan (") + e.what() + "): running on the CPU");
-    return -1;
+    return -1;  // no Vulkan here: the CPU is the only choice, nothing to say
   }
   const bool allowCpu = choice.kind == DeviceChoice::Vulkan && cpuDevicesAllowed();
   if (choice.index >= 0) {
@@ -65,7 +65,8 @@ int resolveDevice(const DeviceChoice& choice, const std::function<void(const std
   if (choice.kind == DeviceChoice::Vulkan) {
     throw vulkan::VulkanError(why + (allowCpu ? "" : "; a CPU-type device such as lavapipe needs GLM_ENGINE_VULKAN_ALLOW_CPU=1"));
   }
-  note(why + ": running on the CPU");
+  // Falling back is news only where a GPU was passed over (one without 16-bit storage).
+  if (std::any_of(devices.begin(), devices.end(), [](const vulkan::DeviceInfo& d) { return d.gpu; })) note(why + ": running on the CPU");
   return -1;
 }
 

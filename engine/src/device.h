@@ -1,7 +1,8 @@
 // Where the forward pass runs, chosen once from `--device cpu|vulkan|vulkan:N|auto` (the addon's
 // `device` option). auto takes the first discrete or integrated GPU with what the shaders need and
-// otherwise the CPU, saying so in one line; a CPU-type Vulkan device (Mesa's lavapipe) is used only
-// when named (`vulkan` or `vulkan:N`) with GLM_ENGINE_VULKAN_ALLOW_CPU=1, as the tests do.
+// otherwise the CPU, saying so in one line when it passed over a GPU (silently on machines without
+// one); a CPU-type Vulkan device (Mesa's lavapipe) is used only when named (`vulkan` or `vulkan:N`)
+// with GLM_ENGINE_VULKAN_ALLOW_CPU=1, as the tests do.
 #pragma once
 #include <functional>
 #include <string>
