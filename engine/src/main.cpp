@@ -27,6 +27,7 @@
 #include "model.h"
 #include "net/worker.h"
 #include "session.h"
+#include "vulkan/context.h"
 
 namespace {
 
@@ -299,6 +300,9 @@ void worker(const Args& args) {
   o.idleLimitMs = args.number("idle-timeout", 10) * 1000;
   if (o.idleLimitMs <= 0) throw UsageError("--idle-timeout must be at least 1 second");
   o.device = deviceOf(args);
+  if (o.device >= 0) {
+    std::fprintf(stderr, "glm-engine worker: running on Vulkan device %d (%s)\n", o.device, glm::vulkan::listDevices()[o.device].name.c_str());
+  }
   glm::serveWorker(o, [](const std::string& line) {
     std::fprintf(stderr, "glm-engine worker: %s\n", line.c_str());
     std::fflush(stderr);

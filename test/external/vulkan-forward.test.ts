@@ -2,13 +2,15 @@
  * The whole forward pass on a Vulkan device against the CPU engine, for every architecture and weight
  * type: log-probs at every position of a 24-token sequence (f32 and f16 within 1e-3; q80 and q40 with a
  * mean KL divergence <= 1e-4 and the same argmax at >= 99% of positions), plus greedy generation of 32
- * tokens identical to the CPU's at f32. Runs on lavapipe in CI (GLM_ENGINE_VULKAN_ALLOW_CPU=1) or on a
+ * tokens identical to the CPU's at f32; and a root and a worker (two devices in one machine) both on
+ * the GPU against one CPU node. Runs on lavapipe in CI (GLM_ENGINE_VULKAN_ALLOW_CPU=1) or on a
  * GPU (scripts/gpu-check.sh); fails without a Vulkan device.
  */
 import { join } from 'node:path';
 import { convert } from '../../converter/convert.js';
 import type { FixtureArch } from '../../converter/fixture.js';
 import { LoadedModel } from '../../engine/index.js';
+import { startWorker, stopWorker } from '../../engine/worker-process.js';
 import { fixture, removeDir, tempDir } from '../helpers.js';
 
 // lavapipe needs GLM_ENGINE_VULKAN_ALLOW_CPU=1 in the environment jest starts in (`npm run test:external`
@@ -91,4 +93,29 @@ describe.each(cases)('$arch on the GPU against the CPU', ({ arch, qkNorm }) => {
       gpu.close();
     }
   });
+});
+
+test('a root and a worker both on the GPU reproduce one CPU node', async () => {
+  const checkpoint = await fixture(dir, { arch: 'glm4moe', seed: 2 });
+  const file = join(dir, 'split.f32.m');
+  await convert({ modelDir: checkpoint, outFile: file, weights: 'f32' });
+  const worker = await startWorker(['--device', device], { GLM_ENGINE_VULKAN_ALLOW_CPU: '1' });
+  try {
+    const one = new LoadedModel(file, { device: 'cpu', threads: 1 });
+    const split = new LoadedModel(file, { device, threads: 1, workers: [worker.address], sync: 'f32' });
+    try {
+      const vocab = one.vocabSize;
+      const expected = logProbs(one.evaluate(tokens, true), vocab);
+      const actual = logProbs(split.evaluate(tokens, true), vocab);
+      let worst = 0;
+      for (let t = 0; t < tokens.length; t++) for (let i = 0; i < vocab; i++) worst = Math.max(worst, Math.abs(actual[t]![i]! - expected[t]![i]!));
+      expect(worst).toBeLessThanOrEqual(1e-3);
+      expect(worker.log.join('\n')).toMatch(/running on Vulkan device \d+/);
+    } finally {
+      one.close();
+      split.close();
+    }
+  } finally {
+    stopWorker(worker);
+  }
 });
