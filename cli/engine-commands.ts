@@ -17,7 +17,7 @@ import {
   type KvCacheType,
   type SyncType,
 } from '../engine/index.js';
-import { nonNegative, positiveInt, probability, repeatableList } from './args.js';
+import { nonNegative, nonNegativeInt, positiveInt, probability, repeatableList } from './args.js';
 import { applyChatTemplate, loadTokenizer, StreamDecoder, tokenizerPathFor, type ChatMessage, type LoadedTokenizer } from '../tokenizer/index.js';
 
 const kvCacheOption = () => new Option('--kv-cache <type>', 'keys and values in f32 (exact) or f16 (half the memory)').choices(['f32', 'f16']).default('f32');
@@ -28,6 +28,7 @@ const kvCacheOption = () => new Option('--kv-cache <type>', 'keys and values in 
  */
 export interface DistributedFlags {
   device: string;
+  cpuExperts?: 'all' | number;
   workers?: string[];
   sync: SyncType;
   secret?: string;
@@ -38,6 +39,9 @@ export interface DistributedFlags {
 export function withDistributed(command: Command): Command {
   return command
     .option('--device <device>', 'where the forward pass runs: cpu, vulkan, vulkan:N or auto (the first GPU, else the CPU)', 'auto')
+    .option('--cpu-experts <all|n>', 'on a GPU: keep the routed experts of all (or the first N) MoE layers in RAM, run them on the CPU', (v: string) =>
+      v === 'all' ? 'all' : nonNegativeInt(v),
+    )
     .option('--workers <addresses>', 'run tensor-parallel with these glm-engine workers (host:port, comma-separated)', repeatableList)
     .addOption(new Option('--sync <type>', 'partial sums on the wire: q80 (compact) or f32 (exact)').choices(['q80', 'f32']).default('q80'))
     .addOption(new Option('--secret <text>', "the workers' shared secret").env('GLM_ENGINE_SECRET'))
@@ -45,8 +49,8 @@ export function withDistributed(command: Command): Command {
     .option('--net-timeout <seconds>', "longest wait for a worker's answer", positiveInt, 30);
 }
 
-export function distributedOptions(o: DistributedFlags): DistributedOptions & { device: string } {
-  return { device: o.device, workers: o.workers, sync: o.sync, secret: o.secret, experts: o.experts, timeoutMs: o.netTimeout * 1000 };
+export function distributedOptions(o: DistributedFlags): DistributedOptions & { device: string; cpuExperts?: 'all' | number } {
+  return { device: o.device, cpuExperts: o.cpuExperts, workers: o.workers, sync: o.sync, secret: o.secret, experts: o.experts, timeoutMs: o.netTimeout * 1000 };
 }
 
 /** The tokenizer given, or the .t written beside the model by convert. */
@@ -221,7 +225,7 @@ export function registerEngineCommands(program: Command): void {
     // The model under test runs on the cluster; the reference on this machine.
     const r = klDivergence(
       new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, ...distributedOptions(o) }),
-      new LoadedModel(o.reference, { threads: o.threads, contextLength: o.ctx, device: o.device }),
+      new LoadedModel(o.reference, { threads: o.threads, contextLength: o.ctx, device: o.device, cpuExperts: o.cpuExperts }),
       ids,
       o.ctx,
     );

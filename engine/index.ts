@@ -32,10 +32,10 @@ interface NativeDistributed {
 }
 
 interface NativeInference {
-  Engine: new (path: string, threads: number, contextLength: number, kvF16: boolean, distributed?: NativeDistributed, device?: string) => NativeSession;
+  Engine: new (path: string, threads: number, contextLength: number, kvF16: boolean, distributed?: NativeDistributed, device?: string, cpuExperts?: string) => NativeSession;
   bench(
     path: string,
-    options: { promptTokens: number; genTokens: number; threads: number; repeat: number; kvCache: KvCacheType; distributed?: NativeDistributed; device?: string },
+    options: { promptTokens: number; genTokens: number; threads: number; repeat: number; kvCache: KvCacheType; distributed?: NativeDistributed; device?: string; cpuExperts?: string },
   ): {
     prefillTps: number[];
     decodeTps: number[];
@@ -100,6 +100,8 @@ export interface LoadOptions extends DistributedOptions {
   kvCache?: KvCacheType;
   /** Where the forward pass runs: cpu, vulkan, vulkan:N or auto (default: the first GPU, else the CPU); docs/gpu.md. */
   device?: string;
+  /** On a GPU: the routed experts of all (or the first N) MoE layers stay in system memory and run on the CPU. */
+  cpuExperts?: 'all' | number;
 }
 
 export type KvCacheType = 'f32' | 'f16';
@@ -119,6 +121,7 @@ export class LoadedModel {
       options.kvCache === 'f16',
       nativeDistributed(options),
       options.device,
+      options.cpuExperts === undefined ? undefined : String(options.cpuExperts),
     );
   }
 
@@ -214,8 +217,9 @@ export interface BenchOptions extends DistributedOptions {
   threads?: number;
   repeat?: number;
   kvCache?: KvCacheType;
-  /** As LoadOptions.device. */
+  /** As LoadOptions.device and LoadOptions.cpuExperts. */
   device?: string;
+  cpuExperts?: 'all' | number;
 }
 
 export interface BenchResult {
@@ -255,6 +259,7 @@ export function bench(modelPath: string, options: BenchOptions = {}): BenchResul
     kvCache: o.kvCache,
     distributed,
     device: o.device,
+    ...(o.cpuExperts === undefined ? {} : { cpuExperts: String(o.cpuExperts) }),
   });
   return {
     prefill_tps: median(r.prefillTps),

@@ -33,7 +33,7 @@ size_t peakRssBytes() {
 BenchResult runBench(const Model& model, const BenchOptions& o) {
   const int context = o.promptTokens + o.genTokens;
   if (o.promptTokens <= 0 || o.genTokens < 0 || o.repeat <= 0) throw std::invalid_argument("bench: prompt tokens and repeat must be positive");
-  Session session(model, o.threads, context, o.kvType, o.distributed, o.device);
+  Session session(model, o.threads, context, o.kvType, o.distributed, o.placement);
   if (session.maxSeqLen() < context) {
     throw std::invalid_argument("bench: " + std::to_string(context) + " tokens exceed the model's context of " + std::to_string(session.maxSeqLen()));
   }

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "device.h"
 #include "model.h"
 #include "net/cluster.h"
 
@@ -15,7 +16,7 @@ struct BenchOptions {
   int repeat = 3;
   FloatType kvType = FloatType::F32;
   DistributedOptions distributed;
-  int device = -1;  // a Vulkan device index, or -1 for the CPU
+  Placement placement;  // the CPU unless a Vulkan device is given
 };
 
 // Bytes per token each node sent and received (node 0 is the root), measured over every repeat.

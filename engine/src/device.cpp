@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <stdexcept>
 
 #include "vulkan/context.h"
@@ -24,6 +25,12 @@ DeviceChoice parseDevice(const std::string& text) {
     throw std::invalid_argument("device must be cpu, vulkan, vulkan:N or auto, got \"" + text + "\"");
   }
   return c;
+}
+
+int parseCpuExperts(const std::string& text) {
+  if (text == "all") return std::numeric_limits<int>::max();
+  if (!text.empty() && text.size() < 7 && text.find_first_not_of("0123456789") == std::string::npos) return std::stoi(text);
+  throw std::invalid_argument("cpu-experts must be all or a number of MoE layers, got \"" + text + "\"");
 }
 
 namespace {

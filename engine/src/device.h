@@ -9,6 +9,16 @@
 
 namespace glm {
 
+// Where a session runs: a Vulkan device index (-1: the CPU) and, on a GPU, how many MoE layers (from
+// the first) keep their routed experts in system memory and run them on the CPU (--cpu-experts).
+struct Placement {
+  int device = -1;
+  int cpuExpertLayers = 0;
+};
+
+// --cpu-experts: "all" or a number of MoE layers; throws std::invalid_argument.
+int parseCpuExperts(const std::string& text);
+
 struct DeviceChoice {
   enum Kind { Cpu, Vulkan, Auto } kind = Auto;
   int index = -1;  // vulkan:N; -1 for the first suitable device

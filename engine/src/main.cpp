@@ -41,7 +41,8 @@ const char* kUsage =
     "  glm-engine devices   (the Vulkan devices as JSON)\n"
     "  glm-engine worker --port P [--host 0.0.0.0] [--threads N] [--model M] [--secret S] [--idle-timeout 10]   (serves roots until killed)\n"
     "device (every command that runs the model, worker included): --device cpu|vulkan|vulkan:N|auto (default auto: the first GPU, else\n"
-    "  the CPU; a CPU-type Vulkan device such as lavapipe needs GLM_ENGINE_VULKAN_ALLOW_CPU=1)\n"
+    "  the CPU; a CPU-type Vulkan device such as lavapipe needs GLM_ENGINE_VULKAN_ALLOW_CPU=1) [--cpu-experts all|N] (on a GPU: the\n"
+    "  routed experts of all or the first N MoE layers stay in system memory and run on the CPU)\n"
     "distributed (every command that runs the model): --workers host:port,... [--sync q80|f32] [--secret S]\n"
     "  [--experts slice|place] [--net-timeout 30]; the secret may come from GLM_ENGINE_SECRET instead\n";
 
@@ -130,16 +131,20 @@ glm::DistributedOptions distributed(const Args& args) {
   return d;
 }
 
-// --device, parsed and resolved once per command: a Vulkan device index or -1 for the CPU.
-int deviceOf(const Args& args) {
-  auto it = args.options.find("device");
+// --device and --cpu-experts, parsed and resolved once per command.
+glm::Placement placementOf(const Args& args) {
+  auto device = args.options.find("device");
+  auto experts = args.options.find("cpu-experts");
   glm::DeviceChoice choice;
+  glm::Placement p;
   try {
-    choice = glm::parseDevice(it == args.options.end() ? "auto" : it->second);
+    choice = glm::parseDevice(device == args.options.end() ? "auto" : device->second);
+    if (experts != args.options.end()) p.cpuExpertLayers = glm::parseCpuExperts(experts->second);
   } catch (const std::invalid_argument& e) {
     throw UsageError(std::string("--") + e.what());
   }
-  return glm::resolveDevice(choice, [](const std::string& line) { std::fprintf(stderr, "glm-engine: %s\n", line.c_str()); });
+  p.device = glm::resolveDevice(choice, [](const std::string& line) { std::fprintf(stderr, "glm-engine: %s\n", line.c_str()); });
+  return p;
 }
 
 int defaultThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
@@ -164,7 +169,7 @@ void logprobs(const Args& args) {
   const std::vector<int32_t> tokens = parseTokens(args.required("tokens"));
   const int top = args.number("top", 0);
   glm::Session session(model, args.number("threads", defaultThreads()), static_cast<int>(tokens.size()), kvCacheType(args), distributed(args),
-                       deviceOf(args));
+                       placementOf(args));
   const int vocab = model.header().vocabSize;
   std::vector<float> logits(tokens.size() * vocab);
   session.evaluate(tokens.data(), static_cast<int>(tokens.size()), logits.data(), true);
@@ -202,7 +207,7 @@ void generate(const Args& args) {
   std::vector<int32_t> stops;
   if (args.options.count("stop-ids")) stops = parseTokens(args.required("stop-ids"));
   glm::Session session(model, args.number("threads", defaultThreads()), static_cast<int>(prompt.size()) + maxTokens, kvCacheType(args),
-                       distributed(args), deviceOf(args));
+                       distributed(args), placementOf(args));
   std::vector<float> logits(model.header().vocabSize);
   session.evaluate(prompt.data(), static_cast<int>(prompt.size()), logits.data(), false);
   std::printf("{\"ids\":[");
@@ -233,7 +238,7 @@ void perplexity(const Args& args) {
   std::fclose(f);
   if (!clean) throw std::runtime_error(file + ": expected token ids separated by commas or spaces");
   const int ctx = args.number("ctx", 512);
-  glm::Session session(model, args.number("threads", defaultThreads()), ctx, kvCacheType(args), distributed(args), deviceOf(args));
+  glm::Session session(model, args.number("threads", defaultThreads()), ctx, kvCacheType(args), distributed(args), placementOf(args));
   const std::vector<glm::ChunkNll> chunks = glm::chunkPerplexity(session, ids, ctx);
   double total = 0.0;
   int predicted = 0;
@@ -255,7 +260,7 @@ void bench(const Args& args) {
   o.repeat = args.number("repeat", 3);
   o.kvType = kvCacheType(args);
   o.distributed = distributed(args);
-  o.device = deviceOf(args);
+  o.placement = placementOf(args);
   const glm::BenchResult r = glm::runBench(model, o);
   const double prefill = glm::median(r.prefillTps), decode = glm::median(r.decodeTps);
   if (args.flag("json")) {
@@ -299,9 +304,10 @@ void worker(const Args& args) {
   o.secret = secretOf(args);
   o.idleLimitMs = args.number("idle-timeout", 10) * 1000;
   if (o.idleLimitMs <= 0) throw UsageError("--idle-timeout must be at least 1 second");
-  o.device = deviceOf(args);
-  if (o.device >= 0) {
-    std::fprintf(stderr, "glm-engine worker: running on Vulkan device %d (%s)\n", o.device, glm::vulkan::listDevices()[o.device].name.c_str());
+  o.placement = placementOf(args);
+  if (o.placement.device >= 0) {
+    std::fprintf(stderr, "glm-engine worker: running on Vulkan device %d (%s)\n", o.placement.device,
+                 glm::vulkan::listDevices()[o.placement.device].name.c_str());
   }
   glm::serveWorker(o, [](const std::string& line) {
     std::fprintf(stderr, "glm-engine worker: %s\n", line.c_str());

@@ -15,10 +15,11 @@ int contextOf(const Model& model, int maxSeqLen) {
   return std::min(modelMax, maxSeqLen);
 }
 
-std::unique_ptr<vulkan::Context> contextFor(int device) { return device < 0 ? nullptr : std::make_unique<vulkan::Context>(device); }
+std::unique_ptr<vulkan::Context> contextFor(const Placement& p) { return p.device < 0 ? nullptr : std::make_unique<vulkan::Context>(p.device); }
 
-std::unique_ptr<Blocks> blocksFor(const Weights& w, vulkan::Context* gpu, ThreadPool& pool, int context, FloatType kvType, Collective* collective) {
-  if (gpu) return std::make_unique<vulkan::GpuBlocks>(w, *gpu, context, kvType, collective);
+std::unique_ptr<Blocks> blocksFor(const Weights& w, vulkan::Context* gpu, const Placement& p, ThreadPool& pool, int context, FloatType kvType,
+                                  Collective* collective) {
+  if (gpu) return std::make_unique<vulkan::GpuBlocks>(w, *gpu, pool, p.cpuExpertLayers, context, kvType, collective);
   return std::make_unique<CpuBlocks>(w, pool, context, kvType, collective);
 }
 
@@ -27,25 +28,25 @@ std::unique_ptr<Cluster> clusterFor(const Model& model, const DistributedOptions
 }
 }  // namespace
 
-Session::Session(const Model& model, int threads, int maxSeqLen, FloatType kvType, const DistributedOptions& distributed, int device)
+Session::Session(const Model& model, int threads, int maxSeqLen, FloatType kvType, const DistributedOptions& distributed, const Placement& placement)
     : model_(&model),
       shard_(cutShard(model, planSlices(model.header(), static_cast<int>(distributed.workers.size()) + 1, 0, distributed.experts))),
       cluster_(clusterFor(model, distributed, contextOf(model, maxSeqLen), kvType)),
       vocab_(model.header().vocabSize),
       pool_(threads),
       context_(contextOf(model, maxSeqLen)),
-      gpu_(contextFor(device)),
-      blocks_(blocksFor(shard_->weights, gpu_.get(), pool_, context_, kvType, cluster_.get())),
+      gpu_(contextFor(placement)),
+      blocks_(blocksFor(shard_->weights, gpu_.get(), placement, pool_, context_, kvType, cluster_.get())),
       layer_(layerFunction(model.header().arch)) {}
 
-Session::Session(std::unique_ptr<Shard> shard, int threads, int context, FloatType kvType, Collective& link, int device)
+Session::Session(std::unique_ptr<Shard> shard, int threads, int context, FloatType kvType, Collective& link, const Placement& placement)
     : model_(nullptr),
       shard_(std::move(shard)),
       vocab_(shard_->weights.header().vocabSize),
       pool_(threads),
       context_(context),
-      gpu_(contextFor(device)),
-      blocks_(blocksFor(shard_->weights, gpu_.get(), pool_, context_, kvType, &link)),
+      gpu_(contextFor(placement)),
+      blocks_(blocksFor(shard_->weights, gpu_.get(), placement, pool_, context_, kvType, &link)),
       layer_(layerFunction(shard_->weights.header().arch)) {}
 
 Session::~Session() = default;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "device.h"
 #include "graph/blocks.h"
 #include "graph/graph.h"
 #include "model.h"
@@ -24,11 +25,11 @@ class Session {
   // maxSeqLen 0: the model's context, capped at kDefaultContext to keep the KV cache modest.
   // kvType: f32 (exact) or f16 keys and values. With distributed.workers set, connects to them
   // (throws PlanError, NetError or RemoteError).
-  // device: a Vulkan device index (device.h resolves --device to one) or -1 for the CPU.
+  // placement: the CPU (the default) or a Vulkan device, resolved from --device by device.h.
   Session(const Model& model, int threads, int maxSeqLen, FloatType kvType = FloatType::F32, const DistributedOptions& distributed = {},
-          int device = -1);
+          const Placement& placement = {});
   // A worker's part: its slice, the root's context length, and the link that completes partial sums.
-  Session(std::unique_ptr<Shard> shard, int threads, int context, FloatType kvType, Collective& link, int device = -1);
+  Session(std::unique_ptr<Shard> shard, int threads, int context, FloatType kvType, Collective& link, const Placement& placement = {});
   ~Session();
 
   static constexpr int kDefaultContext = 4096;

@@ -3,7 +3,8 @@
  * type: log-probs at every position of a 24-token sequence (f32 and f16 within 1e-3; q80 and q40 with a
  * mean KL divergence <= 1e-4 and the same argmax at >= 99% of positions), plus greedy generation of 32
  * tokens identical to the CPU's at f32; and a root and a worker (two devices in one machine) both on
- * the GPU against one CPU node. Runs on lavapipe in CI (GLM_ENGINE_VULKAN_ALLOW_CPU=1) or on a
+ * the GPU against one CPU node; and --cpu-experts (all, or the first MoE layer) against all on the GPU.
+ * Runs on lavapipe in CI (GLM_ENGINE_VULKAN_ALLOW_CPU=1) or on a
  * GPU (scripts/gpu-check.sh); fails without a Vulkan device.
  */
 import { join } from 'node:path';
@@ -117,5 +118,25 @@ test('a root and a worker both on the GPU reproduce one CPU node', async () => {
     }
   } finally {
     stopWorker(worker);
+  }
+});
+
+test.each(['f32', 'q40'] as const)('--cpu-experts all and 1 give the all-GPU log-probs (%s)', async (weights) => {
+  const checkpoint = await fixture(dir, { arch: 'glm4moe', seed: 3 });
+  const file = join(dir, `experts.${weights}.m`);
+  await convert({ modelDir: checkpoint, outFile: file, weights });
+  const gpu = new LoadedModel(file, { device, threads: 2 });
+  const expected = logProbs(gpu.evaluate(tokens, true), gpu.vocabSize);
+  gpu.close();
+  for (const cpuExperts of ['all', 1] as const) {
+    const split = new LoadedModel(file, { device, threads: 2, cpuExperts });
+    try {
+      const actual = logProbs(split.evaluate(tokens, true), split.vocabSize);
+      let worst = 0;
+      for (let t = 0; t < tokens.length; t++) for (let i = 0; i < actual[t]!.length; i++) worst = Math.max(worst, Math.abs(actual[t]![i]! - expected[t]![i]!));
+      expect({ cpuExperts, worst: worst <= 1e-3 ? 'within 1e-3' : worst }).toEqual({ cpuExperts, worst: 'within 1e-3' });
+    } finally {
+      split.close();
+    }
   }
 });

@@ -41,7 +41,7 @@ void CpuBlocks::rmsNorm(const float* x, const Tensor& w, float* out, int n) {
   for (int t = 0; t < n; t++) glm::rmsNorm(x + static_cast<size_t>(t) * w.rows, w.f32(), out + static_cast<size_t>(t) * w.rows, w.rows, h_.normEpsilon);
 }
 
-void CpuBlocks::matmul(const Tensor& w, const float* x, int n, float* out) {
+void CpuFfn::matmul(const Tensor& w, const float* x, int n, float* out) {
   const size_t cols = static_cast<size_t>(w.cols);
   std::vector<const float*> xs(n);
   std::vector<QuantizedRow> qs(n, QuantizedRow{nullptr, nullptr, nullptr});
@@ -117,7 +117,7 @@ void CpuBlocks::attention(int layer, const float* x, int n, int pos, float* out)
   matmul(L.wo, att, n, out);
 }
 
-void CpuBlocks::ffn(const ExpertWeights& w, const float* x, int n, float* out) {
+void CpuFfn::ffn(const ExpertWeights& w, const float* x, int n, float* out) {
   const size_t width = static_cast<size_t>(w.gate.rows);
   float* g = grow(gate_, n * width);
   float* u = grow(up_, n * width);
@@ -127,9 +127,9 @@ void CpuBlocks::ffn(const ExpertWeights& w, const float* x, int n, float* out) {
   matmul(w.down, g, n, out);
 }
 
-std::vector<std::vector<std::pair<int, float>>> routeTokens(const ModelHeader& h, const LayerWeights& L, const float* logits, int n) {
+Routing routeTokens(const ModelHeader& h, const LayerWeights& L, const float* logits, int n) {
   const int experts = h.nExperts;
-  std::vector<std::vector<std::pair<int, float>>> routed(experts);  // expert -> (token, weight)
+  Routing routed(experts);
   std::vector<float> scores(experts), choice(experts);
   std::vector<int> order(experts);
   const int perGroup = experts / h.nExpertGroups;
@@ -165,15 +165,9 @@ std::vector<std::vector<std::pair<int, float>>> routeTokens(const ModelHeader& h
   return routed;
 }
 
-void CpuBlocks::moe(const LayerWeights& L, const float* x, int n, float* out) {
-  const int experts = h_.nExperts, dim = h_.dim;
-  float* logits = grow(routerLogits_, static_cast<size_t>(n) * experts);
-  matmul(L.router, x, n, logits);  // f32 router: no activation quantization
-  const std::vector<std::vector<std::pair<int, float>>> routed = routeTokens(h_, L, logits, n);
-
-  // Each expert runs once on the batch of tokens routed to it.
+void CpuFfn::routedExperts(const LayerWeights& L, const Routing& routed, const float* x, int n, int dim, float* out) {
   std::fill_n(out, static_cast<size_t>(n) * dim, 0.0f);
-  for (int e = 0; e < experts; e++) {
+  for (size_t e = 0; e < routed.size(); e++) {
     const auto& tokens = routed[e];
     if (tokens.empty() || L.experts[e].gate.rows == 0) continue;  // not routed to, or held by another node
     const int m = static_cast<int>(tokens.size());
@@ -187,9 +181,16 @@ void CpuBlocks::moe(const LayerWeights& L, const float* x, int n, float* out) {
       for (int d = 0; d < dim; d++) o[d] += tokens[i].second * yi[d];
     }
   }
+}
+
+void CpuBlocks::moe(const LayerWeights& L, const float* x, int n, float* out) {
+  const int experts = h_.nExperts, dim = h_.dim;
+  float* logits = grow(routerLogits_, static_cast<size_t>(n) * experts);
+  matmul(L.router, x, n, logits);  // f32 router: no activation quantization
+  cpu_.routedExperts(L, routeTokens(h_, L, logits, n), x, n, dim, out);
   if (L.hasShared) {
-    float* y = grow(expertOut_, static_cast<size_t>(n) * dim);
-    ffn(L.shared, x, n, y);
+    float* y = grow(sharedOut_, static_cast<size_t>(n) * dim);
+    cpu_.ffn(L.shared, x, n, y);
     addInPlace(out, y, static_cast<size_t>(n) * dim);
   }
 }

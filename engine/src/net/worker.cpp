@@ -106,7 +106,7 @@ void serveRoot(Link& link, const Model* own, const WorkerOptions& o, const std::
     link.receive(Msg::Ready, payload, timeout, "waiting for the end of the start-up");
     dim = h.dim;
     reduce = std::make_unique<RootLink>(link, sync, dim, timeout);
-    session = std::make_unique<Session>(std::move(shard), o.threads, static_cast<int>(root.context), kvType, *reduce, o.device);
+    session = std::make_unique<Session>(std::move(shard), o.threads, static_cast<int>(root.context), kvType, *reduce, o.placement);
     log(link.peer() + ": node " + std::to_string(plan.index) + " of " + std::to_string(plan.nodes) + ", sync " + (sync == FloatType::Q80 ? "q80" : "f32") +
         (root.sendWeights ? ", " + std::to_string(streamed) + " bytes of slices received" : ", slices cut from " + own->path()));
   } catch (const std::exception& e) {

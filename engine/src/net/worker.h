@@ -5,6 +5,8 @@
 #include <functional>
 #include <string>
 
+#include "../device.h"
+
 namespace glm {
 
 struct WorkerOptions {
@@ -15,7 +17,7 @@ struct WorkerOptions {
   std::string secret;  // empty: accept any root
   // A root not heard from (not even its heartbeat, every second) for this long is dropped.
   int idleLimitMs = 10000;
-  int device = -1;  // a Vulkan device index, or -1 for the CPU
+  Placement placement;  // the CPU unless a Vulkan device is given
 };
 
 // Never returns unless it cannot listen (NetError). `log` receives one line per event.

@@ -12,9 +12,17 @@ constexpr size_t kSegment = 64;
 size_t padded(size_t n) { return (n + kSegment - 1) / kSegment * kSegment; }
 }  // namespace
 
-GpuBlocks::GpuBlocks(const Weights& model, Context& context, int maxSeqLen, FloatType kvType, Collective* collective)
-    : model_(model), h_(model.header()), context_(context), kernels_(context), kvType_(kvType), collective_(collective) {
-  for (const LayerWeights& L : model.layers) uploadLayer(L);
+GpuBlocks::GpuBlocks(const Weights& model, Context& context, ThreadPool& pool, int cpuExpertLayers, int maxSeqLen, FloatType kvType,
+                     Collective* collective)
+    : model_(model),
+      h_(model.header()),
+      context_(context),
+      kernels_(context),
+      kvType_(kvType),
+      collective_(collective),
+      cpuExpertLayers_(cpuExpertLayers),
+      cpu_(pool) {
+  for (int l = 0; l < h_.nLayers; l++) uploadLayer(l);
   vector(model.outputNorm);
   matrix(model.output);
   const size_t cacheBytes = encodedBytes(kvType, static_cast<size_t>(maxSeqLen) * h_.kvDim());
@@ -31,7 +39,8 @@ GpuBlocks::GpuBlocks(const Weights& model, Context& context, int maxSeqLen, Floa
   context.upload(*ropeTable_, 0, table.data(), table.size() * sizeof(float));
 }
 
-void GpuBlocks::uploadLayer(const LayerWeights& L) {
+void GpuBlocks::uploadLayer(int layer) {
+  const LayerWeights& L = model_.layers[layer];
   for (const Tensor* t : {&L.attnNorm, &L.bq, &L.bk, &L.bv, &L.qNorm, &L.kNorm, &L.postAttnNorm, &L.ffnNorm, &L.postFfnNorm}) {
     if (t->data) vector(*t);
   }
@@ -44,7 +53,9 @@ void GpuBlocks::uploadLayer(const LayerWeights& L) {
     }
   };
   expert(L.dense);
-  for (const ExpertWeights& e : L.experts) expert(e);
+  if (!expertsOnCpu(layer)) {
+    for (const ExpertWeights& e : L.experts) expert(e);
+  }
   if (L.hasShared) expert(L.shared);
 }
 
@@ -127,19 +138,38 @@ void GpuBlocks::ffn(const ExpertWeights& w, Buffer& x, int n, Buffer& out) {
 
 void GpuBlocks::moe(const LayerWeights& L, Act x, int n, Act out) {
   const int experts = h_.nExperts, dim = h_.dim;
+  const int layer = static_cast<int>(&L - model_.layers.data());
   // The router runs on the device; the choice of experts (a few hundred values per token) on the host.
   Buffer& logits = grow(router_, static_cast<size_t>(n) * experts, "the router logits");
   kernels_.matmul(matrix(L.router), rows(x), n, logits);
   host_.resize(static_cast<size_t>(n) * experts);
   context_.flush();
   context_.download(logits, 0, host_.data(), host_.size() * sizeof(float));
-  const std::vector<std::vector<std::pair<int, float>>> routed = routeTokens(h_, L, host_.data(), n);
+  const Routing routing = routeTokens(h_, L, host_.data(), n);
+  if (expertsOnCpu(layer)) {
+    const size_t count = static_cast<size_t>(n) * dim;
+    hostIn_.resize(count);
+    host_.resize(count);
+    context_.download(rows(x), 0, hostIn_.data(), count * sizeof(float));
+    cpu_.routedExperts(L, routing, hostIn_.data(), n, dim, host_.data());
+    context_.upload(rows(out), 0, host_.data(), count * sizeof(float));
+  } else {
+    routedExperts(L, routing, rows(x), n, rows(out));
+  }
+  if (L.hasShared) {
+    Buffer& y = grow(expertOut_, static_cast<size_t>(n) * dim, "the expert outputs");
+    ffn(L.shared, rows(x), n, y);
+    kernels_.add(rows(out), y, static_cast<size_t>(n) * dim, static_cast<size_t>(n) * dim);
+  }
+}
 
+void GpuBlocks::routedExperts(const LayerWeights& L, const Routing& routing, Buffer& x, int n, Buffer& out) {
+  const int dim = h_.dim;
   // One table for the layer: per expert, its tokens' rows then their weights, each in its own segment.
   std::vector<uint32_t> table;
-  std::vector<std::pair<int, size_t>> segments;  // (expert, first entry)
-  for (int e = 0; e < experts; e++) {
-    const auto& tokens = routed[e];
+  std::vector<std::pair<size_t, size_t>> segments;  // (expert, first entry)
+  for (size_t e = 0; e < routing.size(); e++) {
+    const auto& tokens = routing[e];
     if (tokens.empty() || L.experts[e].gate.rows == 0) continue;  // not routed to, or held by another node
     const size_t at = table.size(), m = padded(tokens.size());
     table.resize(at + 2 * m);
@@ -152,22 +182,17 @@ void GpuBlocks::moe(const LayerWeights& L, Act x, int n, Act out) {
   Buffer& routes = grow(routes_, std::max<size_t>(table.size(), 1), "the routing table");
   if (!table.empty()) context_.upload(routes, 0, table.data(), table.size() * sizeof(uint32_t));
   host_.assign(static_cast<size_t>(n) * dim, 0.0f);
-  context_.upload(rows(out), 0, host_.data(), host_.size() * sizeof(float));
+  context_.upload(out, 0, host_.data(), host_.size() * sizeof(float));
   for (const auto& [e, at] : segments) {
-    const int m = static_cast<int>(routed[e].size());
+    const int m = static_cast<int>(routing[e].size());
     const size_t bytes = static_cast<size_t>(m) * sizeof(uint32_t);
     const Binding index{&routes, at * sizeof(uint32_t), bytes};
     const Binding weight{&routes, (at + padded(m)) * sizeof(uint32_t), bytes};
     Buffer& in = grow(expertIn_, static_cast<size_t>(m) * dim, "the expert inputs");
     Buffer& y = grow(expertOut_, static_cast<size_t>(m) * dim, "the expert outputs");
-    kernels_.gatherRows(rows(x), index, in, m, dim);
+    kernels_.gatherRows(x, index, in, m, dim);
     ffn(L.experts[e], in, m, y);
-    kernels_.scatterAddRows(rows(out), y, index, weight, m, dim);
-  }
-  if (L.hasShared) {
-    Buffer& y = grow(expertOut_, static_cast<size_t>(n) * dim, "the expert outputs");
-    ffn(L.shared, rows(x), n, y);
-    kernels_.add(rows(out), y, static_cast<size_t>(n) * dim, static_cast<size_t>(n) * dim);
+    kernels_.scatterAddRows(out, y, index, weight, m, dim);
   }
 }
 

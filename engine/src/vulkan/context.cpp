@@ -365,7 +365,8 @@ std::unique_ptr<Buffer> Context::create(size_t bytes, bool hostVisible, const st
   const vk::Result r = a.allocateMemory(device_, &alloc, nullptr, &b->memory);
   if (r == vk::kErrorOutOfDeviceMemory || r == vk::kErrorOutOfHostMemory) {
     throw VulkanError("Vulkan device " + std::to_string(info_.index) + " (" + info_.name + ") is out of memory: " + what + " needs " + mib(req.size) +
-                      " more (the device has " + mib(info_.deviceLocalBytes) + " in all)");
+                      " more (the device has " + mib(info_.deviceLocalBytes) +
+                      " in all); for a mixture-of-experts model, --cpu-experts all|N keeps routed experts in system memory");
   }
   check(r, "vkAllocateMemory");
   check(a.bindBufferMemory(device_, b->buffer, b->memory, 0), "vkBindBufferMemory");
