@@ -215,10 +215,23 @@ void GpuBlocks::logits(int first, int count, float* out) {
   context_.upload(routes, 0, index.data(), index.size() * sizeof(uint32_t));
   kernels_.gatherRows(*x_, {&routes, 0, index.size() * sizeof(uint32_t)}, *a_, count, dim);
   kernels_.rmsNorm(*a_, vector(model_.outputNorm), *a_, count, dim, h_.normEpsilon);
-  Buffer& result = grow(logits_, static_cast<size_t>(count) * vocab, "the logits");
-  kernels_.matmul(matrix(model_.output), *a_, count, result);
-  context_.flush();
-  context_.download(result, 0, out, static_cast<size_t>(count) * vocab * sizeof(float));
+  // Tokens at a time whose logits fit one binding (a long prompt's n x vocab may not).
+  const int perPass = static_cast<int>(std::max<size_t>(1, std::min<size_t>(count, context_.maxBinding() / (static_cast<size_t>(vocab) * sizeof(float)))));
+  Buffer& result = grow(logits_, static_cast<size_t>(perPass) * vocab, "the logits");
+  Buffer& rows = grow(expertIn_, static_cast<size_t>(perPass) * dim, "the output rows");
+  for (int done = 0; done < count; done += perPass) {
+    const int m = std::min(perPass, count - done);
+    const Buffer* input = a_.get();
+    if (done > 0) {  // later passes start mid-buffer: copy their rows to the start of another one
+      for (int i = 0; i < m; i++) index[i] = static_cast<uint32_t>(done + i);
+      context_.upload(routes, 0, index.data(), static_cast<size_t>(m) * sizeof(uint32_t));
+      kernels_.gatherRows(*a_, {&routes, 0, static_cast<size_t>(m) * sizeof(uint32_t)}, rows, m, dim);
+      input = &rows;
+    }
+    kernels_.matmul(matrix(model_.output), *input, m, result);
+    context_.flush();
+    context_.download(result, 0, out + static_cast<size_t>(done) * vocab, static_cast<size_t>(m) * vocab * sizeof(float));
+  }
 }
 
 }  // namespace glm::vulkan

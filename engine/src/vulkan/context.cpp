@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
@@ -227,6 +228,10 @@ Context::Context(int index) : api_(std::make_unique<Api>()) {
   const std::string label = "Vulkan device " + std::to_string(index) + " (" + info_.name + ")";
   if (!info_.storage16) throw VulkanError(label + " lacks 16-bit storage buffers (storageBuffer16BitAccess), which the f16, q40 and q80 shaders need");
   l.get<vk::PFN_GetPhysicalDeviceMemoryProperties>("vkGetPhysicalDeviceMemoryProperties")(physical, &memory_);
+  maxBinding_ = info_.maxStorageBufferRange;
+  if (const char* limit = std::getenv("GLM_ENGINE_VULKAN_MAX_BINDING")) {
+    maxBinding_ = std::min<size_t>(maxBinding_, std::max(std::strtoull(limit, nullptr, 10), 256ull));
+  }
 
   auto queueFamilies = l.get<vk::PFN_GetPhysicalDeviceQueueFamilyProperties>("vkGetPhysicalDeviceQueueFamilyProperties");
   uint32_t familyCount = 0;
@@ -475,8 +480,13 @@ void Context::dispatch(Shader shader, const std::vector<Binding>& bindings, cons
   std::vector<vk::WriteDescriptorSet> writes(bindings.size());
   for (size_t i = 0; i < bindings.size(); i++) {
     const Binding& b = bindings[i];
-    const size_t range = b.bytes ? b.bytes : b.buffer->bytes - b.offset;
-    if (range > maxBinding()) throw std::logic_error("a binding exceeds the device's storage buffer range");
+    // A whole buffer is bound up to the limit (scratch buffers may be larger than a dispatch uses);
+    // an explicit range must fit.
+    const size_t range = b.bytes ? b.bytes : std::min(b.buffer->bytes - b.offset, maxBinding());
+    if (range > maxBinding()) {
+      throw VulkanError("Vulkan device " + std::to_string(info_.index) + " (" + info_.name + "): " + std::to_string(range) +
+                        " bytes of activations exceed its binding limit of " + std::to_string(maxBinding()) + ": evaluate fewer tokens at a time");
+    }
     infos[i] = {b.buffer->buffer, b.offset, std::max<size_t>(range, 4)};
     writes[i] = {vk::kWriteDescriptorSet, nullptr, set, static_cast<uint32_t>(i), 0, 1, vk::kDescriptorStorageBuffer, nullptr, &infos[i], nullptr};
   }
