@@ -2,7 +2,8 @@
  * Choosing the device and the errors on the way (docs/gpu.md), on a machine with Mesa's lavapipe: the
  * device list, `--device` parsing, lavapipe refused unless GLM_ENGINE_VULKAN_ALLOW_CPU=1, a missing
  * device index, a machine whose loader finds no driver (auto falls back to the CPU silently, vulkan
- * fails), and the same errors as JavaScript exceptions from the addon.
+ * fails), the same errors as JavaScript exceptions from the addon, and the CLI's --device and
+ * --cpu-experts flags.
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -72,4 +73,21 @@ test('a loader without drivers: auto runs on the CPU, vulkan fails naming the ca
 test('the addon throws the same errors as JavaScript exceptions', () => {
   expect(() => new LoadedModel(model, { device: 'vulkan:9' })).toThrow(/no Vulkan device 9/);
   expect(() => new LoadedModel(model, { device: 'tpu' })).toThrow(/device must be cpu, vulkan, vulkan:N or auto/);
+});
+
+test('the CLI takes --device and --cpu-experts', () => {
+  const cli = (device: string, ...extra: string[]) => {
+    const r = spawnSync(process.execPath, [join(process.cwd(), 'dist', 'cli', 'glm-dllama.js'), 'logprobs', '--model', model, '--tokens', '1,2,3,4', '--top', '3', '--device', device, ...extra], {
+      encoding: 'utf8',
+      env: { ...process.env, GLM_ENGINE_VULKAN_ALLOW_CPU: '1' },
+    });
+    if (r.status !== 0) throw new Error(`glm-dllama logprobs --device ${device} failed: ${r.stderr}`);
+    return JSON.parse(r.stdout) as unknown;
+  };
+  // the three most likely ids at each position, the same on both devices
+  const top = (v: unknown) => JSON.stringify(v).match(/"id":\d+/g);
+  const cpu = top(cli('cpu'));
+  expect(cpu).toHaveLength(12);
+  expect(top(cli('vulkan:0'))).toEqual(cpu);
+  expect(top(cli('vulkan', '--cpu-experts', 'all'))).toEqual(cpu);
 });
