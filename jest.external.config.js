@@ -4,4 +4,4 @@
  */
 import base from './jest.config.js';
 
-export default { ...base, roots: ['<rootDir>/test/external'], testPathIgnorePatterns: [] };
+export default { ...base, roots: ['<rootDir>/test/external'], testPathIgnorePatterns: [], globalSetup: undefined };
