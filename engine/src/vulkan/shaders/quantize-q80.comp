@@ -10,21 +10,13 @@ layout(std430, binding = 1) writeonly buffer Quants { uint xq[]; };
 layout(std430, binding = 2) writeonly buffer Scales { float xs[]; };
 layout(push_constant) uniform Push { uint blocks, groupsX; } p;
 
-// a / b rounded correctly, as the CPU divides: Vulkan lets a division be off by 2.5 ulp, so one Newton
-// step with an exact residual (fma) corrects an approximate quotient.
-float quotient(float a, float b) {
-  precise float q = a / b;
-  precise float residual = fma(-b, q, a);
-  return fma(residual, 1.0 / b, q);
-}
-
 void main() {
   const uint b = flatInvocation(p.groupsX);
   if (b >= p.blocks) return;
   float amax = 0.0;
   for (uint j = 0u; j < 32u; j++) amax = max(amax, abs(x[b * 32u + j]));
-  const float inverse = amax != 0.0 ? quotient(127.0, amax) : 0.0;
-  xs[b] = f16ToF32(f32ToF16(quotient(amax, 127.0)));
+  const float inverse = amax != 0.0 ? 127.0 / amax : 0.0;
+  xs[b] = f16ToF32(f32ToF16(amax / 127.0));
   for (uint i = 0u; i < 8u; i++) {
     uint word = 0u;
     for (uint c = 0u; c < 4u; c++) word |= (uint(int(roundEven(x[b * 32u + 4u * i + c] * inverse))) & 0xffu) << (8u * c);
