@@ -4,7 +4,8 @@
       "engine/src/quant.cpp", "engine/src/quant-avx2.cpp", "engine/src/model.cpp", "engine/src/thread-pool.cpp",
       "engine/src/session.cpp", "engine/src/cpu/kernels.cpp", "engine/src/cpu/kernels-avx2.cpp", "engine/src/cpu/kernels-vnni.cpp", "engine/src/cpu/kernels-neon.cpp",
       "engine/src/graph/blocks.cpp", "engine/src/graph/glm.cpp", "engine/src/graph/glm4.cpp", "engine/src/graph/glm4moe.cpp", "engine/src/graph/graph.cpp",
-      "engine/src/bench.cpp", "engine/src/metrics.cpp",
+      "engine/src/bench.cpp", "engine/src/metrics.cpp", "engine/src/device.cpp",
+      "engine/src/vulkan/context.cpp", "engine/src/vulkan/kernels.cpp", "engine/src/vulkan/blocks.cpp",
       "engine/src/net/crypto.cpp", "engine/src/net/socket.cpp", "engine/src/net/protocol.cpp", "engine/src/net/slice.cpp",
       "engine/src/net/cluster.cpp", "engine/src/net/worker.cpp"
     ]
@@ -19,7 +20,7 @@
     "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/fp:precise"] } }
   },
   "targets": [
-    # The engine compiled once and linked into both the Node addon and glm-engine (position-independent for the addon).
+    # The engine compiled once and linked into the Node addon, glm-engine and the Vulkan op test (position-independent for the addon).
     {
       "target_name": "engine_core",
       "type": "static_library",
@@ -31,14 +32,24 @@
       "dependencies": ["engine_core"],
       "sources": ["engine/src/addon.cpp"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS"]
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS"],
+      "libraries": ["-ldl"]
     },
     {
       "target_name": "glm-engine",
       "type": "executable",
       "dependencies": ["engine_core"],
       "sources": ["engine/src/main.cpp"],
-      "ldflags": ["-pthread"]
+      "ldflags": ["-pthread"],
+      "libraries": ["-ldl"]
+    },
+    {
+      "target_name": "glm-vulkan-ops",
+      "type": "executable",
+      "dependencies": ["engine_core"],
+      "sources": ["engine/test/vulkan-ops.cpp"],
+      "ldflags": ["-pthread"],
+      "libraries": ["-ldl"]
     }
   ]
 }

@@ -5,6 +5,7 @@ export default {
   roots: ['<rootDir>/test'],
   // test/external needs programs beyond Node and a C++ toolchain: `npm run test:external`.
   testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/external/'],
+  globalSetup: '<rootDir>/test/vulkan-notice.js',
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: { '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.test.json' }] },
   testTimeout: 120000,

@@ -18,14 +18,19 @@ import {
   type LoadOptions,
   type SyncType,
 } from '../engine/index.js';
-import { engineThreads, nonNegative, positiveInt, probability, repeatableList } from './args.js';
+import { engineThreads, nonNegative, nonNegativeInt, positiveInt, probability, repeatableList } from './args.js';
 import { DEFAULT_EVAL_TEXT } from '../pipeline/verify.js';
 import { applyChatTemplate, loadTokenizer, StreamDecoder, tokenizerPathFor, type ChatMessage, type LoadedTokenizer } from '../tokenizer/index.js';
 
 const kvCacheOption = () => new Option('--kv-cache <type>', 'keys and values in f32 (exact) or f16 (half the memory)').choices(['f32', 'f16']).default('f32');
 
-/** The flags that make any engine command the root of a cluster of `glm-engine worker`s (docs/distributed.md). */
+/**
+ * The flags of every engine command that runs a model: the device (docs/gpu.md), and those that make it the
+ * root of a cluster of `glm-engine worker`s (docs/distributed.md).
+ */
 export interface DistributedFlags {
+  device: string;
+  cpuExperts?: 'all' | number;
   workers?: string[];
   sync: SyncType;
   secret?: string;
@@ -36,6 +41,10 @@ export interface DistributedFlags {
 
 export function withDistributed(command: Command): Command {
   return command
+    .option('--device <device>', 'where the forward pass runs: cpu, vulkan, vulkan:N or auto (the first GPU, else the CPU)', 'auto')
+    .option('--cpu-experts <all|n>', 'on a GPU: keep the routed experts of all (or the first N) MoE layers in RAM, run them on the CPU', (v: string) =>
+      v === 'all' ? 'all' : nonNegativeInt(v),
+    )
     .option('--workers <addresses>', 'run tensor-parallel with these glm-engine workers (host:port, comma-separated)', repeatableList)
     .addOption(new Option('--sync <type>', 'partial sums on the wire: q80 (compact) or f32 (exact)').choices(['q80', 'f32']).default('q80'))
     .addOption(new Option('--secret <text>', "the workers' shared secret (visible in ps: prefer the variable or --secret-file)").env('GLM_ENGINE_SECRET'))
@@ -44,8 +53,8 @@ export function withDistributed(command: Command): Command {
     .option('--net-timeout <seconds>', "longest wait for a worker's answer", positiveInt, 30);
 }
 
-export function distributedOptions(o: DistributedFlags): DistributedOptions {
-  return { workers: o.workers, sync: o.sync, secret: o.secretFile ? secretFromFile(o.secretFile) : o.secret, experts: o.experts, timeoutMs: o.netTimeout * 1000 };
+export function distributedOptions(o: DistributedFlags): DistributedOptions & { device: string; cpuExperts?: 'all' | number } {
+  return { device: o.device, cpuExperts: o.cpuExperts, workers: o.workers, sync: o.sync, secret: o.secretFile ? secretFromFile(o.secretFile) : o.secret, experts: o.experts, timeoutMs: o.netTimeout * 1000 };
 }
 
 /** The first line of the file, as glm-engine's --secret-file reads it. */
@@ -286,7 +295,7 @@ export function registerEngineCommands(program: Command): void {
     const ids = await textIds(tokenizer, o.text);
     // The model under test runs on the cluster; the reference on this machine.
     const model = chunkedModel(o.model, o.ctx, { threads: o.threads, ...distributedOptions(o) });
-    const r = klDivergence(model, chunkedModel(o.reference, model.contextLength, { threads: o.threads }), ids, model.contextLength);
+    const r = klDivergence(model, chunkedModel(o.reference, model.contextLength, { threads: o.threads, device: o.device, cpuExperts: o.cpuExperts }), ids, model.contextLength);
     if (o.json) {
       console.log(JSON.stringify(r));
       return;

@@ -32,10 +32,10 @@ interface NativeDistributed {
 }
 
 interface NativeInference {
-  Engine: new (path: string, threads: number, contextLength: number, kvF16: boolean, distributed?: NativeDistributed) => NativeSession;
+  Engine: new (path: string, threads: number, contextLength: number, kvF16: boolean, distributed?: NativeDistributed, device?: string, cpuExperts?: string) => NativeSession;
   bench(
     path: string,
-    options: { promptTokens?: number; genTokens?: number; threads: number; repeat: number; kvCache: KvCacheType; distributed?: NativeDistributed },
+    options: { promptTokens?: number; genTokens?: number; threads: number; repeat: number; kvCache: KvCacheType; distributed?: NativeDistributed; device?: string; cpuExperts?: string },
   ): {
     prefillTps: number[];
     decodeTps: number[];
@@ -102,6 +102,10 @@ export interface LoadOptions extends DistributedOptions {
   contextLength?: number;
   /** f32 (default, exact) or f16 keys and values: half the memory and the attention traffic. */
   kvCache?: KvCacheType;
+  /** Where the forward pass runs: cpu, vulkan, vulkan:N or auto (default: the first GPU, else the CPU); docs/gpu.md. */
+  device?: string;
+  /** On a GPU: the routed experts of all (or the first N) MoE layers stay in system memory and run on the CPU. */
+  cpuExperts?: 'all' | number;
 }
 
 export type KvCacheType = 'f32' | 'f16';
@@ -120,6 +124,8 @@ export class LoadedModel {
       options.contextLength ?? 0,
       options.kvCache === 'f16',
       nativeDistributed(options),
+      options.device,
+      options.cpuExperts === undefined ? undefined : String(options.cpuExperts),
     );
   }
 
@@ -216,6 +222,9 @@ export interface BenchOptions extends DistributedOptions {
   threads?: number;
   repeat?: number;
   kvCache?: KvCacheType;
+  /** As LoadOptions.device and LoadOptions.cpuExperts. */
+  device?: string;
+  cpuExperts?: 'all' | number;
 }
 
 export interface BenchResult {
@@ -257,6 +266,8 @@ export function bench(modelPath: string, options: BenchOptions = {}): BenchResul
     repeat: o.repeat,
     kvCache: o.kvCache,
     distributed,
+    device: o.device,
+    ...(o.cpuExperts === undefined ? {} : { cpuExperts: String(o.cpuExperts) }),
   });
   return {
     prefill_tps: median(r.prefillTps),

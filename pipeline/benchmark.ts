@@ -28,8 +28,8 @@ export interface BenchmarkOptions {
   baseline?: BenchmarkResults;
   /** Largest allowed slowdown of the median, in percent (default 10). */
   maxRegression?: number;
-  /** glm-engine workers (host:port) to run the model across, with the cluster's sync type, secret and expert split. */
-  distributed?: DistributedOptions;
+  /** The device (cpu, vulkan, vulkan:N, auto), and glm-engine workers (host:port) to run the model across with the cluster's sync type, secret and expert split. */
+  distributed?: DistributedOptions & { device?: string; cpuExperts?: 'all' | number };
 }
 
 /** USD per million tokens produced at `tokensPerSecond` on a machine that costs `costPerHour` USD. */

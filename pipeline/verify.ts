@@ -35,6 +35,8 @@ export interface VerifyOptions {
   /** Tokens per chunk (default 512, at most the model's context). */
   ctx?: number;
   threads?: number;
+  /** Where the forward pass runs (LoadOptions.device). */
+  device?: string;
 }
 
 interface Measured {
@@ -74,7 +76,7 @@ export async function verifyPerplexity(o: VerifyOptions): Promise<PerplexityResu
   if (ids.length < 2) throw new InputError(textFile, `the text is ${ids.length} tokens; at least 2 are needed to measure a prediction`);
   const textSha256 = createHash('sha256').update(bytes).digest('hex');
 
-  const load = (path: string) => new LoadedModel(path, { threads: o.threads, contextLength: o.ctx ?? DEFAULT_CTX });
+  const load = (path: string) => new LoadedModel(path, { threads: o.threads, contextLength: o.ctx ?? DEFAULT_CTX, ...(o.device ? { device: o.device } : {}) });
   const model = load(o.model);
   const ctx = model.contextLength;
   if (o.ctx !== undefined && o.ctx > ctx) throw new RangeError(`ctx ${o.ctx} is longer than ${o.model}'s context of ${ctx} tokens`);

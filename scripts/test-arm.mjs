@@ -9,7 +9,8 @@ import { join } from 'node:path';
 
 const root = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..');
 const binding = readFileSync(join(root, 'binding.gyp'), 'utf8');
-const sources = [...binding.matchAll(/"(engine\/src\/[^"]+\.cpp)"/g)].map((m) => m[1]).filter((s) => !s.endsWith('addon.cpp'));
+// Every engine source once (the glm-vulkan-ops target lists some of them again).
+const sources = [...new Set([...binding.matchAll(/"(engine\/src\/[^"]+\.cpp)"/g)].map((m) => m[1]))].filter((s) => !s.endsWith('addon.cpp'));
 const work = mkdtempSync(join(tmpdir(), 'glm-dllama-arm-'));
 let passed = 0;
 let failed = 0;
@@ -23,7 +24,8 @@ function need(command) {
 
 function logprobs(engine, model, tokens, env = {}) {
   const [command, ...prefix] = engine;
-  const out = execFileSync(command, [...prefix, 'logprobs', '--model', model, '--tokens', tokens.join(','), '--threads', '2'], {
+  // --device cpu: the CPU kernels are what is compared (and a static binary must not dlopen a Vulkan loader)
+  const out = execFileSync(command, [...prefix, 'logprobs', '--model', model, '--tokens', tokens.join(','), '--threads', '2', '--device', 'cpu'], {
     encoding: 'utf8',
     env: { ...process.env, ...env },
     maxBuffer: 1 << 26,

@@ -29,13 +29,15 @@ export async function benchmark(): Promise<void> {
     costPerHour: numberInput('cost-per-hour', { min: 0 }),
     maxRegression: numberInput('max-regression', { min: 0 }),
     workers: listInput('workers'),
+    device: optionalInput('device') ?? 'auto',
   };
   const settings = readStepSettings();
   await ensureEngine();
   const base = await baseFor(settings, model);
   const baseline = base.base?.kind === 'benchmark' ? base.base : undefined;
-  const { workers, ...rest } = options;
-  const results = await runBenchmark({ ...rest, baseline, distributed: workers.length ? { workers, sync: choiceInput('sync', ['q80', 'f32'] as const, 'q80'), secret: secretInput('worker-secret', false) } : undefined });
+  const { workers, device, ...rest } = options;
+  const cluster = workers.length ? { workers, sync: choiceInput('sync', ['q80', 'f32'] as const, 'q80'), secret: secretInput('worker-secret', false) } : {};
+  const results = await runBenchmark({ ...rest, baseline, distributed: { device, ...cluster } });
   core.setOutput('prefill-tps', String(results.prefillTps));
   core.setOutput('decode-tps', String(results.decodeTps));
   core.setOutput('usd-per-million-tokens', results.usdPerMillionTokens === undefined ? '' : String(results.usdPerMillionTokens));

@@ -36,6 +36,7 @@ const SPACES: Record<string, InputDefinition> = {
 };
 
 const THREADS: InputDefinition = { description: 'CPU threads. Default: all cores.' };
+const DEVICE: InputDefinition = { description: 'Where the forward pass runs: cpu, vulkan, vulkan:N or auto (the first GPU, else the CPU; docs/gpu.md).', default: 'auto' };
 
 export const ACTIONS: ActionDefinition[] = [
   {
@@ -87,6 +88,7 @@ export const ACTIONS: ActionDefinition[] = [
       'max-kld': { description: 'Gate: largest mean KL divergence from the reference model, in nats.' },
       ctx: { description: 'Tokens per evaluation chunk. Default: 512 or the model\'s context.' },
       threads: THREADS,
+      device: DEVICE,
       ...REPORTING,
       ...SPACES,
     },
@@ -106,6 +108,7 @@ export const ACTIONS: ActionDefinition[] = [
       'prompt-tokens': { description: 'Prompt length.', default: '128' },
       'gen-tokens': { description: 'Generated tokens.', default: '64' },
       threads: THREADS,
+      device: DEVICE,
       repeat: { description: 'Runs; the regression rule needs several.', default: '5' },
       baseline: { description: 'A benchmark results JSON to compare with. Default: the baseline store\'s entry for this model and runner.' },
       'max-regression': { description: 'Gate: largest slowdown of the median against the base, in percent (judged with the runs\' spread).' },

@@ -15,6 +15,7 @@ export async function verifyPerplexityStep(): Promise<void> {
     maxKld: numberInput('max-kld', { min: 0 }),
     ctx: numberInput('ctx', { min: 2, integer: true }),
     threads: numberInput('threads', { min: 1, integer: true }),
+    device: optionalInput('device'),
   };
   const settings = readStepSettings();
   await ensureEngine();

@@ -14,6 +14,7 @@
 #include "model.h"
 #include "net/crypto.h"
 #include "quant.h"
+#include "device.h"
 #include "session.h"
 
 namespace {
@@ -208,7 +209,21 @@ Napi::Array trafficArray(Napi::Env env, const std::vector<glm::TokenTraffic>& no
   return a;
 }
 
-// A loaded model and its inference session: new Engine(path, threads, maxSeqLen, kvF16, distributed?).
+// The device (cpu, vulkan, vulkan:N, auto; default auto) and --cpu-experts (all or a count; default none)
+// as strings, resolved to a placement; the line saying why auto fell back to the CPU goes to stderr.
+glm::Placement placementArg(Napi::Env env, const Napi::Value& device, const Napi::Value& cpuExperts) {
+  try {
+    glm::Placement p;
+    if (cpuExperts.IsString()) p.cpuExpertLayers = glm::parseCpuExperts(cpuExperts.As<Napi::String>().Utf8Value());
+    const glm::DeviceChoice choice = glm::parseDevice(device.IsString() ? device.As<Napi::String>().Utf8Value() : "auto");
+    p.device = glm::resolveDevice(choice, [](const std::string& line) { std::fprintf(stderr, "glm-engine: %s\n", line.c_str()); });
+    return p;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+// A loaded model and its inference session: new Engine(path, threads, maxSeqLen, kvF16, distributed?, device?, cpuExperts?).
 class Engine : public Napi::ObjectWrap<Engine> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -229,9 +244,11 @@ class Engine : public Napi::ObjectWrap<Engine> {
     const int maxSeqLen = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
     const glm::FloatType kvType = info.Length() > 3 && info[3].ToBoolean().Value() ? glm::FloatType::F16 : glm::FloatType::F32;
     const glm::DistributedOptions distributed = distributedArg(env, info.Length() > 4 ? info[4] : env.Undefined());
+    const glm::Placement placement =
+        placementArg(env, info.Length() > 5 ? info[5] : env.Undefined(), info.Length() > 6 ? info[6] : env.Undefined());
     try {
       model_ = std::make_unique<glm::Model>(info[0].As<Napi::String>().Utf8Value());
-      session_ = std::make_unique<glm::Session>(*model_, std::max(1, threads), maxSeqLen, kvType, distributed);
+      session_ = std::make_unique<glm::Session>(*model_, std::max(1, threads), maxSeqLen, kvType, distributed, placement);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
@@ -406,7 +423,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
 
 Napi::Value KernelPath(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), glm::kernelPath()); }
 
-// bench(path, {promptTokens?, genTokens?, threads, repeat, kvCache, distributed?}) -> {prefillTps: number[], decodeTps: number[],
+// bench(path, {promptTokens?, genTokens?, threads, repeat, kvCache, distributed?, device?, cpuExperts?}) -> {prefillTps: number[], decodeTps: number[],
 // peakRssBytes, threads, promptTokens, genTokens, contextLength, fittedToContext, prefillTraffic, decodeTraffic: [{sent, received}] bytes per token per node}
 Napi::Value Bench(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -419,6 +436,7 @@ Napi::Value Bench(const Napi::CallbackInfo& info) {
   options.repeat = o.Get("repeat").As<Napi::Number>().Int32Value();
   options.kvType = o.Get("kvCache").ToString().Utf8Value() == "f16" ? glm::FloatType::F16 : glm::FloatType::F32;
   options.distributed = distributedArg(env, o.Get("distributed"));
+  options.placement = placementArg(env, o.Get("device"), o.Get("cpuExperts"));
   glm::BenchResult r;
   try {
     const glm::Model model(info[0].As<Napi::String>().Utf8Value());

@@ -71,7 +71,7 @@ BenchResult runBench(const Model& model, const BenchOptions& o) {
                                 " (choose --prompt-tokens and --gen-tokens that fit, or leave them out)");
   }
   result.contextLength = available;
-  Session session(model, o.threads, context, o.kvType, o.distributed);
+  Session session(model, o.threads, context, o.kvType, o.distributed, o.placement);
   const int vocab = model.header().vocabSize;
   std::vector<int32_t> prompt(result.promptTokens);
   uint32_t state = 12345;

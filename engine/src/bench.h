@@ -4,6 +4,7 @@
 #include <optional>
 #include <vector>
 
+#include "device.h"
 #include "model.h"
 #include "net/cluster.h"
 
@@ -18,6 +19,7 @@ struct BenchOptions {
   int repeat = 3;
   FloatType kvType = FloatType::F32;
   DistributedOptions distributed;
+  Placement placement;  // the CPU unless a Vulkan device is given
 };
 
 // Bytes per token each node sent and received (node 0 is the root), measured over every repeat.

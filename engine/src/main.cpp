@@ -4,6 +4,7 @@
 //   glm-engine generate --model M --tokens 1,2,3 [--max-tokens 64] [--stop-ids a,b]
 //   glm-engine perplexity --model M --tokens-file F [--ctx 512]
 //   glm-engine info --model M
+//   glm-engine devices
 //   glm-engine worker --port P [--host ADDR] [--threads N] [--model M] [--secret-file F] [--insecure] [--idle-timeout SECONDS]
 // Every command that runs the model takes --workers host:port,... [--sync q80|f32] [--secret-file F]
 // [--experts slice|place] [--net-timeout SECONDS] to run as the root of a tensor-parallel cluster.
@@ -23,10 +24,12 @@
 
 #include "bench.h"
 #include "cpu/kernels.h"
+#include "device.h"
 #include "metrics.h"
 #include "model.h"
 #include "net/worker.h"
 #include "session.h"
+#include "vulkan/context.h"
 
 namespace {
 
@@ -39,6 +42,10 @@ const char* kUsage =
     "  glm-engine info --model M\n"
     "  glm-engine worker --port P [--host 0.0.0.0] [--threads N] [--model M] [--secret-file F] [--insecure] [--idle-timeout 10]\n"
     "    (serves roots until killed; without a secret only on a loopback address, unless --insecure)\n"
+    "  glm-engine devices   (the Vulkan devices as JSON)\n"
+    "device (every command that runs the model, worker included): --device cpu|vulkan|vulkan:N|auto (default auto: the first GPU, else\n"
+    "  the CPU; a CPU-type Vulkan device such as lavapipe needs GLM_ENGINE_VULKAN_ALLOW_CPU=1) [--cpu-experts all|N] (on a GPU: the\n"
+    "  routed experts of all or the first N MoE layers stay in system memory and run on the CPU)\n"
     "distributed (every command that runs the model): --workers host:port,... [--sync q80|f32] [--secret-file F]\n"
     "  [--experts slice|place] [--net-timeout 30]\n"
     "the shared secret: GLM_ENGINE_SECRET, or --secret-file F (its first line), or --secret S (visible to every local user in ps)\n";
@@ -137,6 +144,22 @@ glm::DistributedOptions distributed(const Args& args) {
   return d;
 }
 
+// --device and --cpu-experts, parsed and resolved once per command.
+glm::Placement placementOf(const Args& args) {
+  auto device = args.options.find("device");
+  auto experts = args.options.find("cpu-experts");
+  glm::DeviceChoice choice;
+  glm::Placement p;
+  try {
+    choice = glm::parseDevice(device == args.options.end() ? "auto" : device->second);
+    if (experts != args.options.end()) p.cpuExpertLayers = glm::parseCpuExperts(experts->second);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--") + e.what());
+  }
+  p.device = glm::resolveDevice(choice, [](const std::string& line) { std::fprintf(stderr, "glm-engine: %s\n", line.c_str()); });
+  return p;
+}
+
 int defaultThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
 
 // --threads, or every core. More threads than cores make them wait for each other at every step (decoding
@@ -169,7 +192,7 @@ void logprobs(const Args& args) {
   const glm::Model model(args.required("model"));
   const std::vector<int32_t> tokens = parseTokens(args.required("tokens"));
   const int top = args.number("top", 0);
-  glm::Session session(model, threadsOf(args), static_cast<int>(tokens.size()), kvCacheType(args), distributed(args));
+  glm::Session session(model, threadsOf(args), static_cast<int>(tokens.size()), kvCacheType(args), distributed(args), placementOf(args));
   const int vocab = model.header().vocabSize;
   std::vector<float> logits(tokens.size() * vocab);
   session.evaluate(tokens.data(), static_cast<int>(tokens.size()), logits.data(), true);
@@ -207,7 +230,7 @@ void generate(const Args& args) {
   std::vector<int32_t> stops;
   if (args.options.count("stop-ids")) stops = parseTokens(args.required("stop-ids"));
   glm::Session session(model, threadsOf(args), static_cast<int>(prompt.size()) + maxTokens, kvCacheType(args),
-                       distributed(args));
+                       distributed(args), placementOf(args));
   std::vector<float> logits(model.header().vocabSize);
   session.evaluate(prompt.data(), static_cast<int>(prompt.size()), logits.data(), false);
   std::printf("{\"ids\":[");
@@ -239,7 +262,7 @@ void perplexity(const Args& args) {
   if (!clean) throw std::runtime_error(file + ": expected token ids separated by commas or spaces");
   // --ctx as given, else 512 tokens per chunk or the model's context where shorter (said on stderr).
   const bool given = args.options.count("ctx") > 0;
-  glm::Session session(model, threadsOf(args), given ? args.number("ctx", 0) : 512, kvCacheType(args), distributed(args));
+  glm::Session session(model, threadsOf(args), given ? args.number("ctx", 0) : 512, kvCacheType(args), distributed(args), placementOf(args));
   const int ctx = given ? args.number("ctx", 0) : session.maxSeqLen();
   if (ctx > session.maxSeqLen()) {
     throw std::invalid_argument("--ctx " + std::to_string(ctx) + " is longer than the model's context of " + std::to_string(session.maxSeqLen()) + " tokens");
@@ -266,6 +289,7 @@ void bench(const Args& args) {
   o.repeat = args.number("repeat", 3);
   o.kvType = kvCacheType(args);
   o.distributed = distributed(args);
+  o.placement = placementOf(args);
   const glm::BenchResult r = glm::runBench(model, o);
   if (r.fittedToContext) {
     std::fprintf(stderr, "glm-engine bench: %d prompt + %d generated tokens, to fit the model's context of %d (--prompt-tokens, --gen-tokens to choose)\n",
@@ -314,6 +338,11 @@ void worker(const Args& args) {
   o.insecure = args.flag("insecure");
   o.idleLimitMs = args.number("idle-timeout", 10) * 1000;
   if (o.idleLimitMs <= 0) throw UsageError("--idle-timeout must be at least 1 second");
+  o.placement = placementOf(args);
+  if (o.placement.device >= 0) {
+    std::fprintf(stderr, "glm-engine worker: running on Vulkan device %d (%s)\n", o.placement.device,
+                 glm::vulkan::listDevices()[o.placement.device].name.c_str());
+  }
   glm::serveWorker(o, [](const std::string& line) {
     std::fprintf(stderr, "glm-engine worker: %s\n", line.c_str());
     std::fflush(stderr);
@@ -350,6 +379,8 @@ int main(int argc, char** argv) {
       worker(args);
     } else if (args.command == "info") {
       info(args);
+    } else if (args.command == "devices") {
+      std::printf("%s\n", glm::devicesJson().c_str());
     } else {
       throw UsageError("unknown command " + args.command);
     }

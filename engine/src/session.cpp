@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "vulkan/blocks.h"
+
 namespace glm {
 
 namespace {
@@ -13,29 +15,41 @@ int contextOf(const Model& model, int maxSeqLen) {
   return std::min(modelMax, maxSeqLen);
 }
 
+std::unique_ptr<vulkan::Context> contextFor(const Placement& p) { return p.device < 0 ? nullptr : std::make_unique<vulkan::Context>(p.device); }
+
+std::unique_ptr<Blocks> blocksFor(const Weights& w, vulkan::Context* gpu, const Placement& p, ThreadPool& pool, int context, FloatType kvType,
+                                  Collective* collective) {
+  if (gpu) return std::make_unique<vulkan::GpuBlocks>(w, *gpu, pool, p.cpuExpertLayers, context, kvType, collective);
+  return std::make_unique<CpuBlocks>(w, pool, context, kvType, collective);
+}
+
 std::unique_ptr<Cluster> clusterFor(const Model& model, const DistributedOptions& d, int context, FloatType kvType) {
   return d.workers.empty() ? nullptr : std::make_unique<Cluster>(model, d, context, kvType);
 }
 }  // namespace
 
-Session::Session(const Model& model, int threads, int maxSeqLen, FloatType kvType, const DistributedOptions& distributed)
+Session::Session(const Model& model, int threads, int maxSeqLen, FloatType kvType, const DistributedOptions& distributed, const Placement& placement)
     : model_(&model),
       shard_(cutShard(model, planSlices(model.header(), static_cast<int>(distributed.workers.size()) + 1, 0, distributed.experts))),
       cluster_(clusterFor(model, distributed, contextOf(model, maxSeqLen), kvType)),
       vocab_(model.header().vocabSize),
       pool_(threads),
-      cache_(shard_->weights.header(), contextOf(model, maxSeqLen), kvType),
-      blocks_(shard_->weights, pool_, cache_, cluster_.get()),
+      context_(contextOf(model, maxSeqLen)),
+      gpu_(contextFor(placement)),
+      blocks_(blocksFor(shard_->weights, gpu_.get(), placement, pool_, context_, kvType, cluster_.get())),
       layer_(layerFunction(model.header().arch)) {}
 
-Session::Session(std::unique_ptr<Shard> shard, int threads, int context, FloatType kvType, Collective& link)
+Session::Session(std::unique_ptr<Shard> shard, int threads, int context, FloatType kvType, Collective& link, const Placement& placement)
     : model_(nullptr),
       shard_(std::move(shard)),
       vocab_(shard_->weights.header().vocabSize),
       pool_(threads),
-      cache_(shard_->weights.header(), context, kvType),
-      blocks_(shard_->weights, pool_, cache_, &link),
+      context_(context),
+      gpu_(contextFor(placement)),
+      blocks_(blocksFor(shard_->weights, gpu_.get(), placement, pool_, context_, kvType, &link)),
       layer_(layerFunction(shard_->weights.header().arch)) {}
+
+Session::~Session() = default;
 
 void Session::rewind(int position) {
   if (position < 0 || position > position_) throw std::invalid_argument("cannot rewind to position " + std::to_string(position));
@@ -46,9 +60,9 @@ void Session::evaluate(const int32_t* tokens, int n, float* logits, bool allLogi
   if (!model_) throw std::logic_error("a worker's session is driven by its root");
   const ModelHeader& h = model_->header();
   if (n <= 0) throw std::invalid_argument("no tokens to evaluate");
-  if (n > cache_.maxSeqLen() - position_) {
+  if (n > context_ - position_) {
     throw std::invalid_argument("context overflow: " + std::to_string(position_ + n) + " tokens exceed the context of " +
-                                std::to_string(cache_.maxSeqLen()));
+                                std::to_string(context_));
   }
   for (int t = 0; t < n; t++) {
     if (tokens[t] < 0 || tokens[t] >= h.vocabSize) {
@@ -64,6 +78,7 @@ void Session::evaluate(const int32_t* tokens, int n, float* logits, bool allLogi
   }
   const int first = allLogits ? 0 : n - 1;
   const int count = n - first;
+  blocks_->load(x_.data(), n);
   if (!cluster_) {
     forward(n, position_, first, count, logits);
   } else {
@@ -76,27 +91,21 @@ void Session::evaluate(const int32_t* tokens, int n, float* logits, bool allLogi
 }
 
 void Session::evaluateSlice(const float* x, uint32_t n, uint32_t pos, uint32_t first, uint32_t count, std::vector<float>& logits) {
-  const uint32_t context = static_cast<uint32_t>(cache_.maxSeqLen());
+  const uint32_t context = static_cast<uint32_t>(context_);
   // Each bound is subtracted from one already checked, so nothing can wrap.
   if (n == 0 || n > context || pos > context - n || first > n || count > n - first) {
     throw std::invalid_argument("a pass of " + std::to_string(n) + " tokens at position " + std::to_string(pos) + " (logits of " + std::to_string(count) +
                                 " from " + std::to_string(first) + ") does not fit the context of " + std::to_string(context));
   }
-  const size_t dim = static_cast<size_t>(shard_->weights.header().dim);
-  x_.assign(x, x + n * dim);
+  blocks_->load(x, static_cast<int>(n));
   logits.resize(static_cast<size_t>(count) * shard_->weights.header().vocabSize);
   forward(static_cast<int>(n), static_cast<int>(pos), static_cast<int>(first), static_cast<int>(count), logits.data());
 }
 
 void Session::forward(int n, int pos, int first, int count, float* logits) {
   const Weights& w = shard_->weights;
-  const size_t dim = static_cast<size_t>(w.header().dim);
-  a_.resize(n * dim);
-  b_.resize(n * dim);
-  for (int l = 0; l < w.header().nLayers; l++) layer_(blocks_, w.layers[l], l, x_.data(), n, pos, {a_.data(), b_.data()});
-  if (count == 0) return;
-  blocks_.rmsNorm(x_.data() + first * dim, w.outputNorm, a_.data(), count);
-  blocks_.matmul(w.output, a_.data(), count, logits);
+  for (int l = 0; l < w.header().nLayers; l++) layer_(*blocks_, w.layers[l], l, n, pos);
+  if (count > 0) blocks_->logits(first, count, logits);
 }
 
 }  // namespace glm

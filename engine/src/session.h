@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "device.h"
 #include "graph/blocks.h"
 #include "graph/graph.h"
 #include "model.h"
@@ -15,19 +16,26 @@
 
 namespace glm {
 
+namespace vulkan {
+class Context;
+}
+
 class Session {
  public:
   // maxSeqLen 0: the model's context, capped at kDefaultContext to keep the KV cache modest.
   // kvType: f32 (exact) or f16 keys and values. With distributed.workers set, connects to them
   // (throws PlanError, NetError or RemoteError).
-  Session(const Model& model, int threads, int maxSeqLen, FloatType kvType = FloatType::F32, const DistributedOptions& distributed = {});
+  // placement: the CPU (the default) or a Vulkan device, resolved from --device by device.h.
+  Session(const Model& model, int threads, int maxSeqLen, FloatType kvType = FloatType::F32, const DistributedOptions& distributed = {},
+          const Placement& placement = {});
   // A worker's part: its slice, the root's context length, and the link that completes partial sums.
-  Session(std::unique_ptr<Shard> shard, int threads, int context, FloatType kvType, Collective& link);
+  Session(std::unique_ptr<Shard> shard, int threads, int context, FloatType kvType, Collective& link, const Placement& placement = {});
+  ~Session();
 
   static constexpr int kDefaultContext = 4096;
 
   int position() const { return position_; }
-  int maxSeqLen() const { return cache_.maxSeqLen(); }
+  int maxSeqLen() const { return context_; }
   int threads() const { return pool_.size(); }
   int vocabSize() const { return vocab_; }
   // The cluster when this session is a root, else null.
@@ -56,11 +64,12 @@ class Session {
   std::unique_ptr<Cluster> cluster_;
   int vocab_;
   ThreadPool pool_;
-  KvCache cache_;
-  Blocks blocks_;
+  int context_;
+  std::unique_ptr<vulkan::Context> gpu_;  // null on the CPU
+  std::unique_ptr<Blocks> blocks_;
   LayerFn layer_;
   int position_ = 0;
-  std::vector<float> x_, a_, b_, local_;
+  std::vector<float> x_, local_;
 };
 
 }  // namespace glm

@@ -196,6 +196,28 @@ void rmsNorm(const float* x, const float* weight, float* out, int n, float eps) 
   for (int i = 0; i < n; i++) out[i] = weight[i] * (x[i] * scale);
 }
 
+float ropeAngle(int pos, int i, int ropeDim, float theta) {
+  return static_cast<float>(pos) * std::pow(theta, -2.0f * static_cast<float>(i) / static_cast<float>(ropeDim));
+}
+
+void rope(float* vectors, int n, int heads, int headDim, int ropeDim, int pos, float theta, bool interleaved) {
+  const int half = ropeDim / 2;
+  for (int t = 0; t < n; t++) {
+    for (int i = 0; i < half; i++) {
+      const float angle = ropeAngle(pos + t, i, ropeDim, theta);
+      const float c = std::cos(angle), s = std::sin(angle);
+      for (int head = 0; head < heads; head++) {
+        float* v = vectors + (static_cast<size_t>(t) * heads + head) * headDim;
+        const int a = interleaved ? 2 * i : i;
+        const int b = interleaved ? 2 * i + 1 : i + half;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c - x1 * s;
+        v[b] = x1 * c + x0 * s;
+      }
+    }
+  }
+}
+
 void softmax(float* x, int n) {
   float max = x[0];
   for (int i = 1; i < n; i++) max = x[i] > max ? x[i] : max;

@@ -40,6 +40,11 @@ void attentionScores(const float* q, int heads, const uint8_t* keys, FloatType t
 void attentionValues(const float* p, const uint8_t* values, FloatType type, size_t stride, int count, int dim, float* out);
 
 void rmsNorm(const float* x, const float* weight, float* out, int n, float eps);
+// Rotary embedding in place of the first ropeDim values of each head of n tokens at positions pos..
+// (`heads` rows of headDim per token): pairs (2i, 2i + 1) when interleaved (GLM, GLM-4), else
+// (i, i + ropeDim / 2) (GLM-4.5), by the angle (pos + t) * theta^(-2i / ropeDim).
+float ropeAngle(int pos, int i, int ropeDim, float theta);
+void rope(float* vectors, int n, int heads, int headDim, int ropeDim, int pos, float theta, bool interleaved);
 void softmax(float* x, int n);
 float silu(float x);
 

@@ -37,11 +37,11 @@ static T* grow(std::vector<T>& buffer, size_t n) {
   return buffer.data();
 }
 
-void Blocks::rmsNorm(const float* x, const Tensor& w, float* out, int n) {
+void CpuBlocks::rmsNorm(const float* x, const Tensor& w, float* out, int n) {
   for (int t = 0; t < n; t++) glm::rmsNorm(x + static_cast<size_t>(t) * w.rows, w.f32(), out + static_cast<size_t>(t) * w.rows, w.rows, h_.normEpsilon);
 }
 
-void Blocks::matmul(const Tensor& w, const float* x, int n, float* out) {
+void CpuFfn::matmul(const Tensor& w, const float* x, int n, float* out) {
   const size_t cols = static_cast<size_t>(w.cols);
   std::vector<const float*> xs(n);
   std::vector<QuantizedRow> qs(n, QuantizedRow{nullptr, nullptr, nullptr});
@@ -64,27 +64,7 @@ void Blocks::matmul(const Tensor& w, const float* x, int n, float* out) {
       4);
 }
 
-void Blocks::rope(float* vectors, int n, int pos, int heads) {
-  const int hd = h_.headDim, rot = h_.ropeDim, half = rot / 2;
-  for (int t = 0; t < n; t++) {
-    const float p = static_cast<float>(pos + t);
-    for (int i = 0; i < half; i++) {
-      const float theta = p * std::pow(h_.ropeTheta, -2.0f * static_cast<float>(i) / static_cast<float>(rot));
-      const float c = std::cos(theta), s = std::sin(theta);
-      for (int head = 0; head < heads; head++) {
-        float* v = vectors + (static_cast<size_t>(t) * heads + head) * hd;
-        // interleaved pairs (2i, 2i+1) for GLM and GLM-4; half-split pairs (i, i + rot/2) for GLM-4.5
-        const int a = h_.ropeStyle == RopeStyle::Interleaved ? 2 * i : i;
-        const int b = h_.ropeStyle == RopeStyle::Interleaved ? 2 * i + 1 : i + half;
-        const float x0 = v[a], x1 = v[b];
-        v[a] = x0 * c - x1 * s;
-        v[b] = x1 * c + x0 * s;
-      }
-    }
-  }
-}
-
-void Blocks::attention(int layer, const float* x, int n, int pos, float* out) {
+void CpuBlocks::attention(int layer, const float* x, int n, int pos, float* out) {
   const LayerWeights& L = model_.layers[layer];
   const int qDim = h_.qDim(), kvDim = h_.kvDim(), hd = h_.headDim;
   float* q = grow(q_, static_cast<size_t>(n) * qDim);
@@ -104,8 +84,9 @@ void Blocks::attention(int layer, const float* x, int n, int pos, float* out) {
     for (int i = 0; i < n * h_.nHeads; i++) glm::rmsNorm(q + static_cast<size_t>(i) * hd, L.qNorm.f32(), q + static_cast<size_t>(i) * hd, hd, h_.normEpsilon);
     for (int i = 0; i < n * h_.nKvHeads; i++) glm::rmsNorm(k + static_cast<size_t>(i) * hd, L.kNorm.f32(), k + static_cast<size_t>(i) * hd, hd, h_.normEpsilon);
   }
-  rope(q, n, pos, h_.nHeads);
-  rope(k, n, pos, h_.nKvHeads);
+  const bool interleaved = h_.ropeStyle == RopeStyle::Interleaved;
+  glm::rope(q, n, h_.nHeads, hd, h_.ropeDim, pos, h_.ropeTheta, interleaved);
+  glm::rope(k, n, h_.nKvHeads, hd, h_.ropeDim, pos, h_.ropeTheta, interleaved);
   for (int t = 0; t < n; t++) cache_.store(layer, pos + t, k + static_cast<size_t>(t) * kvDim, v + static_cast<size_t>(t) * kvDim);
 
   float* att = grow(att_, static_cast<size_t>(n) * qDim);
@@ -136,7 +117,7 @@ void Blocks::attention(int layer, const float* x, int n, int pos, float* out) {
   matmul(L.wo, att, n, out);
 }
 
-void Blocks::ffn(const ExpertWeights& w, const float* x, int n, float* out) {
+void CpuFfn::ffn(const ExpertWeights& w, const float* x, int n, float* out) {
   const size_t width = static_cast<size_t>(w.gate.rows);
   float* g = grow(gate_, n * width);
   float* u = grow(up_, n * width);
@@ -146,48 +127,47 @@ void Blocks::ffn(const ExpertWeights& w, const float* x, int n, float* out) {
   matmul(w.down, g, n, out);
 }
 
-void Blocks::moe(const LayerWeights& L, const float* x, int n, float* out) {
-  const int experts = h_.nExperts, dim = h_.dim;
-  float* logits = grow(routerLogits_, static_cast<size_t>(n) * experts);
-  matmul(L.router, x, n, logits);  // f32 router: no activation quantization
-
-  // Per token: the chosen experts and their weights.
-  std::vector<std::vector<std::pair<int, float>>> routed(experts);  // expert -> (token, weight)
+Routing routeTokens(const ModelHeader& h, const LayerWeights& L, const float* logits, int n) {
+  const int experts = h.nExperts;
+  Routing routed(experts);
   std::vector<float> scores(experts), choice(experts);
   std::vector<int> order(experts);
-  const int perGroup = experts / h_.nExpertGroups;
+  const int perGroup = experts / h.nExpertGroups;
   for (int t = 0; t < n; t++) {
     for (int e = 0; e < experts; e++) {
       scores[e] = 1.0f / (1.0f + std::exp(-logits[static_cast<size_t>(t) * experts + e]));
       choice[e] = scores[e] + L.routerBias.f32()[e];  // the correction bias only steers selection
     }
-    if (h_.nExpertGroups > 1) {  // keep the topk_groups groups whose two best experts score highest
+    if (h.nExpertGroups > 1) {  // keep the topk_groups groups whose two best experts score highest
       std::vector<std::pair<float, int>> groups;
-      for (int g = 0; g < h_.nExpertGroups; g++) {
+      for (int g = 0; g < h.nExpertGroups; g++) {
         std::vector<float> members(choice.begin() + g * perGroup, choice.begin() + (g + 1) * perGroup);
         std::partial_sort(members.begin(), members.begin() + std::min(2, perGroup), members.end(), std::greater<float>());
         groups.emplace_back(members[0] + (perGroup > 1 ? members[1] : 0.0f), g);
       }
       std::sort(groups.begin(), groups.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
-      for (size_t r = h_.topkGroups; r < groups.size(); r++) {
+      for (size_t r = h.topkGroups; r < groups.size(); r++) {
         std::fill_n(choice.begin() + groups[r].second * perGroup, perGroup, -INFINITY);
       }
     }
     std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + h_.nActiveExperts, order.end(),
+    std::partial_sort(order.begin(), order.begin() + h.nActiveExperts, order.end(),
                       [&](int a, int b) { return choice[a] > choice[b] || (choice[a] == choice[b] && a < b); });
     float sum = 0.0f;
-    for (int j = 0; j < h_.nActiveExperts; j++) sum += scores[order[j]];
-    for (int j = 0; j < h_.nActiveExperts; j++) {
+    for (int j = 0; j < h.nActiveExperts; j++) sum += scores[order[j]];
+    for (int j = 0; j < h.nActiveExperts; j++) {
       float weight = scores[order[j]];
-      if (h_.normTopkProb) weight /= sum;
-      routed[order[j]].emplace_back(t, weight * h_.routedScalingFactor);
+      if (h.normTopkProb) weight /= sum;
+      routed[order[j]].emplace_back(t, weight * h.routedScalingFactor);
     }
   }
 
-  // Each expert runs once on the batch of tokens routed to it.
+  return routed;
+}
+
+void CpuFfn::routedExperts(const LayerWeights& L, const Routing& routed, const float* x, int n, int dim, float* out) {
   std::fill_n(out, static_cast<size_t>(n) * dim, 0.0f);
-  for (int e = 0; e < experts; e++) {
+  for (size_t e = 0; e < routed.size(); e++) {
     const auto& tokens = routed[e];
     if (tokens.empty() || L.experts[e].gate.rows == 0) continue;  // not routed to, or held by another node
     const int m = static_cast<int>(tokens.size());
@@ -201,11 +181,33 @@ void Blocks::moe(const LayerWeights& L, const float* x, int n, float* out) {
       for (int d = 0; d < dim; d++) o[d] += tokens[i].second * yi[d];
     }
   }
+}
+
+void CpuBlocks::moe(const LayerWeights& L, const float* x, int n, float* out) {
+  const int experts = h_.nExperts, dim = h_.dim;
+  float* logits = grow(routerLogits_, static_cast<size_t>(n) * experts);
+  matmul(L.router, x, n, logits);  // f32 router: no activation quantization
+  cpu_.routedExperts(L, routeTokens(h_, L, logits, n), x, n, dim, out);
   if (L.hasShared) {
-    float* y = grow(expertOut_, static_cast<size_t>(n) * dim);
-    ffn(L.shared, x, n, y);
+    float* y = grow(sharedOut_, static_cast<size_t>(n) * dim);
+    cpu_.ffn(L.shared, x, n, y);
     addInPlace(out, y, static_cast<size_t>(n) * dim);
   }
+}
+
+void CpuBlocks::add(Act x, Act y, int n) { addInPlace(rows(x), rows(y), static_cast<size_t>(n) * h_.dim); }
+
+void CpuBlocks::load(const float* x, int n) {
+  const size_t size = static_cast<size_t>(n) * h_.dim;
+  x_.assign(x, x + size);
+  a_.resize(size);
+  b_.resize(size);
+}
+
+void CpuBlocks::logits(int first, int count, float* out) {
+  const size_t dim = static_cast<size_t>(h_.dim);
+  rmsNorm(x_.data() + first * dim, model_.outputNorm, a_.data(), count);
+  matmul(model_.output, a_.data(), count, out);
 }
 
 }  // namespace glm

@@ -40,41 +40,94 @@ class Collective {
   virtual void allReduce(float* values, int n) = 0;
 };
 
+// The activation matrices a layer works on, n rows of dim each, held wherever the backend keeps them:
+// the residual stream and two scratch matrices.
+enum class Act { X, A, B };
+
+// The operations the per-architecture graphs are written in; one implementation per backend (CpuBlocks
+// below, vulkan::GpuBlocks), so that a graph is the same whatever runs it.
 class Blocks {
  public:
-  // `collective` is null on a single node.
-  Blocks(const Weights& model, ThreadPool& pool, KvCache& cache, Collective* collective = nullptr)
-      : model_(model), h_(model.header()), pool_(pool), cache_(cache), collective_(collective) {}
-
-  // out[t] = rmsnorm(x[t]) * w for n rows of dim values.
-  void rmsNorm(const float* x, const Tensor& w, float* out, int n);
-  // out[t][r] = w[r] . x[t]: n rows of w.cols in, n rows of w.rows out.
-  void matmul(const Tensor& w, const float* x, int n, float* out);
+  virtual ~Blocks() = default;
+  // out[t] = rmsnorm(x[t]) * w for n rows.
+  virtual void rmsNorm(Act x, const Tensor& w, Act out, int n) = 0;
   // Self-attention of n tokens at positions pos.. on the normed input x; writes n x dim to out.
-  void attention(int layer, const float* x, int n, int pos, float* out);
+  virtual void attention(int layer, Act x, int n, int pos, Act out) = 0;
   // SwiGLU FFN: out = down(silu(gate x) * up x).
-  void ffn(const ExpertWeights& w, const float* x, int n, float* out);
+  virtual void ffn(const ExpertWeights& w, Act x, int n, Act out) = 0;
   // GLM-4.5 MoE: routed experts (sigmoid scores, correction bias for selection only, normalised
   // weights times routed_scaling_factor) plus the shared expert.
-  void moe(const LayerWeights& layer, const float* x, int n, float* out);
+  virtual void moe(const LayerWeights& layer, Act x, int n, Act out) = 0;
+  // x += y over n rows.
+  virtual void add(Act x, Act y, int n) = 0;
   // Completes a partial attention or FFN output (n x dim) with the other nodes' parts.
-  void reduce(float* out, int n) {
-    if (collective_) collective_->allReduce(out, n);
-  }
+  virtual void reduce(Act out, int n) = 0;
+  // Sets X to n rows of dim from the host.
+  virtual void load(const float* x, int n) = 0;
+  // The logits of rows [first, first + count) of X: output norm, then this node's vocabulary rows.
+  virtual void logits(int first, int count, float* out) = 0;
+};
+
+// Per expert, the tokens routed to it and their weights: routing[e] lists (token, weight).
+using Routing = std::vector<std::vector<std::pair<int, float>>>;
+Routing routeTokens(const ModelHeader& h, const LayerWeights& layer, const float* logits, int n);
+
+// Matmuls, the SwiGLU FFN and the routed experts on the CPU, over the thread pool: for CpuBlocks, and for
+// GpuBlocks' experts kept in system memory (--cpu-experts).
+class CpuFfn {
+ public:
+  explicit CpuFfn(ThreadPool& pool) : pool_(pool) {}
+  // out[t][r] = w[r] . x[t]: n rows of w.cols in, n rows of w.rows out.
+  void matmul(const Tensor& w, const float* x, int n, float* out);
+  // out = down(silu(gate x) * up x).
+  void ffn(const ExpertWeights& w, const float* x, int n, float* out);
+  // out = the weighted sum of the routed experts' outputs (n rows of dim), over the experts this node
+  // holds; each expert runs once on the batch of tokens routed to it.
+  void routedExperts(const LayerWeights& layer, const Routing& routing, const float* x, int n, int dim, float* out);
 
  private:
-  void rope(float* vectors, int n, int pos, int heads);
-
-  const Weights& model_;
-  const ModelHeader& h_;
   ThreadPool& pool_;
-  KvCache& cache_;
-  Collective* collective_;
   // Scratch, grown on demand and reused.
   std::vector<uint8_t> quantized_;
   std::vector<float> quantizedScales_;
   std::vector<int32_t> quantizedZeroPoint_;
-  std::vector<float> q_, k_, v_, att_, gate_, up_, routerLogits_, expertIn_, expertOut_;
+  std::vector<float> gate_, up_, expertIn_, expertOut_;
+};
+
+// The blocks on the CPU, split over the thread pool.
+class CpuBlocks final : public Blocks {
+ public:
+  // `collective` is null on a single node.
+  CpuBlocks(const Weights& model, ThreadPool& pool, int maxSeqLen, FloatType kvType, Collective* collective = nullptr)
+      : model_(model), h_(model.header()), pool_(pool), cpu_(pool), cache_(model.header(), maxSeqLen, kvType), collective_(collective) {}
+
+  void rmsNorm(Act x, const Tensor& w, Act out, int n) override { rmsNorm(rows(x), w, rows(out), n); }
+  void attention(int layer, Act x, int n, int pos, Act out) override { attention(layer, rows(x), n, pos, rows(out)); }
+  void ffn(const ExpertWeights& w, Act x, int n, Act out) override { cpu_.ffn(w, rows(x), n, rows(out)); }
+  void moe(const LayerWeights& layer, Act x, int n, Act out) override { moe(layer, rows(x), n, rows(out)); }
+  void add(Act x, Act y, int n) override;
+  void reduce(Act out, int n) override {
+    if (collective_) collective_->allReduce(rows(out), n);
+  }
+  void load(const float* x, int n) override;
+  void logits(int first, int count, float* out) override;
+
+ private:
+  float* rows(Act a) { return a == Act::X ? x_.data() : a == Act::A ? a_.data() : b_.data(); }
+  void rmsNorm(const float* x, const Tensor& w, float* out, int n);
+  void matmul(const Tensor& w, const float* x, int n, float* out) { cpu_.matmul(w, x, n, out); }
+  void attention(int layer, const float* x, int n, int pos, float* out);
+  void moe(const LayerWeights& layer, const float* x, int n, float* out);
+
+  const Weights& model_;
+  const ModelHeader& h_;
+  ThreadPool& pool_;
+  CpuFfn cpu_;
+  KvCache cache_;
+  Collective* collective_;
+  std::vector<float> x_, a_, b_;
+  // Scratch, grown on demand and reused.
+  std::vector<float> q_, k_, v_, att_, routerLogits_, sharedOut_;
 };
 
 void addInPlace(float* x, const float* y, size_t n);

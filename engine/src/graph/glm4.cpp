@@ -3,18 +3,17 @@
 
 namespace glm {
 
-void glm4Layer(Blocks& blocks, const LayerWeights& w, int layer, float* x, int n, int pos, LayerScratch s) {
-  const size_t size = static_cast<size_t>(n) * w.attnNorm.rows;
-  blocks.rmsNorm(x, w.attnNorm, s.a, n);
-  blocks.attention(layer, s.a, n, pos, s.b);
-  blocks.reduce(s.b, n);
-  blocks.rmsNorm(s.b, w.postAttnNorm, s.a, n);
-  addInPlace(x, s.a, size);
-  blocks.rmsNorm(x, w.ffnNorm, s.a, n);
-  blocks.ffn(w.dense, s.a, n, s.b);
-  blocks.reduce(s.b, n);
-  blocks.rmsNorm(s.b, w.postFfnNorm, s.a, n);
-  addInPlace(x, s.a, size);
+void glm4Layer(Blocks& blocks, const LayerWeights& w, int layer, int n, int pos) {
+  blocks.rmsNorm(Act::X, w.attnNorm, Act::A, n);
+  blocks.attention(layer, Act::A, n, pos, Act::B);
+  blocks.reduce(Act::B, n);
+  blocks.rmsNorm(Act::B, w.postAttnNorm, Act::A, n);
+  blocks.add(Act::X, Act::A, n);
+  blocks.rmsNorm(Act::X, w.ffnNorm, Act::A, n);
+  blocks.ffn(w.dense, Act::A, n, Act::B);
+  blocks.reduce(Act::B, n);
+  blocks.rmsNorm(Act::B, w.postFfnNorm, Act::A, n);
+  blocks.add(Act::X, Act::A, n);
 }
 
 }  // namespace glm

@@ -4,20 +4,19 @@
 
 namespace glm {
 
-void glm4MoeLayer(Blocks& blocks, const LayerWeights& w, int layer, float* x, int n, int pos, LayerScratch s) {
-  const size_t size = static_cast<size_t>(n) * w.attnNorm.rows;
-  blocks.rmsNorm(x, w.attnNorm, s.a, n);
-  blocks.attention(layer, s.a, n, pos, s.b);
-  blocks.reduce(s.b, n);
-  addInPlace(x, s.b, size);
-  blocks.rmsNorm(x, w.ffnNorm, s.a, n);
+void glm4MoeLayer(Blocks& blocks, const LayerWeights& w, int layer, int n, int pos) {
+  blocks.rmsNorm(Act::X, w.attnNorm, Act::A, n);
+  blocks.attention(layer, Act::A, n, pos, Act::B);
+  blocks.reduce(Act::B, n);
+  blocks.add(Act::X, Act::B, n);
+  blocks.rmsNorm(Act::X, w.ffnNorm, Act::A, n);
   if (w.experts.empty()) {
-    blocks.ffn(w.dense, s.a, n, s.b);
+    blocks.ffn(w.dense, Act::A, n, Act::B);
   } else {
-    blocks.moe(w, s.a, n, s.b);
+    blocks.moe(w, Act::A, n, Act::B);
   }
-  blocks.reduce(s.b, n);
-  addInPlace(x, s.b, size);
+  blocks.reduce(Act::B, n);
+  blocks.add(Act::X, Act::B, n);
 }
 
 }  // namespace glm

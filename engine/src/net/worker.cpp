@@ -123,7 +123,7 @@ void serveRoot(Link& link, const Model* own, const WorkerOptions& o, const std::
     reduce = std::make_unique<RootLink>(link, sync, dim, timeout);
     // The KV cache is sized by the context: never more than the model's own.
     const int context = static_cast<int>(std::min<uint32_t>(root.context, static_cast<uint32_t>(h.maxSeqLen)));
-    session = std::make_unique<Session>(std::move(shard), o.threads, context, kvType, *reduce);
+    session = std::make_unique<Session>(std::move(shard), o.threads, context, kvType, *reduce, o.placement);
     log(link.peer() + ": node " + std::to_string(plan.index) + " of " + std::to_string(plan.nodes) + ", sync " + (sync == FloatType::Q80 ? "q80" : "f32") +
         (root.sendWeights ? ", " + std::to_string(streamed) + " bytes of slices received" : ", slices cut from " + own->path()));
   } catch (const std::exception& e) {

@@ -5,6 +5,8 @@
 #include <functional>
 #include <string>
 
+#include "../device.h"
+
 namespace glm {
 
 struct WorkerOptions {
@@ -16,6 +18,7 @@ struct WorkerOptions {
   bool insecure = false;
   // A root not heard from (not even its heartbeat, every second) for this long is dropped.
   int idleLimitMs = 10000;
+  Placement placement;  // the CPU unless a Vulkan device is given
 };
 
 // Never returns unless it cannot listen (NetError). `log` receives one line per event.
