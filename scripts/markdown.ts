@@ -1,14 +1,15 @@
 /**
  * Text put into generated Markdown (the actions, CLI and HTTP API references, the model tables). Outside
  * code spans, `<name>` would be read as an HTML tag (GitHub drops it; the docs site's Vue compiler fails on
- * it) and `|` would end a table cell.
+ * it), `{...}` as attributes (the docs site's markdown-it-attrs) or a Vue interpolation, and `|` would end a
+ * table cell.
  */
 
 /** Escapes `text` for a Markdown paragraph or table cell, leaving `code spans` as they are. */
 export function markdownText(text: string): string {
   return text
     .split(/(`[^`]*`)/)
-    .map((part, i) => (i % 2 === 1 ? part : part.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')))
+    .map((part, i) => (i % 2 === 1 ? part : part.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\{/g, '&#123;').replace(/\}/g, '&#125;')))
     .join('')
     .replace(/\|/g, '\\|');
 }
