@@ -59,8 +59,8 @@ afterAll(async () => {
   await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
 });
 
-/** Opens a page, recording console errors, page errors, failed requests and requests that leave the site. */
-async function open(path: string, viewport: { width: number; height: number }): Promise<{ page: Page; problems: string[] }> {
+/** A page that records console errors, page errors, failed requests and requests that leave the site. */
+async function watchedPage(viewport: { width: number; height: number }): Promise<{ page: Page; problems: string[] }> {
   const page = await browser.newPage({ viewport });
   const problems: string[] = [];
   page.on('console', (m) => {
@@ -73,8 +73,13 @@ async function open(path: string, viewport: { width: number; height: number }): 
   page.on('response', (r) => {
     if (r.status() >= 400) problems.push(`${r.status()} for ${r.url()}`);
   });
-  await page.goto(`${base}${path}`, { waitUntil: 'networkidle' });
   return { page, problems };
+}
+
+async function open(path: string, viewport: { width: number; height: number }): Promise<{ page: Page; problems: string[] }> {
+  const watched = await watchedPage(viewport);
+  await watched.page.goto(`${base}${path}`, { waitUntil: 'networkidle' });
+  return watched;
 }
 
 describe('the sidebar', () => {
@@ -89,19 +94,21 @@ describe('the sidebar', () => {
 describe.each(VIEWPORTS)('at $width x $height ($name)', (viewport) => {
   test('the home page and every sidebar page render cleanly', async () => {
     const pages = ['/', ...new Set(sidebar.map((l) => l.href).filter((p) => p !== '/'))];
+    const { page, problems: found } = await watchedPage(viewport);
     const problems: string[] = [];
     for (const path of pages) {
-      const { page, problems: found } = await open(path, viewport);
-      const heading = path === '/' ? '.VPHero .name' : '.vp-doc h1';
-      if (!(await page.locator(heading).first().isVisible())) found.push('no visible heading');
+      found.length = 0;
+      await page.goto(`${base}${path}`, { waitUntil: 'load' });
+      const heading = page.locator(path === '/' ? '.VPHero .name' : '.vp-doc h1').first();
+      await heading.waitFor({ state: 'visible', timeout: 10_000 }).catch(() => found.push('no visible heading'));
       // Nothing wider than the screen: a phone must not scroll sideways.
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       if (overflow > 1) found.push(`the page is ${overflow} px wider than the window`);
       const name = path === '/' ? 'home' : path.slice(1).replace(/\.html$/, '').replace(/\//g, '-');
-      await page.screenshot({ path: join(SCREENSHOTS, `${name}-${viewport.name}.png`), fullPage: false });
+      await page.screenshot({ path: join(SCREENSHOTS, `${name}-${viewport.name}.png`) });
       problems.push(...found.map((p) => `${path}: ${p}`));
-      await page.close();
     }
+    await page.close();
     expect(problems).toEqual([]);
   }, 180_000);
 });
