@@ -1,15 +1,18 @@
 /**
  * The data behind the generated docs pages and charts, read and validated once here: the measured figures
- * (docs/data/performance.yaml) and the benchmark history (pipeline results files), and the charts drawn
- * from them. Used by `npm run docs:generate` and by the tests that read the charts back.
+ * (docs/data/performance.yaml), the benchmark history (pipeline results files) and the charts drawn from
+ * them, and the model downloads (the registry and the published manifests). Used by `npm run docs:generate` and by the tests that read the charts back.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { InputError } from '../converter/errors.js';
 import { packageRoot } from '../engine/native.js';
+import { MANIFEST_NAME, type FileEntry, type Manifest } from '../pipeline/manifest.js';
+import { loadRegistry, type RegistryModel } from '../pipeline/registry.js';
 import { parseResults, type BenchmarkResults, type PerplexityResults } from '../pipeline/results.js';
+import { cdnUrl } from '../pipeline/spaces.js';
 import type { ChartData } from './svg-chart.js';
 
 const root = packageRoot();
@@ -21,7 +24,7 @@ export function readData<T>(file: string, schema: object): T {
   const validate = new Ajv({ allErrors: false }).compile(schema);
   if (!validate(value)) {
     const e = validate.errors![0]!;
-    throw new InputError(relative(root, file), `field ${e.instancePath.slice(1).replace(/\//g, '.') || '(root)'} ${e.message ?? 'is invalid'}`);
+    throw new InputError(file.startsWith(`${root}/`) ? relative(root, file) : file, `field ${e.instancePath.slice(1).replace(/\//g, '.') || '(root)'} ${e.message ?? 'is invalid'}`);
   }
   return value as T;
 }
@@ -131,4 +134,61 @@ export function historyCharts(history: HistoryEntry[]): Record<'history-decode' 
     series: models.map((model) => ({ name: model, values: quants.map((q) => latestKld(model, q)) })),
   };
   return { 'history-decode': decode, 'history-kld': kld };
+}
+
+// ---------------------------------------------------------------- model downloads
+
+export interface Downloads {
+  bucket: string;
+  region: string;
+  prefix: string;
+}
+
+const DOWNLOADS_SCHEMA = {
+  type: 'object',
+  required: ['bucket', 'region', 'prefix'],
+  properties: { bucket: { type: 'string', minLength: 3 }, region: { type: 'string', pattern: '^[a-z]+[0-9]$' }, prefix: { type: 'string' } },
+};
+
+const MANIFEST_SCHEMA = {
+  type: 'object',
+  required: ['manifestVersion', 'model', 'quant', 'totalSize', 'files'],
+  properties: {
+    manifestVersion: { type: 'integer' },
+    model: { type: 'string' },
+    quant: { type: 'string' },
+    totalSize: { type: 'integer', minimum: 0 },
+    perplexity: { type: 'number' },
+    kld: { type: 'number' },
+    files: { type: 'array', items: { type: 'object', required: ['name', 'size', 'sha256'], properties: { name: { type: 'string' }, size: { type: 'integer' }, sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } } } },
+  },
+};
+
+/** One registry model in one weight type, with its published manifest and files when there are some. */
+export interface ModelDownload {
+  model: RegistryModel;
+  quant: string;
+  manifest?: Manifest;
+  files: (FileEntry & { url: string })[];
+}
+
+/**
+ * The download table's rows: `<dir>/registry.yaml`, the public address in `<dir>/downloads.yaml`, and the
+ * copies of the published manifests, `<dir>/published/<model>/<quant>/manifest.json`.
+ */
+export async function modelDownloads(dir = join(root, 'models')): Promise<{ downloads: Downloads; models: ModelDownload[] }> {
+  const registry = await loadRegistry(join(dir, 'registry.yaml'));
+  const downloads = readData<Downloads>(join(dir, 'downloads.yaml'), DOWNLOADS_SCHEMA);
+  // Public CDN addresses are built, never signed: the target's keys are placeholders that are never used.
+  const target = { bucket: downloads.bucket, region: downloads.region, accessKeyId: 'unused', secretAccessKey: 'unused' };
+  const models = registry.models.flatMap((model) =>
+    model.quantizations.map((quant): ModelDownload => {
+      const file = join(dir, 'published', model.id, quant, MANIFEST_NAME);
+      if (!existsSync(file)) return { model, quant, files: [] };
+      const manifest = readData<Manifest>(file, MANIFEST_SCHEMA);
+      const files = manifest.files.map((f) => ({ ...f, url: cdnUrl(target, `${downloads.prefix}/${model.id}/${quant}/${f.name}`)! }));
+      return { model, quant, manifest, files };
+    }),
+  );
+  return { downloads, models };
 }

@@ -16,13 +16,10 @@ import { homedir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import type { Argument, Command, Option } from 'commander';
 import { packageRoot } from '../engine/native.js';
-import { loadRegistry } from '../pipeline/registry.js';
-import { cdnUrl } from '../pipeline/spaces.js';
-import { MANIFEST_NAME, type Manifest } from '../pipeline/manifest.js';
 import { createServer } from '../server/index.js';
 import { InputError } from '../converter/errors.js';
 import { markdownTable, markdownText } from './markdown.js';
-import { engineCharts, historyCharts, performanceData, readData, readHistory, type HistoryEntry, type PerformanceData } from './docs-data.js';
+import { engineCharts, historyCharts, modelDownloads, performanceData, readHistory, type HistoryEntry, type PerformanceData } from './docs-data.js';
 import { barChart, lineChart } from './svg-chart.js';
 
 const root = packageRoot();
@@ -188,59 +185,20 @@ function httpApiReference(doc: OpenApiDocument): string {
 
 // ---------------------------------------------------------------- models
 
-interface Downloads {
-  bucket: string;
-  region: string;
-  prefix: string;
-}
-
-const DOWNLOADS_SCHEMA = {
-  type: 'object',
-  required: ['bucket', 'region', 'prefix'],
-  properties: { bucket: { type: 'string', minLength: 3 }, region: { type: 'string', pattern: '^[a-z]+[0-9]$' }, prefix: { type: 'string' } },
-};
-
-const MANIFEST_SCHEMA = {
-  type: 'object',
-  required: ['manifestVersion', 'model', 'quant', 'totalSize', 'files'],
-  properties: {
-    manifestVersion: { type: 'integer' },
-    model: { type: 'string' },
-    quant: { type: 'string' },
-    totalSize: { type: 'integer', minimum: 0 },
-    perplexity: { type: 'number' },
-    kld: { type: 'number' },
-    files: { type: 'array', items: { type: 'object', required: ['name', 'size', 'sha256'], properties: { name: { type: 'string' }, size: { type: 'integer' }, sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } } } },
-  },
-};
-
 function gigabytes(bytes: number): string {
   return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
 /** The download table: one row per registry model and quantization, with the published manifest's figures. */
 async function modelTable(linkPrefix: string): Promise<string[]> {
-  const registry = await loadRegistry(at('models', 'registry.yaml'));
-  const downloads = readData<Downloads>(at('models', 'downloads.yaml'), DOWNLOADS_SCHEMA);
-  // Public CDN addresses are built, never signed: the target's keys are placeholders that are never used.
-  const target = { bucket: downloads.bucket, region: downloads.region, accessKeyId: 'unused', secretAccessKey: 'unused' };
-  const rows = registry.models.flatMap((m) =>
-    m.quantizations.map((quant) => {
-      const manifestFile = at('models', 'published', m.id, quant, MANIFEST_NAME);
-      let manifest: Manifest | undefined;
-      try {
-        manifest = readData<Manifest>(manifestFile, MANIFEST_SCHEMA);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      }
-      const source = m.source.kind === 'hub' ? `[${m.source.repo}](https://huggingface.co/${m.source.repo})` : `fixture (${m.source.arch})`;
-      if (!manifest) return [`\`${m.id}\``, quant, source, 'not published yet', '', '', '', ''];
-      const model = manifest.files.find((f) => f.name.endsWith('.m')) ?? manifest.files[0]!;
-      const key = (name: string) => `${downloads.prefix}/${m.id}/${quant}/${name}`;
-      const links = manifest.files.map((f) => `[${f.name}](${cdnUrl(target, key(f.name))})`).join(' ');
-      return [`\`${m.id}\``, quant, source, gigabytes(model.size), `\`${model.sha256}\``, manifest.perplexity?.toFixed(3) ?? '', manifest.kld?.toExponential(2) ?? '', links];
-    }),
-  );
+  const { downloads, models } = await modelDownloads();
+  const rows = models.map(({ model: m, quant, manifest, files }) => {
+    const source = m.source.kind === 'hub' ? `[${m.source.repo}](https://huggingface.co/${m.source.repo})` : `fixture (${m.source.arch})`;
+    if (!manifest) return [`\`${m.id}\``, quant, source, 'not published yet', '', '', '', ''];
+    const model = files.find((f) => f.name.endsWith('.m')) ?? files[0]!;
+    const links = files.map((f) => `[${f.name}](${f.url})`).join(' ');
+    return [`\`${m.id}\``, quant, source, gigabytes(model.size), `\`${model.sha256}\``, manifest.perplexity?.toFixed(3) ?? '', manifest.kld?.toExponential(2) ?? '', links];
+  });
   return [
     `Files are served from the CDN of the Spaces bucket \`${downloads.bucket}\` (${downloads.region}), under \`${downloads.prefix}/<model>/<quant>/\`: \`model.m\`, \`tokenizer.t\`, \`README.md\` (model card), \`checksums.txt\` (\`sha256sum -c checksums.txt\`) and \`manifest.json\`. Perplexity and KL divergence are measured by the publish workflow on the uploaded files against the model's own f16 conversion ([quality gates](${linkPrefix}quality-gates.md)).`,
     '',
