@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 /** The glm-dllama command line: parses arguments, calls the library, prints results. */
 import { Command, Option } from 'commander';
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { convert, type ConvertProgress } from '../converter/convert.js';
 import { convertToGguf } from '../converter/gguf.js';
 import { CancelledError } from '../converter/errors.js';
@@ -38,7 +40,8 @@ function cancellation(): AbortSignal {
   return controller.signal;
 }
 
-const program = new Command()
+/** Every command and option; exported for the generated command line reference (scripts/docs-generate.ts). */
+export const program = new Command()
   .name('glm-dllama')
   .description('Convert GLM-family checkpoints to distributed-llama model files and run them')
   .version(packageVersion())
@@ -135,7 +138,10 @@ registerPublishCommand(program, cancellation);
 registerDownloadCommand(program, cancellation);
 registerRegistryCommand(program);
 
-program.parseAsync().catch((e: unknown) => {
-  process.stderr.write(`glm-dllama: ${e instanceof CancelledError ? '' : 'error: '}${e instanceof Error ? e.message : String(e)}\n`);
-  process.exit(e instanceof CancelledError ? 130 : 1);
-});
+// Parse only when run as the command (also through npm's bin link), not when imported for the reference.
+if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  program.parseAsync().catch((e: unknown) => {
+    process.stderr.write(`glm-dllama: ${e instanceof CancelledError ? '' : 'error: '}${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(e instanceof CancelledError ? 130 : 1);
+  });
+}

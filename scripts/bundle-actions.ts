@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ACTIONS, type ActionDefinition, type InputDefinition } from '../actions/src/definitions.js';
 import { packageRoot } from '../engine/native.js';
+import { markdownText } from './markdown.js';
 
 const root = packageRoot();
 const GENERATED = 'Generated from actions/src/definitions.ts by `npm run bundle`: edit that file, not this one.';
@@ -58,10 +59,6 @@ function rootDefinition(): ActionDefinition {
   return { name: 'glm-dllama', description: 'Convert, quantize, verify, benchmark and publish GLM models in the distributed-llama format; `command` picks the action.', inputs, outputs };
 }
 
-function escapeCell(text: string): string {
-  return text.replace(/\|/g, '\\|');
-}
-
 function reference(): string {
   const lines = [
     '# Actions reference',
@@ -73,11 +70,11 @@ function reference(): string {
     '',
   ];
   for (const a of ACTIONS) {
-    lines.push(`## ${a.name}`, '', a.description, '', '| input | required | default | description |', '|---|---|---|---|');
-    for (const [k, v] of Object.entries(a.inputs)) lines.push(`| \`${k}\` | ${v.required ? 'yes' : 'no'} | ${v.default !== undefined ? `\`${escapeCell(v.default)}\`` : ''} | ${escapeCell(v.description)} |`);
+    lines.push(`## ${a.name}`, '', markdownText(a.description), '', '| input | required | default | description |', '|---|---|---|---|');
+    for (const [k, v] of Object.entries(a.inputs)) lines.push(`| \`${k}\` | ${v.required ? 'yes' : 'no'} | ${v.default !== undefined ? `\`${v.default.replace(/\|/g, '\\|')}\`` : ''} | ${markdownText(v.description)} |`);
     if (Object.keys(a.outputs).length) {
       lines.push('', '| output | description |', '|---|---|');
-      for (const [k, d] of Object.entries(a.outputs)) lines.push(`| \`${k}\` | ${escapeCell(d)} |`);
+      for (const [k, d] of Object.entries(a.outputs)) lines.push(`| \`${k}\` | ${markdownText(d)} |`);
     }
     lines.push('');
   }

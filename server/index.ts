@@ -5,6 +5,7 @@
  */
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
@@ -15,6 +16,8 @@ import { createMetrics, type ServerMetrics } from './metrics.js';
 import { ReplyParser, StopMatcher, type ReplyEvent, type ToolCall } from './parse.js';
 import { GenerationQueue, QueueFullError } from './queue.js';
 import { ApiError, parseChatCompletion, type ChatCompletionRequest } from './request.js';
+import { packageVersion } from '../engine/native.js';
+import { CHAT_COMPLETIONS_SCHEMA, HEALTH_SCHEMA, METRICS_SCHEMA, MODELS_SCHEMA } from './schemas.js';
 
 export { EngineGenerator, PromptError, templateMessages, type EngineGeneratorOptions, type GenerationRequest, type GenerationUsage, type TextGeneration, type TextGenerator } from './generator.js';
 export { ReplyParser, StopMatcher, parseToolCall, type ReplyEvent, type ToolCall } from './parse.js';
@@ -134,6 +137,21 @@ export async function createServer(options: ServerOptions): Promise<DemoServer> 
     requestTimeout: 60_000, // receiving a request's headers and body
   });
 
+  // The route schemas document the API (app.swagger() gives the OpenAPI document); they neither validate
+  // (parseChatCompletion does, naming the parameter in OpenAI's error shape) nor reshape the replies.
+  app.setValidatorCompiler(() => () => true);
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'glm-dllama demo API', description: 'The OpenAI-compatible server of `glm-dllama serve`.', version: packageVersion() },
+      tags: [
+        { name: 'openai', description: "OpenAI's chat completions and models endpoints." },
+        { name: 'operations', description: 'Health and monitoring.' },
+      ],
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'Only when the server was started with API keys.' } } },
+    },
+  });
+
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
     if (error instanceof ApiError) {
       void reply.code(error.statusCode).headers(error.headers).send(error.body());
@@ -196,7 +214,7 @@ export async function createServer(options: ServerOptions): Promise<DemoServer> 
   // The limiter runs first, so that requests with wrong keys use up the client's quota too.
   const chatHooks = options.rateLimit === false ? [refuseWhenClosing, authenticate] : [refuseWhenClosing, app.rateLimit(), authenticate];
 
-  app.get('/health', async () => {
+  app.get('/health', { schema: HEALTH_SCHEMA }, async () => {
     const h = generator.health();
     return {
       status: closing ? 'shutting_down' : h.modelLoaded ? 'ok' : 'loading',
@@ -207,12 +225,12 @@ export async function createServer(options: ServerOptions): Promise<DemoServer> 
     };
   });
 
-  app.get('/metrics', { onRequest: [authenticate] }, async (_request, reply) => {
+  app.get('/metrics', { schema: METRICS_SCHEMA, onRequest: [authenticate] }, async (_request, reply) => {
     void reply.header('Content-Type', metrics.registry.contentType);
     return metrics.registry.metrics();
   });
 
-  app.get('/v1/models', { onRequest: [authenticate] }, async () => ({
+  app.get('/v1/models', { schema: { ...MODELS_SCHEMA, security: [{ apiKey: [] }] }, onRequest: [authenticate] }, async () => ({
     object: 'list',
     data: [{ id: generator.modelId, object: 'model', created, owned_by: 'glm-dllama' }],
   }));
@@ -426,7 +444,7 @@ export async function createServer(options: ServerOptions): Promise<DemoServer> 
     }
   }
 
-  app.post('/v1/chat/completions', { onRequest: chatHooks }, (request, reply) => {
+  app.post('/v1/chat/completions', { schema: { ...CHAT_COMPLETIONS_SCHEMA, security: [{ apiKey: [] }] }, onRequest: chatHooks }, (request, reply) => {
     const work = chatCompletion(request, reply);
     inFlight.add(work);
     const forget = () => inFlight.delete(work);
