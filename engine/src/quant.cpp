@@ -3,6 +3,9 @@
 #include "quant-simd.h"
 
 #include <cmath>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <cstring>
 #include <stdexcept>
 
@@ -198,6 +201,15 @@ void decodeToF32(FloatType type, const uint8_t* src, float* dst, size_t n) {
       return;
   }
   throw std::invalid_argument("unknown float type");
+}
+
+bool cpuHasF16c() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned eax, ebx, ecx, edx;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29));
+#else
+  return false;
+#endif
 }
 
 static bool simdEnabled = cpuHasAvx2();

@@ -7,6 +7,9 @@
 
 namespace glm {
 
+class Link;
+class Model;
+
 struct WorkerOptions {
   std::string host = "0.0.0.0";
   int port = 9990;  // 0: any free port
@@ -17,6 +20,11 @@ struct WorkerOptions {
   // A root not heard from (not even its heartbeat, every second) for this long is dropped.
   int idleLimitMs = 10000;
 };
+
+// Serves one root on an accepted link: the handshake, the slices, then passes until the root ends
+// the session (returns) or fails (throws). `own` is the worker's model file, or null. Apart from
+// serveWorker, the fuzz harness of the handshake (fuzz/native/worker-handshake.cpp) calls it.
+void serveRoot(Link& link, const Model* own, const WorkerOptions& options, const std::function<void(const std::string&)>& log);
 
 // Never returns unless it cannot listen (NetError). `log` receives one line per event.
 void serveWorker(const WorkerOptions& options, const std::function<void(const std::string&)>& log);
