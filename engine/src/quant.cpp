@@ -75,22 +75,27 @@ float f16ToF32(uint16_t half) {
   return floatOf(sign | ((exponent + 112) << 23) | (mantissa << 13));
 }
 
+// A 16-bit value at any address: callers pass byte arrays at any offset (a Node Buffer's subarray).
+static inline uint16_t u16At(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
 void sourceToF32(SourceType type, const uint8_t* src, float* dst, size_t n) {
   switch (type) {
     case SourceType::F32:
       std::memcpy(dst, src, n * 4);
       return;
-    case SourceType::BF16: {
-      const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
-      uint32_t* d = reinterpret_cast<uint32_t*>(dst);
-      for (size_t i = 0; i < n; i++) d[i] = static_cast<uint32_t>(s[i]) << 16;
+    case SourceType::BF16:
+      for (size_t i = 0; i < n; i++) {
+        const uint32_t bits = static_cast<uint32_t>(u16At(src + 2 * i)) << 16;
+        std::memcpy(dst + i, &bits, 4);
+      }
       return;
-    }
-    case SourceType::F16: {
-      const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; i++) dst[i] = f16ToF32(s[i]);
+    case SourceType::F16:
+      for (size_t i = 0; i < n; i++) dst[i] = f16ToF32(u16At(src + 2 * i));
       return;
-    }
   }
   throw std::invalid_argument("unknown source type");
 }
@@ -151,11 +156,12 @@ void encodeF32(FloatType type, const float* src, uint8_t* dst, size_t n) {
     case FloatType::F32:
       std::memcpy(dst, src, n * 4);
       return;
-    case FloatType::F16: {
-      uint16_t* d = reinterpret_cast<uint16_t*>(dst);
-      for (size_t i = 0; i < n; i++) d[i] = f32ToF16(src[i]);
+    case FloatType::F16:
+      for (size_t i = 0; i < n; i++) {
+        const uint16_t h = f32ToF16(src[i]);
+        std::memcpy(dst + 2 * i, &h, 2);
+      }
       return;
-    }
     case FloatType::Q40:
       for (size_t b = 0; b < n / kBlockSize; b++) encodeQ40Block(src + b * kBlockSize, dst + b * kQ40BlockBytes);
       return;
@@ -171,11 +177,9 @@ void decodeToF32(FloatType type, const uint8_t* src, float* dst, size_t n) {
     case FloatType::F32:
       std::memcpy(dst, src, n * 4);
       return;
-    case FloatType::F16: {
-      const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; i++) dst[i] = f16ToF32(s[i]);
+    case FloatType::F16:
+      for (size_t i = 0; i < n; i++) dst[i] = f16ToF32(u16At(src + 2 * i));
       return;
-    }
     case FloatType::Q40:
       for (size_t b = 0; b < n / kBlockSize; b++) {
         const uint8_t* block = src + b * kQ40BlockBytes;
