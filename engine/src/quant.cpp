@@ -136,6 +136,13 @@ static void encodeQ40Block(const float* x, uint8_t* out) {
   }
 }
 
+// A rounded q80 code as the SIMD path makes it (cvtps_epi32, then saturating packs): NaN and values
+// beyond int32 become -128, others saturate to int8. A plain cast of those is undefined behaviour.
+static inline int8_t q80Code(float v) {
+  if (!(v >= -2147483648.0f && v < 2147483648.0f)) return -128;
+  return static_cast<int8_t>(v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v);
+}
+
 static void encodeQ80Block(const float* x, uint8_t* out) {
   float gmax, gmin;
   blockRange(x, gmax, gmin);
@@ -147,7 +154,7 @@ static void encodeQ80Block(const float* x, uint8_t* out) {
   std::memcpy(out, &scale, 2);
   int8_t* q = reinterpret_cast<int8_t*>(out + 2);
   for (size_t j = 0; j < kBlockSize; j++) {
-    q[j] = static_cast<int8_t>(std::nearbyint(x[j] * inverse));  // default rounding: half to even
+    q[j] = q80Code(std::nearbyint(x[j] * inverse));  // default rounding: half to even
   }
 }
 
