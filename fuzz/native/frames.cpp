@@ -63,6 +63,7 @@ Outcome decode(const uint8_t* stream, size_t n, bool pings, size_t split) {
   int fds[2];
   if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) violated("socketpair");
   const int reader = fds[0];
+  std::atomic<bool> finished{false};  // the decoder stopped (an error): nothing more will be read
   std::thread writer([&, fd = fds[1]] {
     auto put = [&](const uint8_t* p, size_t bytes) {
       while (bytes > 0) {
@@ -74,7 +75,7 @@ Outcome decode(const uint8_t* stream, size_t n, bool pings, size_t split) {
     };
     put(stream, split);
     // The rest only once the decoder has read the first part, so that it sees the frame cut there.
-    for (int waited = 0, queued = 1; queued > 0 && waited < 200000; waited++) {
+    for (int queued = 1; queued > 0 && !finished;) {
       if (ioctl(reader, FIONREAD, &queued) != 0) break;
       if (queued > 0) usleep(5);
     }
@@ -103,6 +104,7 @@ Outcome decode(const uint8_t* stream, size_t n, bool pings, size_t split) {
     if (largest > cap) violated("an allocation of " + std::to_string(largest) + " bytes while receiving a frame (cap " + std::to_string(cap) + ")");
     if (!out.error.empty()) break;
   }
+  finished = true;
   writer.join();
   return out;
 }
