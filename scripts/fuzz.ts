@@ -1,11 +1,12 @@
 /**
  * `npm run fuzz -- [TARGET...] [--seconds N | --runs N] [--seed S]`: runs the TypeScript fuzz targets
- * (all when none is named) and prints, per target, the inputs tried, inputs per second and any finding, whose
+ * (all when none is named), and the libFuzzer harnesses named `native:<target>` (fuzz/native/<target>.cpp,
+ * built by fuzz/native/build.sh into build/fuzz/; their crash inputs land in fuzz/findings/native-<target>-*) and prints, per target, the inputs tried, inputs per second and any finding, whose
  * shrunk input is saved under fuzz/findings/ (replay it from fuzz/regressions/ once fixed). Each target runs
  * in a child process watched for hangs: a parser that spins on a count it trusted stops the child's
  * heartbeat, and the input it was given is saved as the finding. Exits 1 when anything was found.
  */
-import { fork } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,8 +84,39 @@ function watch(name: string, options: Options): Promise<FuzzReport> {
   });
 }
 
+const NATIVE_PREFIX = 'native:';
+
+/** Runs one libFuzzer harness for the time (or runs) asked, on its committed corpus and dictionary. */
+function native(name: string, options: Options): Promise<{ line: string; found: boolean }> {
+  const target = name.slice(NATIVE_PREFIX.length);
+  const root = packageRoot();
+  const dict = join(root, 'fuzz', 'dict', `${target === 'model-loader' ? 'model' : target}.dict`);
+  const work = mkdtempSync(join(tmpdir(), `glm-dllama-fuzz-${target}-`));
+  const args = [work, join(root, 'fuzz', 'corpus', `native-${target}`), `-dict=${dict}`, '-max_len=65536', '-rss_limit_mb=2048', `-timeout=${options.hangSeconds}`,
+    `-artifact_prefix=${join(FINDINGS, `native-${target}-`)}`, `-seed=${options.seed}`];
+  args.push(options.runs ? `-runs=${options.runs}` : `-max_total_time=${options.seconds}`);
+  return new Promise((resolve, reject) => {
+    const proc = spawn(join(root, 'build', 'fuzz', target), args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let last = '';
+    let tail = '';
+    proc.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      tail = (tail + chunk).slice(-20000);
+      for (const l of chunk.split('\n')) if (/\bcov: \d+/.test(l)) last = l;
+    });
+    proc.on('error', (e) => reject(new Error(`${e.message}: build the harnesses first with fuzz/native/build.sh`)));
+    proc.on('exit', (code) => {
+      rmSync(work, { recursive: true, force: true });
+      const field = (key: string) => new RegExp(`${key}: (\\S+)`).exec(last)?.[1] ?? '?';
+      const runs = /^#(\d+)/.exec(last)?.[1] ?? '?';
+      const stats = `${runs} inputs, ${field('exec/s')}/s, cov: ${field('cov')} edges, ft: ${field('ft')}, corpus ${field('corp')}`;
+      if (code !== 0) process.stderr.write(tail);
+      resolve({ line: `${name.padEnd(18)} ${stats}: ${code === 0 ? 'no finding' : `FINDING (exit ${code}; input saved under fuzz/findings/)`}`, found: code !== 0 });
+    });
+  });
+}
+
 const program = new Command('fuzz')
-  .argument('[targets...]', `targets: ${FUZZ_TARGETS.map((t) => t.name).join(', ')} (default: all)`)
+  .argument('[targets...]', `targets: ${FUZZ_TARGETS.map((t) => t.name).join(', ')} (default: all), or native:<target> for fuzz/native/<target>.cpp`)
   .option('--seconds <n>', 'time per target (default 60 when --runs is not given)', positive)
   .option('--runs <n>', 'inputs per target', positive)
   .option('--seed <n>', 'the random seed (default: from the clock; printed)', positive)
@@ -96,9 +128,15 @@ const program = new Command('fuzz')
     options.seed ??= 1 + (Date.now() % 2 ** 31);
     const fuzzOptions: FuzzOptions = { seconds: options.seconds, runs: options.runs, seed: options.seed, slowMs: options.hangSeconds * 1000 };
     if (options.child) return child(names[0]!, fuzzOptions);
-    const targets = names.length ? names.map((n) => fuzzTarget(n).name) : FUZZ_TARGETS.map((t) => t.name);
+    const targets = names.length ? names.map((n) => (n.startsWith(NATIVE_PREFIX) ? n : fuzzTarget(n).name)) : FUZZ_TARGETS.map((t) => t.name);
     let found = 0;
     for (const name of targets) {
+      if (name.startsWith(NATIVE_PREFIX)) {
+        const r = await native(name, options);
+        if (r.found) found++;
+        console.log(r.line);
+        continue;
+      }
       const r = await watch(name, options);
       if (r.finding) found++;
       const outcome = r.finding ? `FINDING: ${r.finding.error} (input: ${r.finding.file})` : 'no finding';

@@ -126,7 +126,7 @@ size_t encodeSourceAvx2(SourceType srcType, const uint8_t* src, FloatType dstTyp
 
 bool cpuHasAvx2() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  return __builtin_cpu_supports("avx2") && cpuHasF16c();
 }
 
 }  // namespace glm

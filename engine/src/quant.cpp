@@ -3,6 +3,9 @@
 #include "quant-simd.h"
 
 #include <cmath>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <cstring>
 #include <stdexcept>
 
@@ -72,22 +75,27 @@ float f16ToF32(uint16_t half) {
   return floatOf(sign | ((exponent + 112) << 23) | (mantissa << 13));
 }
 
+// A 16-bit value at any address: callers pass byte arrays at any offset (a Node Buffer's subarray).
+static inline uint16_t u16At(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
 void sourceToF32(SourceType type, const uint8_t* src, float* dst, size_t n) {
   switch (type) {
     case SourceType::F32:
       std::memcpy(dst, src, n * 4);
       return;
-    case SourceType::BF16: {
-      const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
-      uint32_t* d = reinterpret_cast<uint32_t*>(dst);
-      for (size_t i = 0; i < n; i++) d[i] = static_cast<uint32_t>(s[i]) << 16;
+    case SourceType::BF16:
+      for (size_t i = 0; i < n; i++) {
+        const uint32_t bits = static_cast<uint32_t>(u16At(src + 2 * i)) << 16;
+        std::memcpy(dst + i, &bits, 4);
+      }
       return;
-    }
-    case SourceType::F16: {
-      const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; i++) dst[i] = f16ToF32(s[i]);
+    case SourceType::F16:
+      for (size_t i = 0; i < n; i++) dst[i] = f16ToF32(u16At(src + 2 * i));
       return;
-    }
   }
   throw std::invalid_argument("unknown source type");
 }
@@ -128,6 +136,13 @@ static void encodeQ40Block(const float* x, uint8_t* out) {
   }
 }
 
+// A rounded q80 code as the SIMD path makes it (cvtps_epi32, then saturating packs): NaN and values
+// beyond int32 become -128, others saturate to int8. A plain cast of those is undefined behaviour.
+static inline int8_t q80Code(float v) {
+  if (!(v >= -2147483648.0f && v < 2147483648.0f)) return -128;
+  return static_cast<int8_t>(v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v);
+}
+
 static void encodeQ80Block(const float* x, uint8_t* out) {
   float gmax, gmin;
   blockRange(x, gmax, gmin);
@@ -139,7 +154,7 @@ static void encodeQ80Block(const float* x, uint8_t* out) {
   std::memcpy(out, &scale, 2);
   int8_t* q = reinterpret_cast<int8_t*>(out + 2);
   for (size_t j = 0; j < kBlockSize; j++) {
-    q[j] = static_cast<int8_t>(std::nearbyint(x[j] * inverse));  // default rounding: half to even
+    q[j] = q80Code(std::nearbyint(x[j] * inverse));  // default rounding: half to even
   }
 }
 
@@ -148,11 +163,12 @@ void encodeF32(FloatType type, const float* src, uint8_t* dst, size_t n) {
     case FloatType::F32:
       std::memcpy(dst, src, n * 4);
       return;
-    case FloatType::F16: {
-      uint16_t* d = reinterpret_cast<uint16_t*>(dst);
-      for (size_t i = 0; i < n; i++) d[i] = f32ToF16(src[i]);
+    case FloatType::F16:
+      for (size_t i = 0; i < n; i++) {
+        const uint16_t h = f32ToF16(src[i]);
+        std::memcpy(dst + 2 * i, &h, 2);
+      }
       return;
-    }
     case FloatType::Q40:
       for (size_t b = 0; b < n / kBlockSize; b++) encodeQ40Block(src + b * kBlockSize, dst + b * kQ40BlockBytes);
       return;
@@ -168,11 +184,9 @@ void decodeToF32(FloatType type, const uint8_t* src, float* dst, size_t n) {
     case FloatType::F32:
       std::memcpy(dst, src, n * 4);
       return;
-    case FloatType::F16: {
-      const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; i++) dst[i] = f16ToF32(s[i]);
+    case FloatType::F16:
+      for (size_t i = 0; i < n; i++) dst[i] = f16ToF32(u16At(src + 2 * i));
       return;
-    }
     case FloatType::Q40:
       for (size_t b = 0; b < n / kBlockSize; b++) {
         const uint8_t* block = src + b * kQ40BlockBytes;
@@ -198,6 +212,15 @@ void decodeToF32(FloatType type, const uint8_t* src, float* dst, size_t n) {
       return;
   }
   throw std::invalid_argument("unknown float type");
+}
+
+bool cpuHasF16c() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned eax, ebx, ecx, edx;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29));
+#else
+  return false;
+#endif
 }
 
 static bool simdEnabled = cpuHasAvx2();

@@ -39,6 +39,10 @@ void decodeToF32(FloatType type, const uint8_t* src, float* dst, size_t n);
 // values, which no weight should hold (their encodings are unspecified).
 size_t encodeSource(SourceType srcType, const uint8_t* src, FloatType dstType, uint8_t* dst, size_t n);
 
+// Whether the CPU has F16C (CPUID leaf 1, ECX bit 29), for the x86 SIMD paths. Not through
+// __builtin_cpu_supports("f16c"), which clang 14 (the fuzz harnesses' compiler) lacks.
+bool cpuHasF16c();
+
 // Turns the SIMD path off (for tests comparing it with the scalar one) or back on where the CPU
 // supports it; returns the name of the path now in use.
 const char* setSimdEnabled(bool enabled);

@@ -14,7 +14,7 @@ namespace glm::simd {
 
 bool available() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpuHasF16c();
 }
 
 float dotF32(const float* a, const float* b, size_t n) {

@@ -76,6 +76,8 @@ FloatType typeField(uint32_t v, bool allowF16, const char* what) {
   throw NetError(std::string("unsupported ") + what + " type " + std::to_string(v));
 }
 
+}  // namespace
+
 void serveRoot(Link& link, const Model* own, const WorkerOptions& o, const std::function<void(const std::string&)>& log) {
   // Until the root has proved the secret it gets kHandshakeMs in all and frames of handshake sizes only.
   link.setDeadline(kHandshakeMs);
@@ -158,8 +160,6 @@ void serveRoot(Link& link, const Model* own, const WorkerOptions& o, const std::
     link.send(Msg::Logits, wire.data(), wire.size(), timeout);
   }
 }
-
-}  // namespace
 
 void serveWorker(const WorkerOptions& o, const std::function<void(const std::string&)>& log) {
   std::unique_ptr<Model> own;

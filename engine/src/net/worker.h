@@ -9,6 +9,9 @@
 
 namespace glm {
 
+class Link;
+class Model;
+
 struct WorkerOptions {
   std::string host = "0.0.0.0";
   int port = 9990;  // 0: any free port
@@ -20,6 +23,11 @@ struct WorkerOptions {
   int idleLimitMs = 10000;
   Placement placement;  // the CPU unless a Vulkan device is given
 };
+
+// Serves one root on an accepted link: the handshake, the slices, then passes until the root ends
+// the session (returns) or fails (throws). `own` is the worker's model file, or null. Apart from
+// serveWorker, the fuzz harness of the handshake (fuzz/native/worker-handshake.cpp) calls it.
+void serveRoot(Link& link, const Model* own, const WorkerOptions& options, const std::function<void(const std::string&)>& log);
 
 // Never returns unless it cannot listen (NetError). `log` receives one line per event.
 void serveWorker(const WorkerOptions& options, const std::function<void(const std::string&)>& log);
