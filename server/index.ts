@@ -454,3 +454,4 @@ export async function createServer(options: ServerOptions): Promise<DemoServer> 
     },
   };
 }
+export { createGateway, type Gateway, type GatewayOptions } from './gateway.js';
