@@ -188,19 +188,19 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     const start = next++ % upstreams.length;
     return [...upstreams.slice(start), ...upstreams.slice(0, start)].filter((u) => u.healthy);
   };
+  const probe = async (u: Upstream) => {
+    try {
+      const res = await fetch(`${u.url}/health`, { signal: AbortSignal.timeout(2000) });
+      const body = (await res.json()) as { status?: unknown };
+      u.healthy = res.ok && body.status === 'ok';
+    } catch {
+      u.healthy = false;
+    }
+    metrics.healthy.set(upstreams.filter((x) => x.healthy).length);
+    return u.healthy;
+  };
   const checkUpstreams = async () => {
-    await Promise.all(
-      upstreams.map(async (u) => {
-        try {
-          const res = await fetch(`${u.url}/health`, { signal: AbortSignal.timeout(2000) });
-          const body = (await res.json()) as { status?: unknown };
-          u.healthy = res.ok && body.status === 'ok';
-        } catch {
-          u.healthy = false;
-        }
-      }),
-    );
-    metrics.healthy.set(upstreams.filter((u) => u.healthy).length);
+    await Promise.all(upstreams.map(probe));
   };
   await checkUpstreams();
   const healthTimer = setInterval(() => void checkUpstreams(), options.healthIntervalMs ?? 5000);
@@ -239,7 +239,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     };
     reply.raw.on('close', onClose);
     try {
-      for (const upstream of candidates()) {
+      const tries = candidates();
+      for (let i = 0; i < tries.length; i++) {
+        const upstream = tries[i]!;
         let res: Response;
         try {
           res = await fetch(`${upstream.url}${path}`, {
@@ -250,10 +252,11 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
           });
         } catch (e) {
           if (abort.signal.aborted) return reply.hijack();
-          upstream.healthy = false; // refused or reset before answering: out until its next good check
-          metrics.healthy.set(upstreams.filter((u) => u.healthy).length);
           metrics.retries.inc();
           request.log.warn(`upstream ${upstream.url}: ${(e as Error).message}`);
+          // A kept-alive connection the upstream had closed fails the same way as a dead upstream: ask its
+          // /health on a new connection, and give it this request once more if it answers.
+          if (tries.indexOf(upstream) === i && (await probe(upstream))) tries.splice(i + 1, 0, upstream);
           continue;
         }
         if (res.status === 503) {
