@@ -171,6 +171,31 @@ it('an upstream dying mid-stream ends the stream with an error event', async () 
   for (const g of generators) g.endless = false;
 });
 
+it("an upstream's 503 (queue full) is retried on the next one before the client sees it", async () => {
+  let open!: () => void;
+  const gate = new Promise<void>((done) => (open = done));
+  const busyGenerator = new (class extends FixedGenerator {
+    override async *generate(request: GenerationRequest): TextGeneration {
+      await gate;
+      return yield* super.generate(request);
+    }
+  })('busy');
+  const busy = await createServer({ generator: busyGenerator, rateLimit: false, maxQueue: 0, processMetrics: false });
+  const busyUrl = await busy.listen(0);
+  const free = new FixedGenerator('free');
+  const freeServer = await createServer({ generator: free, rateLimit: false, processMetrics: false });
+  const gateway = await createGateway({ upstreams: [busyUrl, await freeServer.listen(0)], rateLimit: false });
+  const url = await gateway.listen(0);
+  const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0 });
+  const holding = client.chat.completions.create({ model: 'fixed', messages: [{ role: 'user', content: 'first' }] });
+  while (!busy.queue.running) await new Promise((r) => setTimeout(r, 5));
+  for (let i = 0; i < 4; i++) expect((await client.chat.completions.create({ model: 'fixed', messages: [{ role: 'user', content: 'hi' }] })).choices[0]!.message.content).toBe('free free free ');
+  open();
+  expect((await holding).choices[0]!.message.content).toMatch(/^(busy|free) /);
+  await gateway.close();
+  await Promise.all([busy.close(), freeServer.close()]);
+});
+
 it('one model server gone: every request goes to the other; both gone: 503 with Retry-After', async () => {
   await models[0]!.close();
   const before = generators[1]!.served;
