@@ -7,6 +7,7 @@
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Redis } from 'ioredis';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { clientKey } from './clients.js';
@@ -298,9 +299,10 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   app.get('/v1/models', (request, reply) => forward(request, reply, '/v1/models'));
   app.post('/v1/chat/completions', { onRequest: [rateLimit] }, (request, reply) => forward(request, reply, '/v1/chat/completions', JSON.stringify(request.body)));
   if (options.metricsKey) {
-    const expected = `Bearer ${options.metricsKey}`;
+    const digest = (text: string) => createHash('sha256').update(text).digest();
+    const expected = digest(`Bearer ${options.metricsKey}`);
     app.get('/metrics', async (request, reply) => {
-      if (request.headers.authorization !== expected) throw new ApiError(401, 'missing or invalid metrics key', 'authentication_error', 'invalid_api_key');
+      if (!timingSafeEqual(digest(request.headers.authorization ?? ''), expected)) throw new ApiError(401, 'missing or invalid metrics key', 'authentication_error', 'invalid_api_key');
       void reply.header('Content-Type', registry.contentType);
       return registry.metrics();
     });
