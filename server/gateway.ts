@@ -11,6 +11,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { clientKey } from './clients.js';
+import { answerErrorsInOpenAIShape, errorBody } from './errors.js';
 import { ApiError } from './request.js';
 
 export interface GatewayOptions {
@@ -113,10 +114,6 @@ interface Upstream {
 /** Hop-by-hop and framing headers that must not be copied from an upstream's reply. */
 const NOT_FORWARDED = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'content-encoding', 'date', 'server']);
 
-function errorBody(status: number, message: string, type: string, code: string | null) {
-  return new ApiError(status, message, type, code).body();
-}
-
 /** The address a request counts against: the configured header when it holds an IP, else the TCP peer. */
 export function requestClient(request: FastifyRequest, header: string | undefined): string {
   if (header) {
@@ -167,18 +164,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     counter = redis;
   }
 
-  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
-    if (error instanceof ApiError) {
-      void reply.code(error.statusCode).headers(error.headers).send(error.body());
-      return;
-    }
-    const status = error.statusCode ?? 500;
-    if (status >= 500) request.log.error(error);
-    void reply.code(status).send(errorBody(status, status >= 500 ? 'internal server error' : error.message, status >= 500 ? 'server_error' : 'invalid_request_error', null));
-  });
-  app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).send(errorBody(404, `no route ${request.method} ${request.url}`, 'invalid_request_error', 'not_found'));
-  });
+  answerErrorsInOpenAIShape(app);
   app.addHook('onRequest', async (request, reply) => {
     reply.raw.once('close', () => metrics.requests.inc({ route: request.routeOptions.url ?? 'unmatched', status: String(reply.raw.statusCode) }));
   });

@@ -3,16 +3,8 @@
  * URLs and an unreachable store refused at start with the option named, the trusted client header, the
  * metrics key.
  */
-import { createServer as createNetServer } from 'node:net';
 import { createGateway, type Gateway } from '../server/index.js';
-
-async function closedPort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as { port: number };
-  await new Promise((done) => server.close(done));
-  return port;
-}
+import { freePort as closedPort } from './helpers.js';
 
 const gateways: Gateway[] = [];
 afterAll(async () => {

@@ -7,8 +7,8 @@
  */
 import OpenAI from 'openai';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer as createNetServer } from 'node:net';
 import { createGateway, createServer, type DemoServer, type Gateway, type GenerationRequest, type TextGeneration, type TextGenerator } from '../../server/index.js';
+import { freePort } from '../helpers.js';
 
 /** Writes a fixed reply; `endless` keeps writing until stopped (for the mid-stream failure). */
 class FixedGenerator implements TextGenerator {
@@ -27,14 +27,6 @@ class FixedGenerator implements TextGenerator {
     }
     return { promptTokens: 5, completionTokens: 3, cachedTokens: 0, finishReason: 'stop' as const };
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as { port: number };
-  await new Promise((done) => server.close(done));
-  return port;
 }
 
 let redisPort: number;
