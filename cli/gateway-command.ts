@@ -1,5 +1,6 @@
 /** `glm-dllama gateway`: the public endpoint in front of model servers (server/gateway.ts). Thin: parse, start, close on signals. */
 import { Command } from 'commander';
+import { readFile } from 'node:fs/promises';
 import { createGateway } from '../server/gateway.js';
 import { nonNegativeInt, positiveInt, repeatableList } from './args.js';
 
@@ -11,6 +12,7 @@ interface GatewayFlags {
   rateLimit: number;
   rateWindow: number;
   redis?: string;
+  redisCa?: string;
   clientIpHeader?: string;
   metricsKey?: string;
   bodyLimit: number;
@@ -28,6 +30,7 @@ export function registerGatewayCommand(program: Command): void {
     .option('--rate-limit <n>', 'chat requests per client per window (0 disables)', nonNegativeInt, 10)
     .option('--rate-window <seconds>', 'the rate-limit window', positiveInt, 3600)
     .option('--redis <url>', 'Redis/Valkey shared by all gateway instances, redis:// or rediss:// (also REDIS_URL)')
+    .option('--redis-ca <file>', 'PEM CA certificate of a rediss:// store (also REDIS_CA_CERT, the PEM text itself)')
     .option('--client-ip-header <name>', 'the header holding the client address, set by the platform (do-connecting-ip on App Platform)')
     .option('--metrics-key <key>', 'serve /metrics to Authorization: Bearer KEY (also GLM_DLLAMA_METRICS_KEY)')
     .option('--body-limit <bytes>', 'largest request body', positiveInt, 1024 * 1024)
@@ -38,6 +41,7 @@ export function registerGatewayCommand(program: Command): void {
         upstreamKey: o.upstreamKey ?? process.env['GLM_DLLAMA_UPSTREAM_KEY'],
         rateLimit: o.rateLimit > 0 ? { max: o.rateLimit, windowMs: o.rateWindow * 1000 } : false,
         redisUrl: o.redis ?? process.env['REDIS_URL'],
+        redisCa: o.redisCa ? await readFile(o.redisCa, 'utf8') : process.env['REDIS_CA_CERT'],
         clientIpHeader: o.clientIpHeader,
         metricsKey: o.metricsKey ?? process.env['GLM_DLLAMA_METRICS_KEY'],
         bodyLimit: o.bodyLimit,

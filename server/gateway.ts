@@ -26,6 +26,8 @@ export interface GatewayOptions {
    * Without it each instance counts alone (the limit is then multiplied by the instance count).
    */
   readonly redisUrl?: string;
+  /** PEM certificate(s) to trust for a `rediss://` store with its own CA (DigitalOcean's `CA_CERT`). */
+  readonly redisCa?: string;
   /**
    * The request header that carries the client's address (`do-connecting-ip` on App Platform). Only that
    * header is believed; without it, or when a request lacks a valid address there, the TCP peer counts.
@@ -68,10 +70,17 @@ return {n, redis.call('PTTL', KEYS[1])}`;
 class RedisCounter implements HitCounter {
   private readonly redis: Redis;
 
-  constructor(url: string, onError: (e: Error) => void) {
+  constructor(url: string, ca: string | undefined, onError: (e: Error) => void) {
     // No offline queue and one try per command: while the store is down a request fails at once
-    // (and is refused) instead of waiting for a reconnection.
-    this.redis = new Redis(url, { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: () => 500 });
+    // (and is refused) instead of waiting for a reconnection. rediss:// turns TLS on (certificates verified).
+    this.redis = new Redis(url, {
+      lazyConnect: true,
+      connectTimeout: 1000,
+      maxRetriesPerRequest: 1,
+      enableOfflineQueue: false,
+      retryStrategy: () => 500,
+      ...(ca && url.startsWith('rediss://') ? { tls: { ca } } : {}),
+    });
     this.redis.on('error', onError);
   }
 
@@ -154,7 +163,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const app = Fastify({ logger: options.logger ?? false, bodyLimit: options.bodyLimit ?? 1024 * 1024, return503OnClosing: true, forceCloseConnections: 'idle' });
   let counter: HitCounter = new MemoryCounter();
   if (limit && options.redisUrl) {
-    const redis = new RedisCounter(options.redisUrl, (e) => app.log.warn(`rate-limit store: ${e.message}`));
+    const redis = new RedisCounter(options.redisUrl, options.redisCa, (e) => app.log.warn(`rate-limit store: ${e.message}`));
     try {
       await redis.connect();
     } catch (e) {

@@ -2,13 +2,15 @@
  * The gateway against a real Redis: two gateways and two model servers (createServer with a scripted
  * generator) on loopback, through the `openai` client. Shared limit across gateways, the trusted client
  * header, Redis down (fail closed, no internal text) and back, a model server gone, both gone, streams
- * passed through and a stream cut mid-way.
- * @needs redis-server
+ * passed through and a stream cut mid-way, and a rediss:// (TLS) store verified against its own CA.
+ * @needs redis-server openssl
  */
 import OpenAI from 'openai';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createGateway, createServer, type DemoServer, type Gateway, type GenerationRequest, type TextGeneration, type TextGenerator } from '../../server/index.js';
-import { freePort } from '../helpers.js';
+import { freePort, removeDir, runProgram, tempDir } from '../helpers.js';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 /** Writes a fixed reply; `endless` keeps writing until stopped (for the mid-stream failure). */
 class FixedGenerator implements TextGenerator {
@@ -199,5 +201,42 @@ it('one model server gone: every request goes to the other; both gone: 503 with 
     expect(e).toBeInstanceOf(OpenAI.InternalServerError);
     expect((e as InstanceType<typeof OpenAI.APIError>).status).toBe(503);
     expect((e as InstanceType<typeof OpenAI.APIError>).headers?.get('retry-after')).toBe('5');
+  }
+}, 30_000);
+
+it('a rediss:// store: TLS with the CA given, refused at start without it', async () => {
+  const dir = await tempDir();
+  const tlsRedis: ChildProcess[] = [];
+  try {
+    const ssl = (...args: string[]) => {
+      const r = runProgram('openssl', args);
+      if (r.status !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
+    };
+    const [ca, caKey, cert, key] = ['ca.pem', 'ca.key', 'redis.pem', 'redis.key'].map((f) => join(dir, f));
+    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=test CA', '-keyout', caKey!, '-out', ca!);
+    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', key!, '-out', join(dir, 'redis.csr'));
+    await writeFile(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
+    ssl('x509', '-req', '-in', join(dir, 'redis.csr'), '-CA', ca!, '-CAkey', caKey!, '-CAcreateserial', '-days', '1', '-extfile', join(dir, 'san.ext'), '-out', cert!);
+    const port = await freePort();
+    tlsRedis.push(spawn('redis-server', ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--tls-cert-file', cert!, '--tls-key-file', key!, '--tls-ca-cert-file', ca!, '--tls-auth-clients', 'no', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }));
+    const url = `rediss://127.0.0.1:${port}`;
+    const upstream = `http://127.0.0.1:${await freePort()}`;
+    let gateway: Gateway | undefined;
+    for (let i = 0; i < 50 && !gateway; i++) {
+      gateway = await createGateway({ upstreams: [upstream], redisUrl: url, redisCa: await readFile(ca!, 'utf8'), rateLimit: { max: 1, windowMs: 60_000 } }).catch(async () => {
+        await new Promise((r) => setTimeout(r, 100));
+        return undefined;
+      });
+    }
+    expect(gateway).toBeDefined();
+    gateways.push(gateway!);
+    const base = await gateway!.listen(0);
+    const statuses = [];
+    for (let i = 0; i < 2; i++) statuses.push((await fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status);
+    expect(statuses).toEqual([503, 429]); // the first counted (no upstream), the second refused by the store's count
+    await expect(createGateway({ upstreams: [upstream], redisUrl: url })).rejects.toThrow('cannot reach the rate-limit store');
+  } finally {
+    for (const r of tlsRedis) r.kill('SIGKILL');
+    await removeDir(dir);
   }
 }, 30_000);
