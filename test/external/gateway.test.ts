@@ -3,7 +3,7 @@
  * generator) on loopback, through the `openai` client. Shared limit across gateways, the trusted client
  * header, Redis down (fail closed, no internal text) and back, a model server gone, both gone, streams
  * passed through and a stream cut mid-way, and a rediss:// (TLS) store verified against its own CA.
- * @needs redis-server openssl
+ * @needs redis-server, openssl
  */
 import OpenAI from 'openai';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
