@@ -2,10 +2,10 @@
 import { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { createGateway } from '../server/gateway.js';
-import { nonNegativeInt, positiveInt, repeatableList } from './args.js';
+import { commaList, nonNegativeInt, positiveInt, repeatableList } from './args.js';
 
 interface GatewayFlags {
-  upstream: string[];
+  upstream?: string[];
   upstreamKey?: string;
   host: string;
   port: number;
@@ -23,7 +23,7 @@ export function registerGatewayCommand(program: Command): void {
   program
     .command('gateway')
     .description('the public OpenAI-compatible endpoint in front of `serve` instances: health checks, retries, shared rate limits')
-    .requiredOption('--upstream <urls>', 'model servers, comma-separated (repeatable)', repeatableList)
+    .option('--upstream <urls>', 'model servers, comma-separated (repeatable; also GLM_DLLAMA_UPSTREAMS)', repeatableList)
     .option('--upstream-key <key>', "the upstreams' --api-key (also GLM_DLLAMA_UPSTREAM_KEY)")
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port', nonNegativeInt, 8080)
@@ -36,8 +36,10 @@ export function registerGatewayCommand(program: Command): void {
     .option('--body-limit <bytes>', 'largest request body', positiveInt, 1024 * 1024)
     .option('--log', 'log each request as JSON lines on stdout', false)
     .action(async (o: GatewayFlags) => {
+      const upstreams = o.upstream ?? commaList(process.env['GLM_DLLAMA_UPSTREAMS'] ?? '');
+      if (upstreams.length === 0) throw new Error('gateway: pass --upstream URL[,URL...] (or set GLM_DLLAMA_UPSTREAMS)');
       const gateway = await createGateway({
-        upstreams: o.upstream,
+        upstreams,
         upstreamKey: o.upstreamKey ?? process.env['GLM_DLLAMA_UPSTREAM_KEY'],
         rateLimit: o.rateLimit > 0 ? { max: o.rateLimit, windowMs: o.rateWindow * 1000 } : false,
         redisUrl: o.redis ?? process.env['REDIS_URL'],
