@@ -104,7 +104,7 @@ class MemoryCounter implements HitCounter {
   async hit(key: string, windowMs: number, now = Date.now()) {
     let w = this.windows.get(key);
     if (!w || w.resetAt <= now) {
-      if (this.windows.size >= 100_000) this.windows.clear();
+      if (this.windows.size >= 100_000) this.windows.clear(); // bounded memory: past 100 000 clients the counts start over
       w = { count: 0, resetAt: now + windowMs };
       this.windows.set(key, w);
     }
@@ -124,7 +124,7 @@ interface Upstream {
 const NOT_FORWARDED = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'content-encoding', 'date', 'server']);
 
 /** The address a request counts against: the configured header when it holds an IP, else the TCP peer. */
-export function requestClient(request: FastifyRequest, header: string | undefined): string {
+function requestClient(request: FastifyRequest, header: string | undefined): string {
   if (header) {
     const value = request.headers[header.toLowerCase()];
     const first = (Array.isArray(value) ? value[0] : value)?.trim();
