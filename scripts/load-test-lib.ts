@@ -78,10 +78,13 @@ export async function formatLoadTest(r: LoadTestResult, server?: DemoServer): Pr
     `latency p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, max ${r.latencyMs.max} ms`,
     `memory: rss ${r.rssMiB.before.toFixed(0)} -> ${r.rssMiB.after.toFixed(0)} MiB, heap used ${r.heapUsedMiB.before.toFixed(0)} -> ${r.heapUsedMiB.after.toFixed(0)} MiB`,
   ];
-  if (server) {
-    const m = await server.metrics.registry.getMetricsAsJSON();
-    const value = (name: string) => (m.find((x) => x.name === name)?.values ?? []).reduce((a, v) => a + v.value, 0);
-    lines.push(`server: ${value('glm_dllama_completion_tokens_total')} tokens generated, ${value('glm_dllama_rate_limited_total')} rate-limited`);
-  }
+  if (server) lines.push(await serverCounters(server));
   return lines.join('\n');
+}
+
+/** The model server's own view: tokens generated and requests it rate-limited. */
+export async function serverCounters(server: DemoServer): Promise<string> {
+  const m = await server.metrics.registry.getMetricsAsJSON();
+  const value = (name: string) => (m.find((x) => x.name === name)?.values ?? []).reduce((a, v) => a + v.value, 0);
+  return `server: ${value('glm_dllama_completion_tokens_total')} tokens generated, ${value('glm_dllama_rate_limited_total')} rate-limited`;
 }

@@ -10,6 +10,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { AuthFailures, clientKey } from './clients.js';
+import { answerErrorsInOpenAIShape, errorBody } from './errors.js';
 import type { GenerationUsage, TextGeneration, TextGenerator } from './generator.js';
 import { PromptError } from './generator.js';
 import { createMetrics, type ServerMetrics } from './metrics.js';
@@ -78,26 +79,6 @@ class ClientGone extends Error {}
 /** Wrong API keys a client may send per window before it is refused: no guessing at request speed. */
 export const AUTH_FAILURES = { max: 10, windowMs: 15 * 60_000 } as const;
 
-/** Fastify's own errors under OpenAI-style codes. */
-const FASTIFY_CODES: Record<string, string> = {
-  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
-  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_json',
-  FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large',
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_content_length',
-};
-
-function errorBody(status: number, message: string, type: string, code: string | null) {
-  return new ApiError(status, message, type, code).body();
-}
-
-function typeFor(status: number): string {
-  if (status === 401) return 'authentication_error';
-  if (status === 429) return 'rate_limit_error';
-  if (status >= 500) return 'server_error';
-  return 'invalid_request_error';
-}
-
 function sameKey(given: string, keys: readonly Buffer[]): boolean {
   const b = Buffer.from(given);
   let ok = false;
@@ -152,19 +133,7 @@ export async function createServer(options: ServerOptions): Promise<DemoServer> 
     },
   });
 
-  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
-    if (error instanceof ApiError) {
-      void reply.code(error.statusCode).headers(error.headers).send(error.body());
-      return;
-    }
-    const status = error.statusCode ?? 500;
-    if (status >= 500) request.log.error(error);
-    const message = status >= 500 ? 'internal server error' : error.message;
-    void reply.code(status).send(errorBody(status, message, typeFor(status), FASTIFY_CODES[error.code ?? ''] ?? error.code ?? null));
-  });
-  app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).send(errorBody(404, `no route ${request.method} ${request.url}`, 'invalid_request_error', 'not_found'));
-  });
+  answerErrorsInOpenAIShape(app);
 
   // Every response, streamed or not, counted when its connection is done with it.
   app.addHook('onRequest', async (request, reply) => {
@@ -472,3 +441,4 @@ export async function createServer(options: ServerOptions): Promise<DemoServer> 
     },
   };
 }
+export { createGateway, type Gateway, type GatewayOptions } from './gateway.js';

@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { createServer as createNetServer } from 'node:net';
 import { convert } from '../converter/convert.js';
 import { writeFixture, type FixtureOptions } from '../converter/fixture.js';
 import { INDEX_FILE } from '../converter/safetensors.js';
@@ -74,4 +75,13 @@ export function runProgram(command: string, args: string[], env: Record<string, 
   const r = spawnSync(command, args, { encoding: 'utf8', env: { ...process.env, ...env }, input });
   if (r.error) throw new Error(`${command}: ${r.error.message} (install it: .ci/run does)`);
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A loopback port that was free a moment ago (for programs that take a port, not 0). */
+export async function freePort(): Promise<number> {
+  const server = createNetServer();
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const { port } = server.address() as { port: number };
+  await new Promise((done) => server.close(done));
+  return port;
 }

@@ -8,13 +8,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { CreateBucketCommand, GetObjectAclCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { publishModel, type PublishOptions } from '../../pipeline/publish.js';
 import { spacesClient, type SpacesTarget } from '../../pipeline/spaces.js';
 import { startProxy, targetFor, type Proxy } from '../s3-server.js';
-import { removeDir, tempDir } from '../helpers.js';
+import { freePort, removeDir, tempDir } from '../helpers.js';
 
 const MiB = 1024 * 1024;
 const BUCKET = 'glm-moto';
@@ -27,14 +26,6 @@ let client: S3Client;
 let dir: string;
 let model: string;
 let tokenizer: string;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as { port: number };
-  await new Promise((done) => server.close(done));
-  return port;
-}
 
 beforeAll(async () => {
   if (spawnSync('moto_server', ['--help']).status !== 0) throw new Error('moto_server (Python moto) is required for this test');

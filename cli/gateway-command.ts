@@ -1,0 +1,63 @@
+/** `glm-dllama gateway`: the public endpoint in front of model servers (server/gateway.ts). Thin: parse, start, close on signals. */
+import { Command } from 'commander';
+import { readFile } from 'node:fs/promises';
+import { createGateway } from '../server/gateway.js';
+import { commaList, nonNegativeInt, positiveInt, repeatableList } from './args.js';
+
+interface GatewayFlags {
+  upstream?: string[];
+  upstreamKey?: string;
+  host: string;
+  port: number;
+  rateLimit: number;
+  rateWindow: number;
+  redis?: string;
+  redisCa?: string;
+  clientIpHeader?: string;
+  metricsKey?: string;
+  bodyLimit: number;
+  log: boolean;
+}
+
+export function registerGatewayCommand(program: Command): void {
+  program
+    .command('gateway')
+    .description('the public OpenAI-compatible endpoint in front of `serve` instances: health checks, retries, shared rate limits')
+    .option('--upstream <urls>', 'model servers, comma-separated (repeatable; also GLM_DLLAMA_UPSTREAMS)', repeatableList)
+    .option('--upstream-key <key>', "the upstreams' --api-key (also GLM_DLLAMA_UPSTREAM_KEY)")
+    .option('--host <address>', 'address to listen on', '127.0.0.1')
+    .option('--port <n>', 'port', nonNegativeInt, 8080)
+    .option('--rate-limit <n>', 'chat requests per client per window (0 disables)', nonNegativeInt, 10)
+    .option('--rate-window <seconds>', 'the rate-limit window', positiveInt, 3600)
+    .option('--redis <url>', 'Redis/Valkey shared by all gateway instances, redis:// or rediss:// (also REDIS_URL)')
+    .option('--redis-ca <file>', 'PEM CA certificate of a rediss:// store (also REDIS_CA_CERT, the PEM text itself)')
+    .option('--client-ip-header <name>', 'the header holding the client address, set by the platform (do-connecting-ip on App Platform)')
+    .option('--metrics-key <key>', 'serve /metrics to Authorization: Bearer KEY (also GLM_DLLAMA_METRICS_KEY)')
+    .option('--body-limit <bytes>', 'largest request body', positiveInt, 1024 * 1024)
+    .option('--log', 'log each request as JSON lines on stdout', false)
+    .action(async (o: GatewayFlags) => {
+      const upstreams = o.upstream ?? commaList(process.env['GLM_DLLAMA_UPSTREAMS'] ?? '');
+      if (upstreams.length === 0) throw new Error('gateway: pass --upstream URL[,URL...] (or set GLM_DLLAMA_UPSTREAMS)');
+      const gateway = await createGateway({
+        upstreams,
+        upstreamKey: o.upstreamKey ?? process.env['GLM_DLLAMA_UPSTREAM_KEY'],
+        rateLimit: o.rateLimit > 0 ? { max: o.rateLimit, windowMs: o.rateWindow * 1000 } : false,
+        redisUrl: o.redis ?? process.env['REDIS_URL'],
+        redisCa: o.redisCa ? await readFile(o.redisCa, 'utf8') : process.env['REDIS_CA_CERT'],
+        clientIpHeader: o.clientIpHeader,
+        metricsKey: o.metricsKey ?? process.env['GLM_DLLAMA_METRICS_KEY'],
+        bodyLimit: o.bodyLimit,
+        logger: o.log,
+      });
+      const address = await gateway.listen(o.port, o.host);
+      process.stderr.write(`gateway on ${address}/v1\n`);
+      const shutdown = () => {
+        gateway.close().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.on('SIGINT', shutdown);
+      process.on('SIGTERM', shutdown);
+    });
+}

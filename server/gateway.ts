@@ -1,0 +1,318 @@
+/**
+ * The public gateway in front of model servers (`serve` on Droplets): the same OpenAI-compatible routes,
+ * requests spread over the upstreams that pass their health check, an upstream's 503 (queue full) or a
+ * refused connection retried on the next one before the client sees anything, replies (server-sent events
+ * included) passed through chunk by chunk, and a rate limit shared by every gateway instance through
+ * Redis or Valkey.
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { Redis } from 'ioredis';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { clientKey } from './clients.js';
+import { answerErrorsInOpenAIShape, errorBody } from './errors.js';
+import { ApiError } from './request.js';
+
+export interface GatewayOptions {
+  /** Base URLs of the model servers (`http://10.0.0.5:8080`). */
+  readonly upstreams: readonly string[];
+  /** Sent to the upstreams as `Authorization: Bearer KEY` (their `--api-key`). */
+  readonly upstreamKey?: string;
+  /** Chat requests per window per client; false disables. Default 10 per hour. */
+  readonly rateLimit?: { readonly max: number; readonly windowMs: number } | false;
+  /**
+   * Redis or Valkey (`redis://`, `rediss://`) holding the counts, shared by every gateway instance.
+   * Without it each instance counts alone (the limit is then multiplied by the instance count).
+   */
+  readonly redisUrl?: string;
+  /** PEM certificate(s) to trust for a `rediss://` store with its own CA (DigitalOcean's `CA_CERT`). */
+  readonly redisCa?: string;
+  /**
+   * The request header that carries the client's address (`do-connecting-ip` on App Platform). Only that
+   * header is believed; without it, or when a request lacks a valid address there, the TCP peer counts.
+   */
+  readonly clientIpHeader?: string;
+  /** How often each upstream's /health is asked. Default 5000 ms. */
+  readonly healthIntervalMs?: number;
+  /** Retry-After seconds on 503 (no upstream, limit store down). Default 5. */
+  readonly retryAfterSeconds?: number;
+  /** Largest request body in bytes. Default 1 MiB. */
+  readonly bodyLimit?: number;
+  /** When set, GET /metrics answers with `Authorization: Bearer <this>`; else there is no /metrics. */
+  readonly metricsKey?: string;
+  readonly logger?: boolean | object;
+}
+
+export interface Gateway {
+  readonly app: FastifyInstance;
+  /** Asks every upstream's /health now (also done every healthIntervalMs). */
+  checkUpstreams(): Promise<void>;
+  listen(port: number, host?: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** Counts a client's hits in fixed windows. */
+interface HitCounter {
+  /** The count including this hit, and the milliseconds until the window ends. */
+  hit(key: string, windowMs: number): Promise<{ count: number; resetMs: number }>;
+  close(): Promise<void>;
+}
+
+/**
+ * One atomic script per hit: the first hit of a window sets its expiry, so any number of gateways share
+ * exactly one count per client and window.
+ */
+const HIT_SCRIPT = `local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return {n, redis.call('PTTL', KEYS[1])}`;
+
+class RedisCounter implements HitCounter {
+  private readonly redis: Redis;
+
+  constructor(url: string, ca: string | undefined, onError: (e: Error) => void) {
+    // No offline queue and one try per command: while the store is down a request fails at once
+    // (and is refused) instead of waiting for a reconnection. rediss:// turns TLS on (certificates verified).
+    this.redis = new Redis(url, {
+      lazyConnect: true,
+      connectTimeout: 1000,
+      maxRetriesPerRequest: 1,
+      enableOfflineQueue: false,
+      retryStrategy: () => 500,
+      ...(ca && url.startsWith('rediss://') ? { tls: { ca } } : {}),
+    });
+    this.redis.on('error', onError);
+  }
+
+  async connect(): Promise<void> {
+    await this.redis.connect();
+  }
+
+  async hit(key: string, windowMs: number) {
+    const [count, ttl] = (await this.redis.eval(HIT_SCRIPT, 1, `glm-dllama:rl:${key}`, windowMs)) as [number, number];
+    return { count, resetMs: ttl > 0 ? ttl : windowMs };
+  }
+
+  async close() {
+    this.redis.disconnect();
+  }
+}
+
+class MemoryCounter implements HitCounter {
+  private readonly windows = new Map<string, { count: number; resetAt: number }>();
+
+  async hit(key: string, windowMs: number, now = Date.now()) {
+    let w = this.windows.get(key);
+    if (!w || w.resetAt <= now) {
+      if (this.windows.size >= 100_000) this.windows.clear(); // bounded memory: past 100 000 clients the counts start over
+      w = { count: 0, resetAt: now + windowMs };
+      this.windows.set(key, w);
+    }
+    w.count++;
+    return { count: w.count, resetMs: w.resetAt - now };
+  }
+
+  async close() {}
+}
+
+interface Upstream {
+  readonly url: string;
+  healthy: boolean;
+}
+
+/** Hop-by-hop and framing headers that must not be copied from an upstream's reply. */
+const NOT_FORWARDED = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'content-encoding', 'date', 'server']);
+
+/** The address a request counts against: the configured header when it holds an IP, else the TCP peer. */
+function requestClient(request: FastifyRequest, header: string | undefined): string {
+  if (header) {
+    const value = request.headers[header.toLowerCase()];
+    const first = (Array.isArray(value) ? value[0] : value)?.trim();
+    if (first && isIP(first)) return clientKey(first);
+  }
+  return clientKey(request.socket.remoteAddress ?? 'unknown');
+}
+
+export async function createGateway(options: GatewayOptions): Promise<Gateway> {
+  if (options.upstreams.length === 0) throw new Error('gateway: at least one upstream URL is needed');
+  const upstreams: Upstream[] = options.upstreams.map((u) => {
+    let url: URL;
+    try {
+      url = new URL(u);
+    } catch {
+      throw new Error(`gateway: upstream ${JSON.stringify(u)} is not a URL`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`gateway: upstream ${u}: expected http:// or https://`);
+    return { url: url.href.replace(/\/$/, ''), healthy: false };
+  });
+  const limit = options.rateLimit === undefined ? { max: 10, windowMs: 3_600_000 } : options.rateLimit;
+  const retryAfter = String(options.retryAfterSeconds ?? 5);
+  const auth: Record<string, string> = options.upstreamKey ? { authorization: `Bearer ${options.upstreamKey}` } : {};
+
+  const registry = new Registry();
+  const registers = [registry];
+  const metrics = {
+    requests: new Counter({ name: 'glm_dllama_gateway_requests_total', help: 'Requests by route and status', labelNames: ['route', 'status'], registers }),
+    retries: new Counter({ name: 'glm_dllama_gateway_upstream_retries_total', help: 'Requests moved to another upstream (503 or no connection)', registers }),
+    broken: new Counter({ name: 'glm_dllama_gateway_broken_streams_total', help: 'Replies cut because their upstream failed mid-way', registers }),
+    rateLimited: new Counter({ name: 'glm_dllama_gateway_rate_limited_total', help: 'Requests refused by the rate limit', registers }),
+    storeErrors: new Counter({ name: 'glm_dllama_gateway_limit_store_errors_total', help: 'Requests refused because the rate-limit store could not be reached', registers }),
+    healthy: new Gauge({ name: 'glm_dllama_gateway_upstreams_healthy', help: 'Upstreams passing their health check', registers }),
+  };
+
+  const app = Fastify({ logger: options.logger ?? false, bodyLimit: options.bodyLimit ?? 1024 * 1024, return503OnClosing: true, forceCloseConnections: 'idle' });
+  let counter: HitCounter = new MemoryCounter();
+  if (limit && options.redisUrl) {
+    const redis = new RedisCounter(options.redisUrl, options.redisCa, (e) => app.log.warn(`rate-limit store: ${e.message}`));
+    try {
+      await redis.connect();
+    } catch (e) {
+      await redis.close();
+      throw new Error(`gateway: cannot reach the rate-limit store (--redis): ${(e as Error).message}`);
+    }
+    counter = redis;
+  }
+
+  answerErrorsInOpenAIShape(app);
+  app.addHook('onRequest', async (request, reply) => {
+    reply.raw.once('close', () => metrics.requests.inc({ route: request.routeOptions.url ?? 'unmatched', status: String(reply.raw.statusCode) }));
+  });
+
+  let next = 0;
+  /** Healthy upstreams, starting after the one the previous request went to. */
+  const candidates = (): Upstream[] => {
+    const start = next++ % upstreams.length;
+    return [...upstreams.slice(start), ...upstreams.slice(0, start)].filter((u) => u.healthy);
+  };
+  const probe = async (u: Upstream) => {
+    try {
+      const res = await fetch(`${u.url}/health`, { signal: AbortSignal.timeout(2000) });
+      const body = (await res.json()) as { status?: unknown };
+      u.healthy = res.ok && body.status === 'ok';
+    } catch {
+      u.healthy = false;
+    }
+    metrics.healthy.set(upstreams.filter((x) => x.healthy).length);
+    return u.healthy;
+  };
+  const checkUpstreams = async () => {
+    await Promise.all(upstreams.map(probe));
+  };
+  await checkUpstreams();
+  const healthTimer = setInterval(() => void checkUpstreams(), options.healthIntervalMs ?? 5000);
+  healthTimer.unref();
+
+  const rateLimit = async (request: FastifyRequest, reply: FastifyReply) => {
+    if (!limit) return;
+    const client = requestClient(request, options.clientIpHeader);
+    let hit: { count: number; resetMs: number };
+    try {
+      hit = await counter.hit(client, limit.windowMs);
+    } catch (e) {
+      // Fail closed: an unlimited public endpoint is worse than a few minutes of 503s.
+      metrics.storeErrors.inc();
+      request.log.error(`rate-limit store: ${(e as Error).message}`);
+      throw new ApiError(503, 'the service is briefly unavailable; retry later', 'server_error', 'service_unavailable', null, { 'Retry-After': retryAfter });
+    }
+    const resetSeconds = Math.ceil(hit.resetMs / 1000);
+    void reply.headers({ 'X-RateLimit-Limit': String(limit.max), 'X-RateLimit-Remaining': String(Math.max(0, limit.max - hit.count)), 'X-RateLimit-Reset': String(resetSeconds) });
+    if (hit.count > limit.max) {
+      metrics.rateLimited.inc();
+      throw new ApiError(429, `rate limit reached: ${limit.max} requests per ${Math.round(limit.windowMs / 1000)} s; retry in ${resetSeconds} s`, 'rate_limit_error', 'rate_limit_exceeded', null, {
+        'Retry-After': String(resetSeconds),
+      });
+    }
+  };
+
+  /**
+   * Sends the request to the healthy upstreams in turn until one answers with something other than 503,
+   * then passes that answer through as it arrives.
+   */
+  async function forward(request: FastifyRequest, reply: FastifyReply, path: string, body?: string): Promise<FastifyReply> {
+    const abort = new AbortController();
+    const onClose = () => {
+      if (!reply.raw.writableFinished) abort.abort();
+    };
+    reply.raw.on('close', onClose);
+    try {
+      const tries = candidates();
+      for (let i = 0; i < tries.length; i++) {
+        const upstream = tries[i]!;
+        let res: Response;
+        try {
+          res = await fetch(`${upstream.url}${path}`, {
+            method: request.method,
+            headers: { ...auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+            body,
+            signal: abort.signal,
+          });
+        } catch (e) {
+          if (abort.signal.aborted) return reply.hijack();
+          metrics.retries.inc();
+          request.log.warn(`upstream ${upstream.url}: ${(e as Error).message}`);
+          // A kept-alive connection the upstream had closed fails the same way as a dead upstream: ask its
+          // /health on a new connection, and give it this request once more if it answers.
+          if (tries.indexOf(upstream) === i && (await probe(upstream))) tries.splice(i + 1, 0, upstream);
+          continue;
+        }
+        if (res.status === 503) {
+          await res.body?.cancel();
+          metrics.retries.inc();
+          continue;
+        }
+        reply.hijack();
+        const headers: Record<string, string> = { ...(reply.getHeaders() as Record<string, string>) };
+        res.headers.forEach((value, name) => {
+          if (!NOT_FORWARDED.has(name)) headers[name] = value;
+        });
+        reply.raw.writeHead(res.status, headers);
+        const events = (res.headers.get('content-type') ?? '').startsWith('text/event-stream');
+        try {
+          for await (const chunk of res.body ?? []) reply.raw.write(chunk);
+          reply.raw.end();
+        } catch (e) {
+          if (abort.signal.aborted) return reply;
+          metrics.broken.inc();
+          request.log.warn(`upstream ${upstream.url} failed mid-reply: ${(e as Error).message}`);
+          // A stream ends with an error event the client can show; a JSON body cannot be mended, so the
+          // connection is cut and the client sees an incomplete reply rather than a wrong one.
+          if (events) reply.raw.end(`\n\ndata: ${JSON.stringify(errorBody(502, 'the model server failed during the reply; retry the request', 'server_error', 'upstream_failed'))}\n\n`);
+          else reply.raw.destroy();
+        }
+        return reply;
+      }
+      throw new ApiError(503, 'no model server is available; retry later', 'server_error', 'server_busy', null, { 'Retry-After': retryAfter });
+    } finally {
+      reply.raw.off('close', onClose);
+    }
+  }
+
+  app.get('/health', async () => ({
+    status: upstreams.some((u) => u.healthy) ? 'ok' : 'no_upstream',
+    upstreams: { configured: upstreams.length, healthy: upstreams.filter((u) => u.healthy).length },
+  }));
+  app.get('/v1/models', (request, reply) => forward(request, reply, '/v1/models'));
+  app.post('/v1/chat/completions', { onRequest: [rateLimit] }, (request, reply) => forward(request, reply, '/v1/chat/completions', JSON.stringify(request.body)));
+  if (options.metricsKey) {
+    const digest = (text: string) => createHash('sha256').update(text).digest();
+    const expected = digest(`Bearer ${options.metricsKey}`);
+    app.get('/metrics', async (request, reply) => {
+      if (!timingSafeEqual(digest(request.headers.authorization ?? ''), expected)) throw new ApiError(401, 'missing or invalid metrics key', 'authentication_error', 'invalid_api_key');
+      void reply.header('Content-Type', registry.contentType);
+      return registry.metrics();
+    });
+  }
+
+  return {
+    app,
+    checkUpstreams,
+    async listen(port: number, host = '127.0.0.1') {
+      return app.listen({ port, host });
+    },
+    async close() {
+      clearInterval(healthTimer);
+      await app.close();
+      await counter.close();
+    },
+  };
+}
