@@ -20,7 +20,6 @@
     "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/fp:precise"] } }
   },
   "targets": [
-    # The engine compiled once and linked into the Node addon, glm-engine and the Vulkan op test (position-independent for the addon).
     {
       "target_name": "engine_core",
       "type": "static_library",

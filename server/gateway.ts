@@ -235,7 +235,13 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     };
     reply.raw.on('close', onClose);
     try {
-      const tries = candidates();
+      let tries = candidates();
+      // A health check that timed out on a busy upstream must not turn away every request until the next
+      // round: with none marked healthy, look again once before answering 503.
+      if (tries.length === 0) {
+        await checkUpstreams();
+        tries = candidates();
+      }
       for (let i = 0; i < tries.length; i++) {
         const upstream = tries[i]!;
         let res: Response;
