@@ -23,8 +23,8 @@ beforeAll(() => {
   if (build.status !== 0) throw new Error(`fuzz/native/build.sh failed (needs clang and libclang-rt-14-dev):\n${build.stderr.slice(-4000)}`);
 }, 600_000);
 
-test('there is a harness for the loader, the frames, the worker handshake and the quantizers', () => {
-  expect(TARGETS.sort()).toEqual(expect.arrayContaining(['frames', 'model-loader', 'quant', 'worker-handshake']));
+test('there is a harness for the loader, the frames, both sides of the handshake and the quantizers', () => {
+  expect(TARGETS.sort()).toEqual(expect.arrayContaining(['frames', 'model-loader', 'quant', 'root-handshake', 'worker-handshake']));
 });
 
 test.each(readdirSync(join(root, 'fuzz', 'regressions')).filter((f) => f.startsWith('native-')))('replays %s clean', (file) => {
