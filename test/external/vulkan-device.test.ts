@@ -2,10 +2,13 @@
  * Choosing the device and the errors on the way (docs/gpu.md), on a machine with Mesa's lavapipe: the
  * device list, `--device` parsing, lavapipe refused unless GLM_ENGINE_VULKAN_ALLOW_CPU=1, a missing
  * device index, a machine whose loader finds no driver (auto falls back to the CPU silently, vulkan
- * fails), the same errors as JavaScript exceptions from the addon, and the CLI's --device and
- * --cpu-experts flags.
+ * fails), the same errors as JavaScript exceptions from the addon, a device lost mid-run (a Vulkan
+ * layer built here, vulkan-lose-device/layer.c, fails vkQueueSubmit from a chosen submission on, as a
+ * driver does after a GPU hang; it needs the Vulkan headers from libvulkan-dev), and the CLI's --device
+ * and --cpu-experts flags.
  */
 import { spawnSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { convert } from '../../converter/convert.js';
 import { LoadedModel } from '../../engine/index.js';
@@ -68,6 +71,56 @@ test('a loader without drivers: auto runs on the CPU, vulkan fails naming the ca
   const vulkan = run([...generate, '--model', model, '--device', 'vulkan'], noDriver);
   expect(vulkan.status).toBe(1);
   expect(vulkan.stderr).toMatch(/glm-engine: error: (cannot create a Vulkan 1\.1 instance|no Vulkan device)/);
+});
+
+describe('a device lost mid-run', () => {
+  let layerEnv: NodeJS.ProcessEnv;
+  beforeAll(async () => {
+    const library = join(dir, 'liblose-device.so');
+    const cc = spawnSync('cc', ['-shared', '-fPIC', '-O1', '-o', library, join(process.cwd(), 'test', 'external', 'vulkan-lose-device', 'layer.c')], { encoding: 'utf8' });
+    if (cc.status !== 0) throw new Error(`cannot build the test layer (needs libvulkan-dev): ${cc.stderr}`);
+    const manifest = { file_format_version: '1.0.0', layer: { name: 'VK_LAYER_GLM_lose_device', type: 'GLOBAL', library_path: library, api_version: '1.3.0',
+      implementation_version: '1', description: 'vkQueueSubmit fails with VK_ERROR_DEVICE_LOST after GLM_TEST_LOSE_DEVICE_AFTER submissions' } };
+    await writeFile(join(dir, 'lose-device.json'), JSON.stringify(manifest));
+    layerEnv = { GLM_ENGINE_VULKAN_ALLOW_CPU: '1', VK_LAYER_PATH: dir, VK_INSTANCE_LAYERS: 'VK_LAYER_GLM_lose_device' };
+  });
+
+  test('glm-engine: the same tokens while the device lasts, then an error naming the device, never a signal', () => {
+    const cpu = run([...generate, '--model', model]);
+    expect(cpu.status).toBe(0);
+    const lasting = run([...generate, '--model', model, '--device', 'vulkan'], { ...layerEnv, GLM_TEST_LOSE_DEVICE_AFTER: '1000000' });
+    expect(lasting).toMatchObject({ status: 0, stdout: cpu.stdout });
+    for (const after of ['0', '3', '12']) {
+      const lost = run([...generate, '--model', model, '--device', 'vulkan'], { ...layerEnv, GLM_TEST_LOSE_DEVICE_AFTER: after });
+      expect(lost.status).toBe(1);
+      expect(lost.stderr).toMatch(/glm-engine: error: Vulkan device 0 \(llvmpipe.*\): vkQueueSubmit failed: device lost/);
+    }
+  });
+
+  test('the addon: a JavaScript exception at the pass that meets it, again at the next, and the process goes on', () => {
+    // The layer reads its variable at each submission: the model loads and runs a pass on a sound
+    // device, then the device is lost two submissions later.
+    const script = `
+      import { LoadedModel } from ${JSON.stringify(join(process.cwd(), 'dist', 'engine', 'index.js'))};
+      const m = new LoadedModel(${JSON.stringify(model)}, { device: 'vulkan' });
+      const first = Array.from(m.evaluate([1, 2, 3])).length;
+      process.env.GLM_TEST_LOSE_DEVICE_AFTER = '2';
+      const errors = [];
+      let passes = 0;
+      for (let i = 0; i < 20 && errors.length < 2; i++) {
+        try { m.evaluate([4]); passes++; } catch (e) { errors.push(e.message); }
+      }
+      m.close();
+      console.log(JSON.stringify({ first, passes, errors }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...layerEnv } });
+    expect(r.signal).toBeNull();
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { first: number; passes: number; errors: string[] };
+    expect(out.first).toBeGreaterThan(0);
+    expect(out.passes).toBeLessThan(20);
+    expect(out.errors).toEqual([expect.stringMatching(/^Vulkan device 0 \(llvmpipe.*\): vkQueueSubmit failed: device lost/), expect.any(String)]);
+  });
 });
 
 test('the addon throws the same errors as JavaScript exceptions', () => {
