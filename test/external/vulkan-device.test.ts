@@ -2,9 +2,10 @@
  * Choosing the device and the errors on the way (docs/gpu.md), on a machine with Mesa's lavapipe: the
  * device list, `--device` parsing, lavapipe refused unless GLM_ENGINE_VULKAN_ALLOW_CPU=1, a missing
  * device index, a machine whose loader finds no driver (auto falls back to the CPU silently, vulkan
- * fails), the same errors as JavaScript exceptions from the addon, a device lost mid-run (a Vulkan
- * layer built here, vulkan-lose-device/layer.c, fails vkQueueSubmit from a chosen submission on, as a
- * driver does after a GPU hang; it needs the Vulkan headers from libvulkan-dev), and the CLI's --device
+ * fails), the same errors as JavaScript exceptions from the addon, a device lost mid-run and a device
+ * too small for the model (a Vulkan layer built here, vulkan-faults/layer.c, fails vkQueueSubmit from a
+ * chosen submission on, as a driver does after a GPU hang, or allocations past a chosen total; it needs
+ * the Vulkan headers from libvulkan-dev), and the CLI's --device
  * and --cpu-experts flags.
  */
 import { spawnSync } from 'node:child_process';
@@ -73,16 +74,16 @@ test('a loader without drivers: auto runs on the CPU, vulkan fails naming the ca
   expect(vulkan.stderr).toMatch(/glm-engine: error: (cannot create a Vulkan 1\.1 instance|no Vulkan device)/);
 });
 
-describe('a device lost mid-run', () => {
+describe('a device that fails: lost mid-run, or too small', () => {
   let layerEnv: NodeJS.ProcessEnv;
   beforeAll(async () => {
-    const library = join(dir, 'liblose-device.so');
-    const cc = spawnSync('cc', ['-shared', '-fPIC', '-O1', '-o', library, join(process.cwd(), 'test', 'external', 'vulkan-lose-device', 'layer.c')], { encoding: 'utf8' });
+    const library = join(dir, 'libglm-vulkan-faults.so');
+    const cc = spawnSync('cc', ['-shared', '-fPIC', '-O1', '-o', library, join(process.cwd(), 'test', 'external', 'vulkan-faults', 'layer.c')], { encoding: 'utf8' });
     if (cc.status !== 0) throw new Error(`cannot build the test layer (needs libvulkan-dev): ${cc.stderr}`);
-    const manifest = { file_format_version: '1.0.0', layer: { name: 'VK_LAYER_GLM_lose_device', type: 'GLOBAL', library_path: library, api_version: '1.3.0',
-      implementation_version: '1', description: 'vkQueueSubmit fails with VK_ERROR_DEVICE_LOST after GLM_TEST_LOSE_DEVICE_AFTER submissions' } };
-    await writeFile(join(dir, 'lose-device.json'), JSON.stringify(manifest));
-    layerEnv = { GLM_ENGINE_VULKAN_ALLOW_CPU: '1', VK_LAYER_PATH: dir, VK_INSTANCE_LAYERS: 'VK_LAYER_GLM_lose_device' };
+    const manifest = { file_format_version: '1.0.0', layer: { name: 'VK_LAYER_GLM_faults', type: 'GLOBAL', library_path: library, api_version: '1.3.0',
+      implementation_version: '1', description: 'lost device and small memory on demand (GLM_TEST_LOSE_DEVICE_AFTER, GLM_TEST_DEVICE_MEMORY_BYTES)' } };
+    await writeFile(join(dir, 'glm-vulkan-faults.json'), JSON.stringify(manifest));
+    layerEnv = { GLM_ENGINE_VULKAN_ALLOW_CPU: '1', VK_LAYER_PATH: dir, VK_INSTANCE_LAYERS: 'VK_LAYER_GLM_faults' };
   });
 
   test('glm-engine: the same tokens while the device lasts, then an error naming the device, never a signal', () => {
@@ -95,6 +96,12 @@ describe('a device lost mid-run', () => {
       expect(lost.status).toBe(1);
       expect(lost.stderr).toMatch(/glm-engine: error: Vulkan device 0 \(llvmpipe.*\): vkQueueSubmit failed: device lost/);
     }
+  });
+
+  test('a model larger than the device: how much it needs, and --cpu-experts suggested', () => {
+    const small = run([...generate, '--model', model, '--device', 'vulkan'], { ...layerEnv, GLM_TEST_DEVICE_MEMORY_BYTES: '20000' });
+    expect(small.status).toBe(1);
+    expect(small.stderr).toMatch(/^glm-engine: error: Vulkan device 0 \(llvmpipe.*\) is out of memory: .+ needs [\d.]+ MiB more .*--cpu-experts all\|N/);
   });
 
   test('the addon: a JavaScript exception at the pass that meets it, again at the next, and the process goes on', () => {

@@ -1,7 +1,11 @@
-// A Vulkan layer for test/external/vulkan-device.test.ts: it passes every call through, except that
-// vkQueueSubmit answers VK_ERROR_DEVICE_LOST from submission GLM_TEST_LOSE_DEVICE_AFTER + 1 on, as a
-// driver does once a GPU has hung or been unplugged. The loader builds it in front of the real driver
-// when VK_LAYER_PATH names this folder and VK_INSTANCE_LAYERS names VK_LAYER_GLM_lose_device.
+// A Vulkan layer for test/external/vulkan-device.test.ts that makes a sound device fail as real ones do.
+// It passes every call through, except that
+// - vkQueueSubmit answers VK_ERROR_DEVICE_LOST from submission GLM_TEST_LOSE_DEVICE_AFTER + 1 on, as a
+//   driver does once a GPU has hung or been unplugged;
+// - vkAllocateMemory answers VK_ERROR_OUT_OF_DEVICE_MEMORY once the allocations would pass
+//   GLM_TEST_DEVICE_MEMORY_BYTES in all (frees are not counted back: a device that small, briefly).
+// The loader puts it in front of the real driver when VK_LAYER_PATH names the folder of its manifest
+// and VK_INSTANCE_LAYERS names VK_LAYER_GLM_faults.
 #include <stdlib.h>
 #include <string.h>
 #include <vulkan/vk_layer.h>
@@ -12,12 +16,22 @@
 static PFN_vkGetInstanceProcAddr nextInstanceProc;
 static PFN_vkGetDeviceProcAddr nextDeviceProc;
 static PFN_vkQueueSubmit nextQueueSubmit;
+static PFN_vkAllocateMemory nextAllocateMemory;
 static long submissions;
+static unsigned long long allocated;
 
 static VKAPI_ATTR VkResult VKAPI_CALL queueSubmit(VkQueue queue, uint32_t count, const VkSubmitInfo* submits, VkFence fence) {
   const char* after = getenv("GLM_TEST_LOSE_DEVICE_AFTER");
   if (after && ++submissions > atol(after)) return VK_ERROR_DEVICE_LOST;
   return nextQueueSubmit(queue, count, submits, fence);
+}
+
+static VKAPI_ATTR VkResult VKAPI_CALL allocateMemory(VkDevice device, const VkMemoryAllocateInfo* info, const VkAllocationCallbacks* allocator,
+                                                     VkDeviceMemory* memory) {
+  const char* limit = getenv("GLM_TEST_DEVICE_MEMORY_BYTES");
+  if (limit && allocated + info->allocationSize > strtoull(limit, NULL, 10)) return VK_ERROR_OUT_OF_DEVICE_MEMORY;
+  allocated += info->allocationSize;
+  return nextAllocateMemory(device, info, allocator, memory);
 }
 
 static VKAPI_ATTR VkResult VKAPI_CALL createInstance(const VkInstanceCreateInfo* info, const VkAllocationCallbacks* allocator, VkInstance* instance) {
@@ -44,7 +58,10 @@ static VKAPI_ATTR VkResult VKAPI_CALL createDevice(VkPhysicalDevice physical, co
   link->u.pLayerInfo = link->u.pLayerInfo->pNext;
   PFN_vkCreateDevice next = (PFN_vkCreateDevice)instanceProc(VK_NULL_HANDLE, "vkCreateDevice");
   VkResult created = next(physical, info, allocator, device);
-  if (created == VK_SUCCESS) nextQueueSubmit = (PFN_vkQueueSubmit)nextDeviceProc(*device, "vkQueueSubmit");
+  if (created == VK_SUCCESS) {
+    nextQueueSubmit = (PFN_vkQueueSubmit)nextDeviceProc(*device, "vkQueueSubmit");
+    nextAllocateMemory = (PFN_vkAllocateMemory)nextDeviceProc(*device, "vkAllocateMemory");
+  }
   return created;
 }
 
@@ -56,12 +73,14 @@ static VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL getInstanceProcAddr(VkInstance i
   if (!strcmp(name, "vkGetInstanceProcAddr")) return (PFN_vkVoidFunction)getInstanceProcAddr;
   if (!strcmp(name, "vkGetDeviceProcAddr")) return (PFN_vkVoidFunction)getDeviceProcAddr;
   if (!strcmp(name, "vkQueueSubmit")) return (PFN_vkVoidFunction)queueSubmit;
+  if (!strcmp(name, "vkAllocateMemory")) return (PFN_vkVoidFunction)allocateMemory;
   return nextInstanceProc ? nextInstanceProc(instance, name) : NULL;
 }
 
 static VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL getDeviceProcAddr(VkDevice device, const char* name) {
   if (!strcmp(name, "vkGetDeviceProcAddr")) return (PFN_vkVoidFunction)getDeviceProcAddr;
   if (!strcmp(name, "vkQueueSubmit")) return (PFN_vkVoidFunction)queueSubmit;
+  if (!strcmp(name, "vkAllocateMemory")) return (PFN_vkVoidFunction)allocateMemory;
   return nextDeviceProc(device, name);
 }
 
