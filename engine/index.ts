@@ -14,6 +14,9 @@ interface NativeSession {
   perplexity(ids: Int32Array, contextLength: number): { start: number; tokens: number; nll: number }[];
   reset(): void;
   rewind(position: number): void;
+  draftAsync(tokens: Int32Array): Promise<Float32Array>;
+  readonly mtpPosition: number;
+  readonly hasMtp: boolean;
   readonly position: number;
   readonly contextLength: number;
   readonly threads: number;
@@ -32,7 +35,16 @@ interface NativeDistributed {
 }
 
 interface NativeInference {
-  Engine: new (path: string, threads: number, contextLength: number, kvF16: boolean, distributed?: NativeDistributed, device?: string, cpuExperts?: string) => NativeSession;
+  Engine: new (
+    path: string,
+    threads: number,
+    contextLength: number,
+    kvF16: boolean,
+    distributed?: NativeDistributed,
+    device?: string,
+    cpuExperts?: string,
+    mtp?: boolean | 'auto',
+  ) => NativeSession;
   bench(
     path: string,
     options: { promptTokens?: number; genTokens?: number; threads: number; repeat: number; kvCache: KvCacheType; distributed?: NativeDistributed; device?: string; cpuExperts?: string },
@@ -106,18 +118,30 @@ export interface LoadOptions extends DistributedOptions {
   device?: string;
   /** On a GPU: the routed experts of all (or the first N) MoE layers stay in system memory and run on the CPU. */
   cpuExperts?: 'all' | number;
+  /**
+   * Speculative decoding: tokens the model's MTP layer drafts per verification pass (0 disables). Unset:
+   * DEFAULT_DRAFT when the file has the MTP section (`convert --mtp`), else 0. Greater than 0 on a file
+   * without it is an error.
+   */
+  draft?: number;
 }
+
+/** Drafts per pass when a file has an MTP layer and none is asked for (measured: docs/performance.md). */
+export const DEFAULT_DRAFT = 3;
 
 export type KvCacheType = 'f32' | 'f16';
 
 /** A loaded model with its KV cache. Errors in the native code arrive as exceptions naming the file. */
 export class LoadedModel {
   private readonly session: NativeSession;
+  /** Drafts per verification pass that generation uses (0: no speculative decoding). */
+  readonly draft: number;
 
   constructor(
     readonly path: string,
     options: LoadOptions = {},
   ) {
+    if (options.draft !== undefined && !(Number.isInteger(options.draft) && options.draft >= 0)) throw new RangeError('draft must be a non-negative integer');
     this.session = new (inference().Engine)(
       path,
       options.threads ?? availableParallelism(),
@@ -126,7 +150,9 @@ export class LoadedModel {
       nativeDistributed(options),
       options.device,
       options.cpuExperts === undefined ? undefined : String(options.cpuExperts),
+      options.draft === undefined ? 'auto' : options.draft > 0,
     );
+    this.draft = options.draft ?? (this.session.hasMtp ? DEFAULT_DRAFT : 0);
   }
 
   get vocabSize(): number {
@@ -168,6 +194,20 @@ export class LoadedModel {
   /** Mean NLL of each chunk of `contextLength` ids, each evaluated from an empty cache (see metrics.ts). */
   chunkNll(ids: readonly number[], contextLength: number): { start: number; tokens: number; nll: number }[] {
     return this.session.perplexity(Int32Array.from(ids), contextLength);
+  }
+
+  /**
+   * Feeds the MTP layer (speculative decoding; the model must be loaded with draft > 0): row j pairs the
+   * token `tokens[j]` with the hidden state at MTP position mtpPosition + j, the main model's below
+   * `position`, else (one token) the previous draft's. Resolves to the logits of the token after the last.
+   */
+  draftAsync(tokens: readonly number[]): Promise<Float32Array> {
+    return this.session.draftAsync(Int32Array.from(tokens));
+  }
+
+  /** How many positions the MTP layer's cache holds (each pairs a position's hidden state with the next token). */
+  get mtpPosition(): number {
+    return this.session.mtpPosition;
   }
 
   /** Keeps the first `position` tokens of the cache (a shared prefix) and drops the rest. */
@@ -291,6 +331,7 @@ export function bench(modelPath: string, options: BenchOptions = {}): BenchResul
 }
 
 export { perplexity, klDivergence, type PerplexityResult, type KldResult, type ChunkNll } from './metrics.js';
-export { Sampler, Random, topIds, type SamplingOptions } from './sampler.js';
+export { Sampler, Random, topIds, type SamplingOptions, type TokenDistribution } from './sampler.js';
 export { GenerationSession, type GenerateOptions, type GenerationStats, type FinishReason } from './generate.js';
+export { acceptDraft, type AcceptanceRule, type DraftVerdict } from './speculative.js';
 export { decodeTraffic, dllamaDecodeTraffic, syncRowBytes, type TrafficShape } from './distributed.js';

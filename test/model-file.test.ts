@@ -35,6 +35,7 @@ const header: ModelHeader = {
   normTopkProb: true,
   nExpertGroups: 1,
   topkGroups: 1,
+  mtpLayers: 0,
 };
 
 describe('header', () => {
