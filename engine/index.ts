@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { native } from './native.js';
 import { topIds } from './sampler.js';
+import { GenerationSession } from './generate.js';
 
 /** The native session: one model and its KV cache. */
 interface NativeSession {
@@ -328,6 +329,55 @@ export function bench(modelPath: string, options: BenchOptions = {}): BenchResul
     prefill_bytes_per_token: r.prefillTraffic,
     decode_bytes_per_token: r.decodeTraffic,
   };
+}
+
+export interface DraftBenchRun {
+  draft: number;
+  /** Median greedy decode tokens/s over the repeats, and each repeat's. */
+  decode_tps: number;
+  decode_tps_all: number[];
+  /** Generated tokens per main-model pass (1 without drafting). */
+  tokens_per_pass: number;
+  /** Kept drafts / drafted tokens, overall and per draft position (0-based). */
+  acceptance_rate: number;
+  acceptance_at: number[];
+}
+
+/**
+ * Greedy decode speed and acceptance of speculative decoding: for each draft count, `repeat` generations
+ * of genTokens after `prompt` from an empty cache, through GenerationSession (what generate, chat and
+ * serve run). The model must be loaded with draft > 0 for counts above 0.
+ */
+export async function benchDrafts(model: LoadedModel, prompt: readonly number[], genTokens: number, drafts: readonly number[], repeat = 3): Promise<DraftBenchRun[]> {
+  const out: DraftBenchRun[] = [];
+  for (const draft of drafts) {
+    const tps: number[] = [];
+    let generated = 0;
+    let passes = 0;
+    const draftedAt = new Array<number>(draft).fill(0);
+    const acceptedAt = new Array<number>(draft).fill(0);
+    for (let r = 0; r < repeat; r++) {
+      const run = new GenerationSession(model).generate(prompt, { temperature: 0, maxTokens: genTokens, draft });
+      let step = await run.next();
+      while (!step.done) step = await run.next();
+      const s = step.value;
+      tps.push((s.generatedTokens - 1) / s.decodeSeconds);
+      generated += s.generatedTokens - 1; // the first token comes from the prompt's pass
+      passes += s.decodePasses;
+      s.draftedAt.forEach((n, i) => (draftedAt[i]! += n));
+      s.acceptedAt.forEach((n, i) => (acceptedAt[i]! += n));
+    }
+    const drafted = draftedAt.reduce((a, b) => a + b, 0);
+    out.push({
+      draft,
+      decode_tps: median(tps),
+      decode_tps_all: tps,
+      tokens_per_pass: passes === 0 ? 0 : generated / passes,
+      acceptance_rate: drafted === 0 ? 0 : acceptedAt.reduce((a, b) => a + b, 0) / drafted,
+      acceptance_at: acceptedAt.map((a, i) => (draftedAt[i]! === 0 ? 0 : a / draftedAt[i]!)),
+    });
+  }
+  return out;
 }
 
 export { perplexity, klDivergence, type PerplexityResult, type KldResult, type ChunkNll } from './metrics.js';
