@@ -83,7 +83,7 @@ async function tokenizerFor(model: string, tokenizer?: string): Promise<LoadedTo
 
 /** --draft: speculative decoding with the model's MTP layer (generate, chat, serve, bench). */
 export function draftOption(): Option {
-  return new Option('--draft <k>', `tokens the model's MTP layer drafts per verification pass (0 disables; default ${DEFAULT_DRAFT} when the model was converted with --mtp, else 0)`).argParser(nonNegativeInt);
+  return new Option('--draft <k>', `tokens the model's MTP layer drafts per verification pass (0 disables; default ${DEFAULT_DRAFT} with --workers when the model was converted with --mtp, else 0)`).argParser(nonNegativeInt);
 }
 
 interface SamplingFlags extends DistributedFlags {

@@ -56,7 +56,7 @@ export class GenerationSession {
     const maxTokens = options.maxTokens ?? 256;
     const draft = options.draft ?? this.model.draft;
     if (!(Number.isInteger(draft) && draft >= 0)) throw new RangeError('draft must be a non-negative integer');
-    if (draft > 0 && this.model.draft === 0) throw new RangeError(`${this.model.path}: drafting needs the model loaded with draft > 0 (and its MTP layer)`);
+    if (draft > 0 && !this.model.hasMtp) throw new RangeError(`${this.model.path}: drafting needs the model loaded with draft > 0 (and its MTP layer)`);
     const accept = options.acceptance ?? acceptDraft;
     // Keep the longest common prefix; at least the last prompt token is evaluated to get its logits.
     let shared = 0;
@@ -92,15 +92,24 @@ export class GenerationSession {
       }
       // Draft: the MTP rows the cache lacks (hidden states up to the last position, paired with the
       // tokens after them, `next` last), then k - 1 chained single drafts.
+      const feed = [...this.history.slice(this.model.mtpPosition + 1), next];
       const drafts: number[] = [];
       const proposals: TokenDistribution[] = [];
-      let draftLogits = await this.model.draftAsync([...this.history.slice(this.model.mtpPosition + 1), next]);
-      for (let i = 0; i < k; i++) {
-        const q = sampler.distribution(draftLogits);
-        const d = sampler.draw(q);
-        drafts.push(d);
-        proposals.push(q);
-        if (i + 1 < k) draftLogits = await this.model.draftAsync([d]);
+      if (sampler.greedy) {
+        // Greedy drafts need no distribution here: the k steps run in one native call.
+        for (const d of await this.model.draftGreedyAsync(feed, k, options.vocabLimit)) {
+          drafts.push(d);
+          proposals.push({ ids: [d], probs: [1] });
+        }
+      } else {
+        let draftLogits = await this.model.draftAsync(feed);
+        for (let i = 0; i < k; i++) {
+          const q = sampler.distribution(draftLogits);
+          const d = sampler.draw(q);
+          drafts.push(d);
+          proposals.push(q);
+          if (i + 1 < k) draftLogits = await this.model.draftAsync([d]);
+        }
       }
       // Verify: next and the drafts in one pass; row i holds the distribution of the token after them.
       const base = this.model.position;

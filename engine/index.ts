@@ -16,6 +16,7 @@ interface NativeSession {
   reset(): void;
   rewind(position: number): void;
   draftAsync(tokens: Int32Array): Promise<Float32Array>;
+  draftGreedyAsync(tokens: Int32Array, k: number, vocabLimit: number): Promise<Int32Array>;
   readonly mtpPosition: number;
   readonly hasMtp: boolean;
   readonly position: number;
@@ -121,13 +122,17 @@ export interface LoadOptions extends DistributedOptions {
   cpuExperts?: 'all' | number;
   /**
    * Speculative decoding: tokens the model's MTP layer drafts per verification pass (0 disables). Unset:
-   * DEFAULT_DRAFT when the file has the MTP section (`convert --mtp`), else 0. Greater than 0 on a file
-   * without it is an error.
+   * DEFAULT_DRAFT with workers when the file has the MTP section (`convert --mtp`), else 0. Greater than
+   * 0 on a file without it is an error.
    */
   draft?: number;
 }
 
-/** Drafts per pass when a file has an MTP layer and none is asked for (measured: docs/performance.md). */
+/**
+ * Drafts per pass with workers when a file has an MTP layer and none is asked for. Measured
+ * (docs/performance.md): 3 gave the most tokens/s from 0.5 ms of link delay up; on one node the trained
+ * tiny model decoded faster without drafting, so one node drafts only when asked.
+ */
 export const DEFAULT_DRAFT = 3;
 
 export type KvCacheType = 'f32' | 'f16';
@@ -151,7 +156,7 @@ export class LoadedModel {
       nativeDistributed(options),
       options.device,
       options.cpuExperts === undefined ? undefined : String(options.cpuExperts),
-      options.draft === undefined ? 'auto' : options.draft > 0,
+      options.draft !== undefined ? options.draft > 0 : options.workers?.length ? 'auto' : false,
     );
     this.draft = options.draft ?? (this.session.hasMtp ? DEFAULT_DRAFT : 0);
   }
@@ -204,6 +209,16 @@ export class LoadedModel {
    */
   draftAsync(tokens: readonly number[]): Promise<Float32Array> {
     return this.session.draftAsync(Int32Array.from(tokens));
+  }
+
+  /** draftAsync(tokens), then k - 1 chained drafts of the argmax below vocabLimit, in one native call; resolves to the k ids. */
+  draftGreedyAsync(tokens: readonly number[], k: number, vocabLimit = this.vocabSize): Promise<Int32Array> {
+    return this.session.draftGreedyAsync(Int32Array.from(tokens), k, Math.min(vocabLimit, this.vocabSize));
+  }
+
+  /** Whether the MTP layer is loaded (draft > 0 asked for, or the default with workers on a file that has it). */
+  get hasMtp(): boolean {
+    return this.session.hasMtp;
   }
 
   /** How many positions the MTP layer's cache holds (each pairs a position's hidden state with the next token). */

@@ -89,6 +89,11 @@ export class Sampler {
     return kept.ids[kept.weights.length - 1]!;
   }
 
+  /** True at temperature 0: every draw is the argmax. */
+  get greedy(): boolean {
+    return this.temperature === 0;
+  }
+
   /** The distribution sample() draws from: the argmax alone at temperature 0, else the kept candidates. */
   distribution(allLogits: Float32Array): TokenDistribution {
     const { ids, weights, total } = this.kept(allLogits);

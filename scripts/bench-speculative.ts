@@ -6,7 +6,7 @@
  * reached through a TCP relay that adds a delay each way (scripts/delay-relay.ts), where round trips
  * dominate.
  *
- *   npm run bench:speculative [-- --drafts 0,1,2,3,4 --delays 0.5,2 --prompts 4 --gen-tokens 64 --threads 1]
+ *   npm run bench:speculative [-- --drafts 0,1,2,3,4 --delays 0.5,2 --prompts 4 --gen-tokens 64 --repeat 3 --threads 1]
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -26,6 +26,7 @@ const { values } = parseArgs({
     prompts: { type: 'string', default: '4' },
     'gen-tokens': { type: 'string', default: '64' },
     threads: { type: 'string', default: '1' },
+    repeat: { type: 'string', default: '3' },
   },
 });
 const drafts = values.drafts!.split(',').map(Number);
@@ -33,6 +34,7 @@ const delays = values.delays!.split(',').filter((d) => d !== '').map(Number);
 const promptCount = Number(values.prompts);
 const genTokens = Number(values['gen-tokens']);
 const threads = Number(values.threads);
+const repeat = Number(values.repeat);
 if (drafts.some((d) => !Number.isSafeInteger(d) || d < 0) || !drafts.includes(0)) throw new Error('--drafts: non-negative counts including 0, such as 0,1,2,3,4');
 if (delays.some((d) => !(d >= 0))) throw new Error('--delays: milliseconds each way, such as 0.5,2');
 
@@ -47,29 +49,32 @@ interface Row {
   acceptanceAt: number[];
 }
 
-/** Every prompt once per draft count (interleaved, so that drift of a shared machine hits all alike). */
+/**
+ * Each prompt `repeat` times at every draft count, interleaved (prompt, then each draft count in turn),
+ * so that the drift of a shared machine hits all counts alike; decode speed is the median over the runs.
+ */
 async function measure(model: LoadedModel, prompts: number[][]): Promise<Row[]> {
   const seconds = new Map<number, number[]>(drafts.map((d) => [d, []]));
   const totals = new Map(drafts.map((d) => [d, { generated: 0, passes: 0, drafted: new Array<number>(d).fill(0), accepted: new Array<number>(d).fill(0) }]));
-  let reference: number[][] | undefined;
-  for (const draft of drafts) {
-    const outputs: number[][] = [];
+  for (let r = 0; r < repeat; r++) {
     for (const prompt of prompts) {
-      const run = new GenerationSession(model).generate(prompt, { temperature: 0, maxTokens: genTokens, draft });
-      const ids: number[] = [];
-      let step = await run.next();
-      for (; !step.done; step = await run.next()) ids.push(step.value);
-      const s = step.value;
-      outputs.push(ids);
-      const t = totals.get(draft)!;
-      t.generated += s.generatedTokens - 1; // the first comes from the prompt's pass
-      t.passes += s.decodePasses;
-      s.draftedAt.forEach((n, i) => (t.drafted[i]! += n));
-      s.acceptedAt.forEach((n, i) => (t.accepted[i]! += n));
-      seconds.get(draft)!.push(s.decodeSeconds / (s.generatedTokens - 1));
+      let reference: number[] | undefined;
+      for (const draft of drafts) {
+        const run = new GenerationSession(model).generate(prompt, { temperature: 0, maxTokens: genTokens, draft });
+        const ids: number[] = [];
+        let step = await run.next();
+        for (; !step.done; step = await run.next()) ids.push(step.value);
+        reference ??= ids;
+        if (ids.join() !== reference.join()) throw new Error(`--draft ${draft} changed the greedy output`);
+        const s = step.value;
+        const t = totals.get(draft)!;
+        t.generated += s.generatedTokens - 1; // the first comes from the prompt's pass
+        t.passes += s.decodePasses;
+        s.draftedAt.forEach((n, i) => (t.drafted[i]! += n));
+        s.acceptedAt.forEach((n, i) => (t.accepted[i]! += n));
+        seconds.get(draft)!.push(s.decodeSeconds / (s.generatedTokens - 1));
+      }
     }
-    reference ??= outputs;
-    if (JSON.stringify(outputs) !== JSON.stringify(reference)) throw new Error(`--draft ${draft} changed the greedy output`);
   }
   return drafts.map((draft) => {
     const t = totals.get(draft)!;
@@ -104,7 +109,7 @@ try {
   const prompts = chapters.slice(0, promptCount).map((c) => tokenizer.encodeIds(c).slice(0, 48));
   if (prompts.length < promptCount) throw new Error(`the held-out excerpt has only ${prompts.length} chapters`);
   const draftMax = Math.max(...drafts);
-  console.log(`trained reference model (q80, with its MTP layer), ${prompts.length} prompts x ${genTokens} greedy tokens, ${threads} thread(s) per node`);
+  console.log(`trained reference model (q80, with its MTP layer), ${prompts.length} prompts x ${genTokens} greedy tokens x ${repeat} runs, ${threads} thread(s) per node; decode tok/s is the median over runs`);
 
   const local = new LoadedModel(model, { threads, contextLength: 256, draft: draftMax });
   print('(a) one node', await measure(local, prompts));

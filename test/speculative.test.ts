@@ -11,7 +11,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { convert } from '../converter/convert.js';
-import { acceptDraft, GenerationSession, LoadedModel, logSoftmax, type AcceptanceRule, type GenerateOptions } from '../engine/index.js';
+import { acceptDraft, DEFAULT_DRAFT, GenerationSession, LoadedModel, logSoftmax, type AcceptanceRule, type GenerateOptions } from '../engine/index.js';
 import { startWorker, stopWorker, type WorkerProcess } from '../engine/worker-process.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import { chiSquareHomogeneity } from './chi-square.js';
@@ -54,7 +54,9 @@ it('convert --mtp keeps the MTP section only when asked, and refuses a checkpoin
   const plain = new LoadedModel(join(TRAINED, 'glm45-kjv-tiny.q80.m'), { threads: 1 });
   expect(plain.draft).toBe(0);
   expect(() => new LoadedModel(join(TRAINED, 'glm45-kjv-tiny.q80.m'), { threads: 1, draft: 2 })).toThrow(/has no MTP layer \(convert the checkpoint with --mtp/);
-  expect(new LoadedModel(q80, { threads: 1 }).draft).toBe(3);
+  // One node drafts only when asked (it measured slower on this model); the cluster default is DEFAULT_DRAFT.
+  expect(new LoadedModel(q80, { threads: 1 }).draft).toBe(0);
+  expect(new LoadedModel(q80, { threads: 1 }).hasMtp).toBe(false);
   const dense = await fixture(dir, { arch: 'glm4' });
   await expect(convert({ modelDir: dense, outFile: join(dir, 'dense.m'), weights: 'f32', mtp: true })).rejects.toThrow(/num_nextn_predict_layers.*no MTP layer for --mtp/);
 });
@@ -86,6 +88,9 @@ describe('on a root and a worker', () => {
     const local = new LoadedModel(q80, { threads: 2, contextLength: 512 });
     const expected = await generate(new GenerationSession(local), prompt, { temperature: 0, maxTokens: 40, draft: 0 });
     local.close();
+    const defaults = new LoadedModel(q80, { threads: 2, contextLength: 512, workers: [worker.address] });
+    expect(defaults.draft).toBe(DEFAULT_DRAFT);
+    defaults.close();
     const model = new LoadedModel(q80, { threads: 2, contextLength: 512, draft: 4, workers: [worker.address] });
     for (const draft of [0, 1, 2, 3, 4]) {
       const r = await generate(new GenerationSession(model), prompt, { temperature: 0, maxTokens: 40, draft });

@@ -236,6 +236,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
                         InstanceAccessor("threads", &Engine::Threads, nullptr), InstanceAccessor("header", &Engine::Header, nullptr),
                         InstanceAccessor("traffic", &Engine::Traffic, nullptr), InstanceMethod("close", &Engine::Close),
                         InstanceMethod("draft", &Engine::Draft), InstanceMethod("draftAsync", &Engine::DraftAsync),
+                        InstanceMethod("draftGreedyAsync", &Engine::DraftGreedyAsync),
                         InstanceAccessor("mtpPosition", &Engine::MtpPosition, nullptr), InstanceAccessor("hasMtp", &Engine::HasMtp, nullptr)});
   }
 
@@ -264,7 +265,8 @@ class Engine : public Napi::ObjectWrap<Engine> {
   // Runs one evaluation (or an MTP draft) off the JavaScript thread; the session is busy until it settles.
   class EvaluateWorker : public Napi::AsyncWorker {
    public:
-    EvaluateWorker(Napi::Env env, Engine* engine, std::vector<int32_t> tokens, bool all, bool draft = false)
+    // greedyDrafts > 0: Session::draftGreedy with that many drafts below vocabLimit, resolving to their ids.
+    EvaluateWorker(Napi::Env env, Engine* engine, std::vector<int32_t> tokens, bool all, bool draft = false, int greedyDrafts = 0, int vocabLimit = 0)
         : Napi::AsyncWorker(env),
           deferred_(Napi::Promise::Deferred::New(env)),
           self_(Napi::Persistent(engine->Value())),
@@ -272,11 +274,16 @@ class Engine : public Napi::ObjectWrap<Engine> {
           tokens_(std::move(tokens)),
           all_(all && !draft),
           draft_(draft),
+          greedyDrafts_(greedyDrafts),
+          vocabLimit_(vocabLimit),
+          drafts_(static_cast<size_t>(greedyDrafts)),
           logits_((all_ ? tokens_.size() : 1) * static_cast<size_t>(engine->model_->header().vocabSize)) {}
     Napi::Promise Promise() { return deferred_.Promise(); }
     void Execute() override {
       try {
-        if (draft_) {
+        if (greedyDrafts_ > 0) {
+          engine_->session_->draftGreedy(tokens_.data(), static_cast<int>(tokens_.size()), greedyDrafts_, vocabLimit_, drafts_.data());
+        } else if (draft_) {
           engine_->session_->draft(tokens_.data(), static_cast<int>(tokens_.size()), logits_.data());
         } else {
           engine_->session_->evaluate(tokens_.data(), static_cast<int>(tokens_.size()), logits_.data(), all_);
@@ -287,6 +294,12 @@ class Engine : public Napi::ObjectWrap<Engine> {
     }
     void OnOK() override {
       engine_->busy_ = false;
+      if (greedyDrafts_ > 0) {
+        Napi::Int32Array ids = Napi::Int32Array::New(Env(), drafts_.size());
+        std::copy(drafts_.begin(), drafts_.end(), ids.Data());
+        deferred_.Resolve(ids);
+        return;
+      }
       Napi::Float32Array out = Napi::Float32Array::New(Env(), logits_.size());
       std::copy(logits_.begin(), logits_.end(), out.Data());
       deferred_.Resolve(out);
@@ -302,6 +315,8 @@ class Engine : public Napi::ObjectWrap<Engine> {
     Engine* engine_;
     std::vector<int32_t> tokens_;
     bool all_, draft_;
+    int greedyDrafts_, vocabLimit_;
+    std::vector<int32_t> drafts_;
     std::vector<float> logits_;
   };
 
@@ -371,6 +386,19 @@ class Engine : public Napi::ObjectWrap<Engine> {
   Napi::Value DraftAsync(const Napi::CallbackInfo& info) {
     Napi::Int32Array tokens = tokensArg(info, "draftAsync");
     auto* worker = new EvaluateWorker(info.Env(), this, std::vector<int32_t>(tokens.Data(), tokens.Data() + tokens.ElementLength()), false, true);
+    busy_ = true;
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();
+    return promise;
+  }
+
+  // draftGreedyAsync(tokens, k, vocabLimit) -> Promise<Int32Array> of k greedy drafts (Session::draftGreedy)
+  Napi::Value DraftGreedyAsync(const Napi::CallbackInfo& info) {
+    Napi::Int32Array tokens = tokensArg(info, "draftGreedyAsync");
+    if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) throw Napi::TypeError::New(info.Env(), "draftGreedyAsync(tokens, k, vocabLimit)");
+    const int k = info[1].As<Napi::Number>().Int32Value(), limit = info[2].As<Napi::Number>().Int32Value();
+    if (k < 1 || k > 64) throw Napi::RangeError::New(info.Env(), "draftGreedyAsync: k must be within 1..64");
+    auto* worker = new EvaluateWorker(info.Env(), this, std::vector<int32_t>(tokens.Data(), tokens.Data() + tokens.ElementLength()), false, true, k, limit);
     busy_ = true;
     Napi::Promise promise = worker->Promise();
     worker->Queue();

@@ -151,4 +151,19 @@ void Session::forward(int n, int pos, int first, int count, float* logits) {
   if (count > 0) blocks_->logits(first, count, logits);
 }
 
+void Session::draftGreedy(const int32_t* tokens, int n, int k, int vocabLimit, int32_t* drafts) {
+  if (k <= 0) throw std::invalid_argument("draftGreedy needs k >= 1");
+  const int limit = std::min(vocabLimit, vocab_);
+  if (limit <= 0) throw std::invalid_argument("draftGreedy needs a positive vocabulary limit");
+  std::vector<float> logits(vocab_);
+  for (int i = 0; i < k; i++) {
+    if (i == 0) {
+      draft(tokens, n, logits.data());
+    } else {
+      draft(&drafts[i - 1], 1, logits.data());
+    }
+    drafts[i] = static_cast<int32_t>(std::max_element(logits.begin(), logits.begin() + limit) - logits.begin());
+  }
+}
+
 }  // namespace glm

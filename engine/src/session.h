@@ -61,6 +61,9 @@ class Session {
   bool hasMtp() const { return mtp_ != nullptr; }
   int mtpPosition() const { return mtpPosition_; }
   void draft(const int32_t* tokens, int n, float* logits);
+  // Greedy drafting in one call: draft(tokens), then k - 1 chained drafts, each fed the argmax (over ids
+  // below vocabLimit) of the previous; writes the k argmax ids.
+  void draftGreedy(const int32_t* tokens, int n, int k, int vocabLimit, int32_t* drafts);
 
   // A worker's pass: n input rows x (n x dim) at pos; sets logits to those of its vocabulary rows for
   // `count` tokens from `first` (count x its rows). The numbers come from the root and are checked
