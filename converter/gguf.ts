@@ -305,7 +305,8 @@ export function ggufModelMetadata(header: ModelHeader, name: string): Map<string
     k('expert_gating_func', gguf.u32(2)); // sigmoid
     k('expert_weights_scale', gguf.f32(header.routedScalingFactor));
     k('expert_weights_norm', gguf.bool(header.normTopkProb));
-    k('nextn_predict_layers', gguf.u32(header.mtpLayers));
+    // Optional, default 0: written only with the NextN block, so files without it keep their bytes.
+    if (header.mtpLayers > 0) k('nextn_predict_layers', gguf.u32(header.mtpLayers));
     // Group-limited routing: llama.cpp asserts used < count when count > 1; using every group is a no-op.
     if (header.nExpertGroups > 1 && header.topkGroups < header.nExpertGroups) {
       k('expert_group_count', gguf.u32(header.nExpertGroups));
