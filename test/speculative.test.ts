@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { convert } from '../converter/convert.js';
 import { acceptDraft, DEFAULT_DRAFT, GenerationSession, LoadedModel, logSoftmax, type AcceptanceRule, type GenerateOptions } from '../engine/index.js';
 import { startWorker, stopWorker, type WorkerProcess } from '../engine/worker-process.js';
+import { createServer, EngineGenerator } from '../server/index.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import { chiSquareHomogeneity } from './chi-square.js';
 import { referenceMtpLogprobs } from './reference-forward.js';
@@ -75,6 +76,29 @@ it('greedy decoding with 1..4 drafts gives exactly the tokens of decoding withou
     expect(r.stats.draftedAt.length).toBe(draft);
   }
   model.close();
+}, 60_000);
+
+it('the server replies as without drafting and counts drafted and accepted tokens in /metrics', async () => {
+  const tokenizer = await loadTokenizer(join(dir, 'kjv.q80.t'));
+  const ask = async (draft: number) => {
+    const server = await createServer({ generator: new EngineGenerator(new LoadedModel(q80, { threads: 2, contextLength: 256, draft }), tokenizer), processMetrics: false });
+    const url = await server.listen(0);
+    const body = { messages: [{ role: 'user', content: 'And God said, Let there be light' }], temperature: 0, max_tokens: 30 };
+    const r = (await (await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json()) as {
+      choices: { message: { content: string } }[];
+    };
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    await server.close();
+    const counter = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(metrics)?.[1]);
+    return { text: r.choices[0]!.message.content, drafted: counter('glm_dllama_draft_tokens_total'), accepted: counter('glm_dllama_draft_accepted_tokens_total') };
+  };
+  const plain = await ask(0);
+  const drafted = await ask(3);
+  expect(drafted.text).toBe(plain.text);
+  expect(plain.drafted).toBe(0);
+  expect(drafted.drafted).toBeGreaterThan(0);
+  expect(drafted.accepted).toBeGreaterThan(0);
+  expect(drafted.accepted).toBeLessThanOrEqual(drafted.drafted);
 }, 60_000);
 
 describe('on a root and a worker', () => {
