@@ -17,7 +17,7 @@ import { createServer, EngineGenerator } from '../server/index.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import { chiSquareHomogeneity } from './chi-square.js';
 import { referenceMtpLogprobs } from './reference-forward.js';
-import { fixture, removeDir, tempDir } from './helpers.js';
+import { cli, fixture, removeDir, tempDir } from './helpers.js';
 
 const TRAINED = join('models', 'reference', 'glm45-kjv-tiny');
 let dir: string;
@@ -99,6 +99,20 @@ it('the server replies as without drafting and counts drafted and accepted token
   expect(drafted.drafted).toBeGreaterThan(0);
   expect(drafted.accepted).toBeGreaterThan(0);
   expect(drafted.accepted).toBeLessThanOrEqual(drafted.drafted);
+}, 60_000);
+
+it('the CLI: generate reports drafts, bench --draft prints acceptance and tokens per pass, a file without the layer is refused', () => {
+  const g = cli('generate', '--model', q80, '--prompt', 'And God said', '--temperature', '0', '--max-tokens', '20', '--draft', '2', '--threads', '1');
+  expect(g.status).toBe(0);
+  expect(g.stderr).toMatch(/20 generated at [\d.]+ tok\/s, \d+\/\d+ drafts accepted, [\d.]+ tokens per pass, finish: length/);
+  const b = cli('bench', '--model', q80, '--threads', '1', '--draft', '2', '--prompt-tokens', '32', '--gen-tokens', '16', '--repeat', '1');
+  expect(b.status).toBe(0);
+  expect(b.stdout).toMatch(/speculative --draft 2: decode [\d.]+ tok\/s vs [\d.]+ without drafting \([\d.]+x, greedy, median of 1\)/);
+  expect(b.stdout).toMatch(/acceptance [\d.]+% \(by draft position: \d+%, \d+%\), [\d.]+ tokens per pass/);
+  const plain = join(TRAINED, 'glm45-kjv-tiny.q80.m');
+  const refused = cli('generate', '--model', plain, '--prompt', 'x', '--draft', '2', '--threads', '1');
+  expect(refused.status).not.toBe(0);
+  expect(refused.stderr).toMatch(/glm45-kjv-tiny\.q80\.m: has no MTP layer \(convert the checkpoint with --mtp/);
 }, 60_000);
 
 describe('on a root and a worker', () => {
