@@ -43,7 +43,6 @@ Session::Session(const Model& model, int threads, int maxSeqLen, FloatType kvTyp
   if (mtp) {
     mtp_ = std::make_unique<MtpDrafter>(model, pool_, context_, kvType);
     hidden_.resize(static_cast<size_t>(context_) * model.header().dim);
-    chainHidden_.resize(model.header().dim);
   }
 }
 
@@ -121,8 +120,8 @@ void Session::draft(const int32_t* tokens, int n, float* logits) {
   const bool chained = pos >= position_;
   if (chained && (n != 1 || !chainValid_)) throw std::invalid_argument("a chained draft is one token right after another draft");
   if (!chained && pos + n > position_) {
-    throw std::invalid_argument("draft rows " + std::to_string(pos) + ".." + std::to_string(pos + n - 1) + " need hidden states up to position " +
-                                std::to_string(position_ - 1) + " only");
+    throw std::invalid_argument("MTP rows " + std::to_string(pos) + ".." + std::to_string(pos + n - 1) + " need hidden states past the " +
+                                std::to_string(position_) + " evaluated positions");
   }
   const float* hidden = chained ? chainHidden_.data() : hidden_.data() + static_cast<size_t>(pos) * h.dim;
   std::vector<float> next(h.dim);
