@@ -2,7 +2,7 @@
   "variables": {
     "engine_sources": [
       "engine/src/quant.cpp", "engine/src/quant-avx2.cpp", "engine/src/model.cpp", "engine/src/thread-pool.cpp",
-      "engine/src/session.cpp", "engine/src/cpu/kernels.cpp", "engine/src/cpu/kernels-avx2.cpp", "engine/src/cpu/kernels-vnni.cpp", "engine/src/cpu/kernels-neon.cpp",
+      "engine/src/session.cpp", "engine/src/mtp.cpp", "engine/src/cpu/kernels.cpp", "engine/src/cpu/kernels-avx2.cpp", "engine/src/cpu/kernels-vnni.cpp", "engine/src/cpu/kernels-neon.cpp",
       "engine/src/graph/blocks.cpp", "engine/src/graph/glm.cpp", "engine/src/graph/glm4.cpp", "engine/src/graph/glm4moe.cpp", "engine/src/graph/graph.cpp",
       "engine/src/bench.cpp", "engine/src/metrics.cpp", "engine/src/device.cpp",
       "engine/src/vulkan/context.cpp", "engine/src/vulkan/kernels.cpp", "engine/src/vulkan/blocks.cpp",

@@ -5,7 +5,11 @@ import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import {
   bench,
+  benchDrafts,
+  DEFAULT_DRAFT,
   GenerationSession,
+  Random,
+  type DraftBenchRun,
   klDivergence,
   LoadedModel,
   logprobs,
@@ -77,7 +81,13 @@ async function tokenizerFor(model: string, tokenizer?: string): Promise<LoadedTo
   return loadTokenizer(path);
 }
 
+/** --draft: speculative decoding with the model's MTP layer (generate, chat, serve, bench). */
+export function draftOption(): Option {
+  return new Option('--draft <k>', `tokens the model's MTP layer drafts per verification pass (0 disables; default ${DEFAULT_DRAFT} with --workers when the model was converted with --mtp, else 0)`).argParser(nonNegativeInt);
+}
+
 interface SamplingFlags extends DistributedFlags {
+  draft?: number;
   kvCache: KvCacheType;
   maxTokens: number;
   temperature: number;
@@ -97,7 +107,8 @@ function withSampling(command: Command): Command {
     .option('--seed <n>', 'random seed (default: time)', positiveInt)
     .option('--threads <n>', 'threads (default: all cores)', engineThreads)
     .option('--ctx <n>', 'context length in tokens (default: the model\'s, at most 4096)', positiveInt)
-    .addOption(kvCacheOption());
+    .addOption(kvCacheOption())
+    .addOption(draftOption());
 }
 
 function generateOptions(o: SamplingFlags, tokenizer: LoadedTokenizer): GenerateOptions {
@@ -161,7 +172,8 @@ export function fitConversation(
 function statsLine(s: GenerationStats, context: number): string {
   const reused = s.reusedTokens > 0 ? ` (${s.reusedTokens} reused from the cache)` : '';
   const full = s.finishReason === 'length' && s.promptTokens + s.generatedTokens >= context ? `, the end of the ${context}-token context` : '';
-  return `[${s.promptTokens} prompt tokens${reused} at ${((s.promptTokens - s.reusedTokens) / s.prefillSeconds).toFixed(1)} tok/s, ${s.generatedTokens} generated at ${(s.generatedTokens / s.decodeSeconds).toFixed(1)} tok/s, finish: ${s.finishReason}${full}]\n`;
+  const drafted = s.draftedTokens > 0 ? `, ${s.acceptedTokens}/${s.draftedTokens} drafts accepted, ${(s.generatedTokens / Math.max(1, s.decodePasses)).toFixed(2)} tokens per pass` : '';
+  return `[${s.promptTokens} prompt tokens${reused} at ${((s.promptTokens - s.reusedTokens) / s.prefillSeconds).toFixed(1)} tok/s, ${s.generatedTokens} generated at ${(s.generatedTokens / s.decodeSeconds).toFixed(1)} tok/s${drafted}, finish: ${s.finishReason}${full}]\n`;
 }
 
 async function textIds(tokenizer: LoadedTokenizer, file: string): Promise<number[]> {
@@ -209,6 +221,14 @@ function withTextMeasure(command: Command): Command {
   );
 }
 
+/** bench --draft: greedy decode with and without drafting, the acceptance rate and tokens per pass. */
+function speculativeLines([plain, drafted]: DraftBenchRun[]): string[] {
+  return [
+    `speculative --draft ${drafted!.draft}: decode ${drafted!.decode_tps.toFixed(1)} tok/s vs ${plain!.decode_tps.toFixed(1)} without drafting (${(drafted!.decode_tps / plain!.decode_tps).toFixed(2)}x, greedy, median of ${drafted!.decode_tps_all.length})`,
+    `  acceptance ${(100 * drafted!.acceptance_rate).toFixed(1)}% (by draft position: ${drafted!.acceptance_at.map((a) => `${(100 * a).toFixed(0)}%`).join(', ')}), ${drafted!.tokens_per_pass.toFixed(2)} tokens per pass`,
+  ];
+}
+
 /** The line saying that bench's default lengths were shortened to the model's context. */
 export function fittedNote(promptTokens: number, genTokens: number, context: number): string {
   return `${promptTokens} prompt + ${genTokens} generated tokens, to fit the model's context of ${context} (--prompt-tokens, --gen-tokens to choose)\n`;
@@ -230,7 +250,7 @@ export function registerEngineCommands(program: Command): void {
         o.chat && tokenizer.chatTemplate
           ? applyChatTemplate(tokenizer.tokenizer, tokenizer.chatTemplate, { messages: [{ role: 'user', content: o.prompt }] }, tokenizer.templateTokens).ids
           : tokenizer.tokenizer.encodeIds(o.prompt);
-      const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, ...distributedOptions(o) }));
+      const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, draft: o.draft, ...distributedOptions(o) }));
       const { stats } = await streamReply(session, tokenizer, ids, generateOptions(o, tokenizer));
       process.stdout.write('\n');
       process.stderr.write(statsLine(stats, session.model.contextLength));
@@ -247,7 +267,7 @@ export function registerEngineCommands(program: Command): void {
     const tokenizer = await tokenizerFor(o.model, o.tokenizer);
     if (!tokenizer.chatTemplate) throw new Error(`${tokenizer.file}: the tokenizer has no chat template`);
     const template = tokenizer.chatTemplate;
-    const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, ...distributedOptions(o) }));
+    const session = new GenerationSession(new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, draft: o.draft, ...distributedOptions(o) }));
     const context = session.model.contextLength;
     const system: ChatMessage[] = o.system ? [{ role: 'system', content: o.system }] : [];
     let turns: ChatMessage[] = [];
@@ -332,13 +352,23 @@ export function registerEngineCommands(program: Command): void {
       .option('--gen-tokens <n>', "generated tokens (default 128, shortened to fit the model's context)", positiveInt)
       .option('--threads <n>', 'threads (default: all cores)', engineThreads)
       .option('--repeat <k>', 'runs to take the median of', positiveInt, 3)
-      .addOption(kvCacheOption(),
-  )    .option('--json', 'print one JSON object', false))
-    .action((o: DistributedFlags & { model: string; promptTokens?: number; genTokens?: number; threads?: number; repeat: number; kvCache: KvCacheType; json: boolean }) => {
+      .addOption(kvCacheOption())
+      .addOption(draftOption())
+      .option('--json', 'print one JSON object', false),
+  ).action(async (o: DistributedFlags & { model: string; promptTokens?: number; genTokens?: number; threads?: number; repeat: number; kvCache: KvCacheType; draft?: number; json: boolean }) => {
       const r = bench(o.model, { ...o, ...distributedOptions(o) });
       if (r.fitted_to_context) process.stderr.write(fittedNote(r.prompt_tokens, r.gen_tokens, r.context_length));
+      // With --draft K: greedy decoding through GenerationSession at 0 and K drafts, on the same model and nodes.
+      let speculative: DraftBenchRun[] | undefined;
+      if (o.draft !== undefined && o.draft > 0) {
+        const model = new LoadedModel(o.model, { threads: o.threads, contextLength: r.prompt_tokens + r.gen_tokens, kvCache: o.kvCache, draft: o.draft, ...distributedOptions(o) });
+        const random = new Random(1);
+        const prompt = Array.from({ length: r.prompt_tokens }, () => Math.floor(random.next() * model.vocabSize));
+        speculative = await benchDrafts(model, prompt, r.gen_tokens, [0, o.draft], o.repeat);
+        model.close();
+      }
       if (o.json) {
-        console.log(JSON.stringify(r));
+        console.log(JSON.stringify(speculative ? { ...r, speculative } : r));
         return;
       }
       const spread = (all: number[]) => `${Math.min(...all).toFixed(1)}-${Math.max(...all).toFixed(1)}`;
@@ -350,6 +380,7 @@ export function registerEngineCommands(program: Command): void {
           ...r.decode_bytes_per_token.map(
             (t, k) => `node ${k}: ${t.sent.toFixed(0)} bytes sent, ${t.received.toFixed(0)} received per decoded token (sync ${r.sync}, experts ${r.experts})`,
           ),
+          ...(speculative ? speculativeLines(speculative) : []),
         ].join('\n'),
       );
     });

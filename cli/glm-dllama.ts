@@ -87,9 +87,10 @@ program
   .option('--threads <n>', 'encoder threads (default: all cores)', nonNegativeInt)
   .option('--tokenizer <file>', 'where to write the tokenizer (.t) (default: beside the model, when the checkpoint has one)')
   .option('--no-tokenizer', 'write no .t')
+  .option('--mtp', "keep GLM-4.5's MTP (next-n) layer, the draft model of --draft (glm4moe checkpoints)")
   .option('--cache-dir <dir>', 'where hf: models are downloaded', defaultCacheDir())
   .option('--hub-url <url>', 'hub address for hf: models (default: HF_ENDPOINT, else https://huggingface.co)')
-  .action(async (o: { model: string; out: string; weights: WeightTypeName; format: 'm' | 'gguf'; threads?: number; tokenizer?: string | false; cacheDir: string; hubUrl?: string }) => {
+  .action(async (o: { model: string; out: string; weights: WeightTypeName; format: 'm' | 'gguf'; threads?: number; tokenizer?: string | false; mtp?: boolean; cacheDir: string; hubUrl?: string }) => {
     const signal = cancellation();
     const modelDir = await checkpointDir(o.model, 'model', { cacheDir: o.cacheDir, ...(o.hubUrl ? { hubUrl: o.hubUrl } : {}) }, signal);
     const progress = lazyProgress('convert');
@@ -99,6 +100,7 @@ program
       weights: o.weights,
       threads: o.threads,
       tokenizerFile: o.tokenizer === false ? null : o.tokenizer,
+      mtp: o.mtp ?? false,
       signal,
       onProgress: (p: ConvertProgress) => progress.update(p.bytesDone, p.bytesTotal, `tensor ${p.tensorsDone}/${p.tensorsTotal} ${p.tensor}`),
     };
@@ -109,7 +111,8 @@ program
         `converted ${'sourceArchitecture' in result ? `${result.sourceArchitecture} checkpoint ${o.model} -> GGUF (${result.architecture})` : `${result.architecture} checkpoint ${o.model} ->`} ${result.outFile}`,
         `  weights     ${o.weights}`,
         `  model       dim ${h.dim}, ${h.nLayers} layers, ${h.nHeads} heads x ${h.headDim} (kv ${h.nKvHeads}), vocab ${h.vocabSize}` +
-          (h.nExperts > 0 ? `, ${h.nExperts} experts top-${h.nActiveExperts} + ${h.nSharedExperts} shared` : ''),
+          (h.nExperts > 0 ? `, ${h.nExperts} experts top-${h.nActiveExperts} + ${h.nSharedExperts} shared` : '') +
+          (h.mtpLayers > 0 ? ', + MTP layer' : ''),
         `  tensors     ${result.tensors}, ${(result.parameters / 1e6).toFixed(2)}M parameters`,
         `  size        ${(result.sourceBytes / MiB).toFixed(1)} MiB read -> ${(result.bytes / MiB).toFixed(1)} MiB written`,
         `  time        ${formatSeconds(result.seconds)} (${(result.sourceBytes / MiB / result.seconds).toFixed(1)} MiB/s of input)`,

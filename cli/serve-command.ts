@@ -5,9 +5,10 @@ import { LoadedModel } from '../engine/index.js';
 import { loadTokenizer, tokenizerPathFor } from '../tokenizer/index.js';
 import { createServer, EngineGenerator } from '../server/index.js';
 import { commaList, engineThreads, nonNegativeInt, positiveInt, repeatableList } from './args.js';
-import { distributedOptions, withDistributed, type DistributedFlags } from './engine-commands.js';
+import { distributedOptions, draftOption, withDistributed, type DistributedFlags } from './engine-commands.js';
 
 interface ServeFlags extends DistributedFlags {
+  draft?: number;
   model: string;
   tokenizer?: string;
   modelName?: string;
@@ -62,11 +63,12 @@ export function registerServeCommand(program: Command): void {
       .option('--body-limit <bytes>', 'largest request body', positiveInt, 1024 * 1024)
       .option('--timeout <seconds>', 'a request (queue wait and generation) is ended after this long', positiveInt, 300)
       .option('--cors <origins>', 'allowed browser origins, comma-separated, or * for any (default: no CORS)', repeatableList)
-      .option('--log', 'log each request as JSON lines on stdout', false),
+      .option('--log', 'log each request as JSON lines on stdout', false)
+      .addOption(draftOption()),
   ).action(async (o: ServeFlags) => {
     const tokenizer = o.tokenizer ?? tokenizerPathFor(o.model);
     if (!o.tokenizer && !existsSync(tokenizer)) throw new Error(`${o.model}: no tokenizer found beside it (${tokenizer}); pass --tokenizer FILE`);
-    const model = new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, ...distributedOptions(o) });
+    const model = new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, draft: o.draft, ...distributedOptions(o) });
     const generator = new EngineGenerator(model, await loadTokenizer(tokenizer), o.modelName);
     const envKeys = commaList(process.env['GLM_DLLAMA_API_KEYS'] ?? '');
     const limit = rateLimitFor(o.host, o);

@@ -35,6 +35,8 @@ export interface ConvertOptions {
    * checkpoint has a tokenizer.json or tokenizer.model; null writes none.
    */
   tokenizerFile?: string | null;
+  /** Keep the checkpoint's MTP (next-n) layer in the optional section of docs/model-format.md (glm4moe only). */
+  mtp?: boolean;
 }
 
 export interface ConvertProgress {
@@ -80,12 +82,15 @@ export interface ConversionPlan {
 }
 
 /** Resolves and validates every output tensor against the checkpoint; reads only headers and config. */
-export async function planConversion(modelDir: string, weightType: WeightType): Promise<ConversionPlan> {
+export async function planConversion(modelDir: string, weightType: WeightType, options: { mtp?: boolean } = {}): Promise<ConversionPlan> {
   const config = await ConfigReader.load(modelDir);
   const architecture = architectureOf(config);
   const params = architecture.parseConfig(config);
-  const { tiedEmbeddings: _tied, ...headerParams } = params;
-  const header: ModelHeader = { version: 0, weightType, ...headerParams };
+  const { tiedEmbeddings: _tied, nextnLayers, ...headerParams } = params;
+  if (options.mtp && !(nextnLayers! > 0)) {
+    config.fail('num_nextn_predict_layers', `is ${nextnLayers ?? 'absent'}: this ${architecture.name} checkpoint has no MTP layer for --mtp to keep`);
+  }
+  const header: ModelHeader = { version: 0, weightType, ...headerParams, mtpLayers: options.mtp ? 1 : 0 };
   const checkpoint = await Checkpoint.open(modelDir);
   const tensors: PlannedTensor[] = [];
   try {
@@ -298,7 +303,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
     options.tokenizerFile === null ? undefined : (options.tokenizerFile ?? (hasTokenizer(options.modelDir) ? tokenizerPathFor(options.outFile) : undefined));
   // Loaded (and so checked) before the weights; written after them, so a failure leaves neither file.
   const tokenizer = tokenizerFile ? await loadTokenizer(options.modelDir) : undefined;
-  const plan = await planConversion(options.modelDir, settings.weightType);
+  const plan = await planConversion(options.modelDir, settings.weightType, { mtp: options.mtp ?? false });
   const { checkpoint, tensors } = plan;
   let bytes = 0;
   let sourceBytes = 0;

@@ -3,8 +3,9 @@
  * every GGUF tensor is one or more planned .m tensors back to back (the expert stacks ffn_*_exps are the
  * per-expert matrices in expert order; glm4 and chatglm keep their fused ffn_up = [gate; up]), so the
  * bytes of each matrix are exactly those of the .m file. Architectures: glm4moe -> `glm4moe` (NeoX rope),
- * glm4 -> `glm4`, glm (ChatGLM remote code and GlmForCausalLM) -> `chatglm` (split q/k/v). The MTP layer
- * is not exported. The mapping and metadata are documented in docs/gguf.md.
+ * glm4 -> `glm4`, glm (ChatGLM remote code and GlmForCausalLM) -> `chatglm` (split q/k/v). With --mtp the
+ * MTP layer becomes llama.cpp's NextN block: the last block (block_count counts it, nextn_predict_layers = 1)
+ * with its blk.L.nextn.* tensors, whose .m names are already llama.cpp's. The mapping and metadata are documented in docs/gguf.md.
  */
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -17,7 +18,7 @@ import { GGUF_DEFAULT_ALIGNMENT, GgmlType, encodeGgufHeader, gguf, placeGgufTens
 import { ArchType, RopeStyle, type ModelHeader } from './model-header.js';
 import { isMoeLayer } from './model-layout.js';
 
-export type GgufConvertOptions = Pick<ConvertOptions, 'modelDir' | 'outFile' | 'weights' | 'threads' | 'chunkBytes' | 'onProgress' | 'signal'>;
+export type GgufConvertOptions = Pick<ConvertOptions, 'modelDir' | 'outFile' | 'weights' | 'threads' | 'chunkBytes' | 'onProgress' | 'signal' | 'mtp'>;
 
 export interface GgufConvertResult {
   outFile: string;
@@ -286,7 +287,7 @@ export function ggufModelMetadata(header: ModelHeader, name: string): Map<string
   k('vocab_size', gguf.u32(header.vocabSize));
   k('context_length', gguf.u32(header.maxSeqLen));
   k('embedding_length', gguf.u32(header.dim));
-  k('block_count', gguf.u32(header.nLayers));
+  k('block_count', gguf.u32(header.nLayers + header.mtpLayers));
   k('feed_forward_length', gguf.u32(header.hiddenDim));
   k('attention.head_count', gguf.u32(header.nHeads));
   k('attention.head_count_kv', gguf.u32(header.nKvHeads));
@@ -304,6 +305,8 @@ export function ggufModelMetadata(header: ModelHeader, name: string): Map<string
     k('expert_gating_func', gguf.u32(2)); // sigmoid
     k('expert_weights_scale', gguf.f32(header.routedScalingFactor));
     k('expert_weights_norm', gguf.bool(header.normTopkProb));
+    // Optional, default 0: written only with the NextN block, so files without it keep their bytes.
+    if (header.mtpLayers > 0) k('nextn_predict_layers', gguf.u32(header.mtpLayers));
     // Group-limited routing: llama.cpp asserts used < count when count > 1; using every group is a no-op.
     if (header.nExpertGroups > 1 && header.topkGroups < header.nExpertGroups) {
       k('expert_group_count', gguf.u32(header.nExpertGroups));
@@ -323,7 +326,7 @@ export function ggufModelMetadata(header: ModelHeader, name: string): Map<string
 export async function convertToGguf(options: GgufConvertOptions): Promise<GgufConvertResult> {
   const started = performance.now();
   const settings = streamSettings(options);
-  const plan = await planConversion(options.modelDir, settings.weightType);
+  const plan = await planConversion(options.modelDir, settings.weightType, { mtp: options.mtp ?? false });
   const { checkpoint, header } = plan;
   try {
     const tensors = ggufTensors(header, plan.tensors);

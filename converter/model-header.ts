@@ -67,6 +67,11 @@ export interface ModelHeader {
   normTopkProb: boolean;
   nExpertGroups: number;
   topkGroups: number;
+  /**
+   * GLM-4.5's multi-token-prediction (next-n) layers kept after the output head (0 or 1): the optional MTP
+   * section of docs/model-format.md, used as a built-in draft model for speculative decoding.
+   */
+  mtpLayers: number;
 }
 
 type Kind = 'int' | 'f32' | 'bool';
@@ -86,6 +91,8 @@ interface KeyDef {
    * loader refuses exactly what decodeHeader refuses.
    */
   readonly range?: readonly [number, number];
+  /** Written only when it differs from `absent`, so files without the feature keep their exact bytes. */
+  readonly omitWhenAbsent?: boolean;
 }
 
 const BOOL = [0, 1] as const;
@@ -120,6 +127,8 @@ export const HEADER_KEYS: readonly KeyDef[] = [
   { id: 264, field: 'normTopkProb', name: 'norm_topk_prob', kind: 'bool', absent: false, range: BOOL },
   { id: 265, field: 'nExpertGroups', name: 'n_expert_groups', kind: 'int', absent: 1, range: [1, 1 << 12] },
   { id: 266, field: 'topkGroups', name: 'topk_groups', kind: 'int', absent: 1, range: [1, 1 << 12] },
+  // Optional sections after the output head start at 300, apart from the per-tensor keys above.
+  { id: 300, field: 'mtpLayers', name: 'mtp_layers', kind: 'int', absent: 0, range: [0, 1], omitWhenAbsent: true },
 ];
 
 /** Far above any real header (8 bytes per key); a larger declared size is refused without reading it. */
@@ -153,10 +162,11 @@ export function toF32(value: number): number {
 }
 
 export function encodeHeader(header: ModelHeader): Buffer {
-  const buf = Buffer.alloc(8 + 8 * HEADER_KEYS.length);
+  const keys = HEADER_KEYS.filter((key) => !(key.omitWhenAbsent && header[key.field] === key.absent));
+  const buf = Buffer.alloc(8 + 8 * keys.length);
   buf.writeInt32LE(MODEL_MAGIC, 0);
   buf.writeInt32LE(buf.length, 4);
-  HEADER_KEYS.forEach((key, i) => {
+  keys.forEach((key, i) => {
     const value = header[key.field];
     const encoded = key.kind === 'f32' ? f32Bits(value as number) : key.kind === 'bool' ? (value ? 1 : 0) : (value as number);
     if (!Number.isInteger(encoded) || encoded < -0x80000000 || encoded > 0x7fffffff) {
@@ -241,8 +251,9 @@ function checkHeader(h: ModelHeader, fail: (detail: string) => never): void {
     if (h.nExperts % h.nExpertGroups !== 0 || h.topkGroups > h.nExpertGroups) fail('n_expert_groups must divide n_experts, and topk_groups must not exceed it');
     if (h.firstDenseLayers > h.nLayers) fail(`first_dense_layers (${h.firstDenseLayers}) exceeds n_layers (${h.nLayers})`);
   }
+  if (h.mtpLayers > 0 && !moe) fail('mtp_layers is only defined for glm4moe files');
   const denseLayers = !moe || h.firstDenseLayers > 0;
-  const moeLayers = moe && h.firstDenseLayers < h.nLayers;
+  const moeLayers = moe && (h.firstDenseLayers < h.nLayers || h.mtpLayers > 0); // the MTP layer is a MoE layer
   if (denseLayers && h.hiddenDim < 1) fail('hidden_dim must be positive when the model has dense layers');
   if (h.weightType === WeightType.Q40 || h.weightType === WeightType.Q80) {
     // The row lengths (columns) of the quantized matrices must be whole 32-value blocks.

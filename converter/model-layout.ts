@@ -27,8 +27,25 @@ export function isMoeLayer(header: ModelHeader, layer: number): boolean {
 export function modelTensors(h: ModelHeader): TensorSpec[] {
   const out = [embeddingTensor(h)];
   for (let l = 0; l < h.nLayers; l++) out.push(...layerTensors(h, l));
-  out.push(...outputTensors(h));
+  out.push(...outputTensors(h), ...mtpTensors(h));
   return out;
+}
+
+/**
+ * The optional MTP (next-n) section after the output head: GLM-4.5's layer num_hidden_layers, whose
+ * input is eh_proj([enorm(embedding of token t+1); hnorm(hidden state at t)]), then a MoE decoder layer
+ * and shared_head's norm; the embedding and the output head are the main model's.
+ */
+function mtpTensors(h: ModelHeader): TensorSpec[] {
+  if (h.mtpLayers === 0) return [];
+  const b = `blk.${h.nLayers}.nextn.`;
+  return [
+    { name: `${b}enorm.weight`, shape: [h.dim], type: WeightType.F32 },
+    { name: `${b}hnorm.weight`, shape: [h.dim], type: WeightType.F32 },
+    { name: `${b}eh_proj.weight`, shape: [h.dim, 2 * h.dim], type: h.weightType },
+    ...layerTensors(h, h.nLayers),
+    { name: `${b}shared_head_norm.weight`, shape: [h.dim], type: WeightType.F32 },
+  ];
 }
 
 const embeddingTensor = (h: ModelHeader): TensorSpec => ({ name: 'token_embd.weight', shape: [h.vocabSize, h.dim], type: WeightType.F32 });
@@ -95,7 +112,7 @@ const tensorBytes = (specs: readonly TensorSpec[]): bigint => specs.reduce((n, t
  */
 export function expectedFileSize(h: ModelHeader, headerSize: number): bigint {
   const firstMoe = h.archType === ArchType.GLM4_MOE ? Math.min(h.firstDenseLayers, h.nLayers) : h.nLayers;
-  let total = BigInt(headerSize) + tensorBytes([embeddingTensor(h), ...outputTensors(h)]);
+  let total = BigInt(headerSize) + tensorBytes([embeddingTensor(h), ...outputTensors(h), ...mtpTensors(h)]);
   if (firstMoe > 0) total += BigInt(firstMoe) * tensorBytes(layerTensors(h, 0));
   if (firstMoe < h.nLayers) total += BigInt(h.nLayers - firstMoe) * tensorBytes(layerTensors(h, firstMoe));
   return total;

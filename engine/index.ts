@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { native } from './native.js';
 import { topIds } from './sampler.js';
+import { GenerationSession } from './generate.js';
 
 /** The native session: one model and its KV cache. */
 interface NativeSession {
@@ -14,6 +15,10 @@ interface NativeSession {
   perplexity(ids: Int32Array, contextLength: number): { start: number; tokens: number; nll: number }[];
   reset(): void;
   rewind(position: number): void;
+  draftAsync(tokens: Int32Array): Promise<Float32Array>;
+  draftGreedyAsync(tokens: Int32Array, k: number, vocabLimit: number): Promise<Int32Array>;
+  readonly mtpPosition: number;
+  readonly hasMtp: boolean;
   readonly position: number;
   readonly contextLength: number;
   readonly threads: number;
@@ -32,7 +37,16 @@ interface NativeDistributed {
 }
 
 interface NativeInference {
-  Engine: new (path: string, threads: number, contextLength: number, kvF16: boolean, distributed?: NativeDistributed, device?: string, cpuExperts?: string) => NativeSession;
+  Engine: new (
+    path: string,
+    threads: number,
+    contextLength: number,
+    kvF16: boolean,
+    distributed?: NativeDistributed,
+    device?: string,
+    cpuExperts?: string,
+    mtp?: boolean | 'auto',
+  ) => NativeSession;
   bench(
     path: string,
     options: { promptTokens?: number; genTokens?: number; threads: number; repeat: number; kvCache: KvCacheType; distributed?: NativeDistributed; device?: string; cpuExperts?: string },
@@ -106,18 +120,34 @@ export interface LoadOptions extends DistributedOptions {
   device?: string;
   /** On a GPU: the routed experts of all (or the first N) MoE layers stay in system memory and run on the CPU. */
   cpuExperts?: 'all' | number;
+  /**
+   * Speculative decoding: tokens the model's MTP layer drafts per verification pass (0 disables). Unset:
+   * DEFAULT_DRAFT with workers when the file has the MTP section (`convert --mtp`), else 0. Greater than
+   * 0 on a file without it is an error.
+   */
+  draft?: number;
 }
+
+/**
+ * Drafts per pass with workers when a file has an MTP layer and none is asked for. Measured
+ * (docs/performance.md): 3 gave the most tokens/s from 0.5 ms of link delay up; on one node the trained
+ * tiny model decoded faster without drafting, so one node drafts only when asked.
+ */
+export const DEFAULT_DRAFT = 3;
 
 export type KvCacheType = 'f32' | 'f16';
 
 /** A loaded model with its KV cache. Errors in the native code arrive as exceptions naming the file. */
 export class LoadedModel {
   private readonly session: NativeSession;
+  /** Drafts per verification pass that generation uses (0: no speculative decoding). */
+  readonly draft: number;
 
   constructor(
     readonly path: string,
     options: LoadOptions = {},
   ) {
+    if (options.draft !== undefined && !(Number.isInteger(options.draft) && options.draft >= 0)) throw new RangeError('draft must be a non-negative integer');
     this.session = new (inference().Engine)(
       path,
       options.threads ?? availableParallelism(),
@@ -126,7 +156,9 @@ export class LoadedModel {
       nativeDistributed(options),
       options.device,
       options.cpuExperts === undefined ? undefined : String(options.cpuExperts),
+      options.draft !== undefined ? options.draft > 0 : options.workers?.length ? 'auto' : false,
     );
+    this.draft = options.draft ?? (this.session.hasMtp ? DEFAULT_DRAFT : 0);
   }
 
   get vocabSize(): number {
@@ -168,6 +200,30 @@ export class LoadedModel {
   /** Mean NLL of each chunk of `contextLength` ids, each evaluated from an empty cache (see metrics.ts). */
   chunkNll(ids: readonly number[], contextLength: number): { start: number; tokens: number; nll: number }[] {
     return this.session.perplexity(Int32Array.from(ids), contextLength);
+  }
+
+  /**
+   * Feeds the MTP layer (speculative decoding; the model must be loaded with draft > 0): row j pairs the
+   * token `tokens[j]` with the hidden state at MTP position mtpPosition + j, the main model's below
+   * `position`, else (one token) the previous draft's. Resolves to the logits of the token after the last.
+   */
+  draftAsync(tokens: readonly number[]): Promise<Float32Array> {
+    return this.session.draftAsync(Int32Array.from(tokens));
+  }
+
+  /** draftAsync(tokens), then k - 1 chained drafts of the argmax below vocabLimit, in one native call; resolves to the k ids. */
+  draftGreedyAsync(tokens: readonly number[], k: number, vocabLimit = this.vocabSize): Promise<Int32Array> {
+    return this.session.draftGreedyAsync(Int32Array.from(tokens), k, Math.min(vocabLimit, this.vocabSize));
+  }
+
+  /** Whether the MTP layer is loaded (draft > 0 asked for, or the default with workers on a file that has it). */
+  get hasMtp(): boolean {
+    return this.session.hasMtp;
+  }
+
+  /** How many positions the MTP layer's cache holds (each pairs a position's hidden state with the next token). */
+  get mtpPosition(): number {
+    return this.session.mtpPosition;
   }
 
   /** Keeps the first `position` tokens of the cache (a shared prefix) and drops the rest. */
@@ -290,7 +346,57 @@ export function bench(modelPath: string, options: BenchOptions = {}): BenchResul
   };
 }
 
+export interface DraftBenchRun {
+  draft: number;
+  /** Median greedy decode tokens/s over the repeats, and each repeat's. */
+  decode_tps: number;
+  decode_tps_all: number[];
+  /** Generated tokens per main-model pass (1 without drafting). */
+  tokens_per_pass: number;
+  /** Kept drafts / drafted tokens, overall and per draft position (0-based). */
+  acceptance_rate: number;
+  acceptance_at: number[];
+}
+
+/**
+ * Greedy decode speed and acceptance of speculative decoding: for each draft count, `repeat` generations
+ * of genTokens after `prompt` from an empty cache, through GenerationSession (what generate, chat and
+ * serve run). The model must be loaded with draft > 0 for counts above 0.
+ */
+export async function benchDrafts(model: LoadedModel, prompt: readonly number[], genTokens: number, drafts: readonly number[], repeat = 3): Promise<DraftBenchRun[]> {
+  const out: DraftBenchRun[] = [];
+  for (const draft of drafts) {
+    const tps: number[] = [];
+    let generated = 0;
+    let passes = 0;
+    const draftedAt = new Array<number>(draft).fill(0);
+    const acceptedAt = new Array<number>(draft).fill(0);
+    for (let r = 0; r < repeat; r++) {
+      const run = new GenerationSession(model).generate(prompt, { temperature: 0, maxTokens: genTokens, draft });
+      let step = await run.next();
+      while (!step.done) step = await run.next();
+      const s = step.value;
+      tps.push((s.generatedTokens - 1) / s.decodeSeconds);
+      generated += s.generatedTokens - 1; // the first token comes from the prompt's pass
+      passes += s.decodePasses;
+      s.draftedAt.forEach((n, i) => (draftedAt[i]! += n));
+      s.acceptedAt.forEach((n, i) => (acceptedAt[i]! += n));
+    }
+    const drafted = draftedAt.reduce((a, b) => a + b, 0);
+    out.push({
+      draft,
+      decode_tps: median(tps),
+      decode_tps_all: tps,
+      tokens_per_pass: passes === 0 ? 0 : generated / passes,
+      acceptance_rate: drafted === 0 ? 0 : acceptedAt.reduce((a, b) => a + b, 0) / drafted,
+      acceptance_at: acceptedAt.map((a, i) => (draftedAt[i]! === 0 ? 0 : a / draftedAt[i]!)),
+    });
+  }
+  return out;
+}
+
 export { perplexity, klDivergence, type PerplexityResult, type KldResult, type ChunkNll } from './metrics.js';
-export { Sampler, Random, topIds, type SamplingOptions } from './sampler.js';
+export { Sampler, Random, topIds, type SamplingOptions, type TokenDistribution } from './sampler.js';
 export { GenerationSession, type GenerateOptions, type GenerationStats, type FinishReason } from './generate.js';
+export { acceptDraft, type AcceptanceRule, type DraftVerdict } from './speculative.js';
 export { decodeTraffic, dllamaDecodeTraffic, syncRowBytes, type TrafficShape } from './distributed.js';

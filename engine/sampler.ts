@@ -54,6 +54,12 @@ export class Random {
   }
 }
 
+/** A sampler's distribution over the candidates it keeps: ids with probabilities that sum to 1. */
+export interface TokenDistribution {
+  readonly ids: readonly number[];
+  readonly probs: readonly number[];
+}
+
 export class Sampler {
   private readonly random: Random;
   private readonly temperature: number;
@@ -73,10 +79,48 @@ export class Sampler {
   }
 
   sample(allLogits: Float32Array): number {
+    const kept = this.kept(allLogits);
+    if (this.temperature === 0) return kept.ids[0]!;
+    let draw = this.random.next() * kept.total;
+    for (let i = 0; i < kept.weights.length; i++) {
+      draw -= kept.weights[i]!;
+      if (draw < 0) return kept.ids[i]!;
+    }
+    return kept.ids[kept.weights.length - 1]!;
+  }
+
+  /** True at temperature 0: every draw is the argmax. */
+  get greedy(): boolean {
+    return this.temperature === 0;
+  }
+
+  /** The distribution sample() draws from: the argmax alone at temperature 0, else the kept candidates. */
+  distribution(allLogits: Float32Array): TokenDistribution {
+    const { ids, weights, total } = this.kept(allLogits);
+    return { ids: ids.slice(0, weights.length), probs: weights.map((w) => w / total) };
+  }
+
+  /** Draws an id from a distribution. */
+  draw(d: TokenDistribution): number {
+    let left = this.random.next();
+    for (let i = 0; i < d.ids.length; i++) {
+      left -= d.probs[i]!;
+      if (left < 0) return d.ids[i]!;
+    }
+    return d.ids[d.ids.length - 1]!;
+  }
+
+  /** Uniform in [0, 1) from the sampler's seeded generator (speculative acceptance draws from it too). */
+  uniform(): number {
+    return this.random.next();
+  }
+
+  /** The candidates sample() keeps, best first, with their unnormalised weights and the weights' sum. */
+  private kept(allLogits: Float32Array): { ids: number[]; weights: number[]; total: number } {
     const logits = allLogits.length > this.vocabLimit ? allLogits.subarray(0, this.vocabLimit) : allLogits;
     let best = 0;
     for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
-    if (this.temperature === 0) return best;
+    if (this.temperature === 0) return { ids: [best], weights: [1], total: 1 };
     // Candidates by descending logit: the top k, or (top-k off) every token within 1e-10 of the best's
     // probability, which leaves the nucleus unchanged and spares sorting the whole vocabulary.
     const ids = this.topK > 0 ? topIds(logits, this.topK) : withinRatio(logits, logits[best]! - this.temperature * Math.log(1e10));
@@ -92,13 +136,8 @@ export class Sampler {
         break;
       }
     }
-    const keptTotal = weights.slice(0, kept).reduce((a, b) => a + b, 0);
-    let draw = this.random.next() * keptTotal;
-    for (let i = 0; i < kept; i++) {
-      draw -= weights[i]!;
-      if (draw < 0) return ids[i]!;
-    }
-    return ids[kept - 1]!;
+    const keptWeights = weights.slice(0, kept);
+    return { ids, weights: keptWeights, total: keptWeights.reduce((a, b) => a + b, 0) };
   }
 }
 

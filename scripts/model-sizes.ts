@@ -23,7 +23,7 @@ function header(shape: Shape, weightType: WeightType): ModelHeader {
   return {
     version: 0, weightType, hiddenAct: HiddenAct.Silu, headDim: 128, vocabSize: 151552, maxSeqLen: 131072, ropeStyle: RopeStyle.HalfSplit,
     ropeTheta: 10000, ropeDim: 64, normEpsilon: 1e-5, nExperts: 0, nActiveExperts: 0, moeHiddenDim: 0, nSharedExperts: 0, firstDenseLayers: 0,
-    routedScalingFactor: 1, normTopkProb: true, nExpertGroups: 1, topkGroups: 1, ...shape,
+    routedScalingFactor: 1, normTopkProb: true, nExpertGroups: 1, topkGroups: 1, mtpLayers: 0, ...shape,
   };
 }
 

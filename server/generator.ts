@@ -5,7 +5,7 @@
  * their own generator to script the model's output.
  */
 import { basename } from 'node:path';
-import { GenerationSession, LoadedModel, type KvCacheType } from '../engine/index.js';
+import { GenerationSession, LoadedModel, type GenerationStats, type KvCacheType } from '../engine/index.js';
 import { applyChatTemplate, loadTokenizer, StreamDecoder, type ChatMessage, type LoadedTokenizer } from '../tokenizer/index.js';
 
 export interface GenerationRequest {
@@ -27,6 +27,9 @@ export interface GenerationUsage {
   readonly cachedTokens: number;
   /** 'length': the token budget or the context ended the reply; 'stop': the model did. */
   readonly finishReason: 'stop' | 'length';
+  /** Speculative decoding: tokens the MTP layer drafted and how many verification kept (absent without it). */
+  readonly draftedTokens?: number;
+  readonly acceptedDraftTokens?: number;
 }
 
 /** A text generation; a caller that stops iterating early (return()) ends it and frees the model. */
@@ -176,8 +179,10 @@ export class EngineGenerator implements TextGenerator {
     let finished = false;
     let failed = false;
     let finishReason: GenerationUsage['finishReason'] = 'length';
+    let stats: GenerationStats | undefined;
     try {
-      for (let step = await run.next(); !step.done; step = await run.next()) {
+      let step = await run.next();
+      for (; !step.done; step = await run.next()) {
         generated.push(step.value);
         if (stops.has(step.value)) {
           finishReason = 'stop';
@@ -186,6 +191,7 @@ export class EngineGenerator implements TextGenerator {
         const piece = this.markup.get(step.value) ?? stream.push(step.value);
         if (piece) yield piece;
       }
+      stats = step.value;
       finished = true;
       const rest = stream.flush();
       if (rest) yield rest;
@@ -201,6 +207,7 @@ export class EngineGenerator implements TextGenerator {
         return { promptTokens: ids.length, completionTokens: generated.length, cachedTokens: cached, finishReason: 'stop' };
       }
     }
-    return { promptTokens: ids.length, completionTokens: generated.length, cachedTokens: cached, finishReason };
+    const drafts = stats && stats.draftedTokens > 0 ? { draftedTokens: stats.draftedTokens, acceptedDraftTokens: stats.acceptedTokens } : {};
+    return { promptTokens: ids.length, completionTokens: generated.length, cachedTokens: cached, finishReason, ...drafts };
   }
 }

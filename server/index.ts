@@ -266,6 +266,8 @@ export async function createServer(options: ServerOptions): Promise<DemoServer> 
     metrics.promptTokens.inc(o.usage.promptTokens);
     metrics.cachedPromptTokens.inc(o.usage.cachedTokens);
     metrics.completionTokens.inc(o.usage.completionTokens);
+    metrics.draftedTokens.inc(o.usage.draftedTokens ?? 0);
+    metrics.acceptedDraftTokens.inc(o.usage.acceptedDraftTokens ?? 0);
     if (o.ttftSeconds !== null) metrics.timeToFirstToken.observe(o.ttftSeconds);
     if (o.usage.completionTokens > 1) metrics.timePerOutputToken.observe(o.decodeSeconds / (o.usage.completionTokens - 1));
   }

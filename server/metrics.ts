@@ -7,6 +7,8 @@ export interface ServerMetrics {
   readonly promptTokens: Counter;
   readonly cachedPromptTokens: Counter;
   readonly completionTokens: Counter;
+  readonly draftedTokens: Counter;
+  readonly acceptedDraftTokens: Counter;
   readonly timeToFirstToken: Histogram;
   readonly timePerOutputToken: Histogram;
   readonly queueDepth: Gauge;
@@ -26,6 +28,8 @@ export function createMetrics(defaultMetrics = true): ServerMetrics {
     promptTokens: new Counter({ name: 'glm_dllama_prompt_tokens_total', help: 'Prompt tokens of completed generations', registers }),
     cachedPromptTokens: new Counter({ name: 'glm_dllama_prompt_tokens_cached_total', help: 'Prompt tokens reused from the KV cache', registers }),
     completionTokens: new Counter({ name: 'glm_dllama_completion_tokens_total', help: 'Generated tokens', registers }),
+    draftedTokens: new Counter({ name: 'glm_dllama_draft_tokens_total', help: "Tokens drafted by the model's MTP layer (speculative decoding)", registers }),
+    acceptedDraftTokens: new Counter({ name: 'glm_dllama_draft_accepted_tokens_total', help: 'Drafted tokens that verification kept', registers }),
     timeToFirstToken: new Histogram({
       name: 'glm_dllama_time_to_first_token_seconds',
       help: 'From the start of a generation (after the queue) to its first text',

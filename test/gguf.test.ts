@@ -121,7 +121,7 @@ describe.each(ARCHS.map((a) => [a]))('%s', (arch) => {
       expectKey('glm4moe.expert_gating_func', GgufType.UINT32, 2);
       expectKey('glm4moe.expert_weights_scale', GgufType.FLOAT32, 2.5);
       expectKey('glm4moe.expert_weights_norm', GgufType.BOOL, true);
-      // n_group = topk_group = 1: no group keys; the MTP layer is not exported.
+      // n_group = topk_group = 1: no group keys; without --mtp no nextn_predict_layers.
       expect(moeKeys.sort()).toEqual(
         ['count', 'feed_forward_length', 'gating_func', 'shared_count', 'used_count', 'weights_norm', 'weights_scale'].map((k) => `glm4moe.expert_${k}`).concat('glm4moe.leading_dense_block_count').sort(),
       );
@@ -286,6 +286,25 @@ describe('variants agree with the reference in f32', () => {
     const diff = finiteLogprobsMaxDiff(await referenceLogprobs(`${name}.m`, TOKENS), await llamaCppLogprobs(`${name}.gguf`, TOKENS));
     expect(diff.maxDiff).toBeLessThan(1e-4);
   });
+});
+
+it("--mtp writes the MTP layer as llama.cpp's NextN block, which llama.cpp loads and skips", async () => {
+  const modelDir = checkpoints.get('glm4moe')!;
+  const name = join(dir, 'nextn');
+  await convert({ modelDir, outFile: `${name}.m`, weights: 'f32', threads: 2, mtp: true, tokenizerFile: null });
+  await convertToGguf({ modelDir, outFile: `${name}.gguf`, weights: 'f32', threads: 2, mtp: true });
+  const file = await readGguf(`${name}.gguf`);
+  const layers = Number(file.metadata.get('glm4moe.block_count')!.value);
+  expect(Number(file.metadata.get('glm4moe.nextn_predict_layers')!.value)).toBe(1);
+  const L = layers - 1;
+  const names = file.tensors.map((t) => t.name);
+  for (const t of ['nextn.eh_proj.weight', 'nextn.enorm.weight', 'nextn.hnorm.weight', 'nextn.shared_head_norm.weight', 'ffn_gate_exps.weight', 'attn_q.weight']) {
+    expect(names).toContain(`blk.${L}.${t}`);
+  }
+  expect(file.tensors.find((t) => t.name === `blk.${L}.nextn.eh_proj.weight`)!.ne).toEqual([128, 64]);
+  // llama.cpp accepts every tensor (it refuses unclaimed ones) and runs only the main layers.
+  const diff = finiteLogprobsMaxDiff(await referenceLogprobs(`${name}.m`, TOKENS), await llamaCppLogprobs(`${name}.gguf`, TOKENS));
+  expect(diff.maxDiff).toBeLessThan(1e-4);
 });
 
 describe('convertToGguf', () => {

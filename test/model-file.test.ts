@@ -35,13 +35,15 @@ const header: ModelHeader = {
   normTopkProb: true,
   nExpertGroups: 1,
   topkGroups: 1,
+  mtpLayers: 0,
 };
 
 describe('header', () => {
   it('round-trips every field exactly, floats as IEEE bits', () => {
     const bytes = encodeHeader(header);
     expect(bytes.readInt32LE(0)).toBe(0x0a00abcd);
-    expect(bytes.readInt32LE(4)).toBe(8 + 8 * HEADER_KEYS.length);
+    // mtp_layers (key 300) is written only when a file has the MTP section.
+    expect(bytes.readInt32LE(4)).toBe(8 + 8 * (HEADER_KEYS.length - 1));
     const { header: back, headerSize } = decodeHeader(bytes, 'x.m');
     expect(back).toEqual(header);
     expect(headerSize).toBe(bytes.length);
@@ -52,6 +54,14 @@ describe('header', () => {
     expect(pairs.get(263)! >>> 0).toBe(0x40200000);
     expect(pairs.get(1)).toBe(0xabcd12);
     expect(pairs.has(12)).toBe(false); // distributed-llama's int rope_theta is never written
+  });
+
+  it('writes mtp_layers only for a file with the MTP section, and only for glm4moe', () => {
+    const withMtp = encodeHeader({ ...header, mtpLayers: 1 });
+    expect(withMtp.length).toBe(encodeHeader(header).length + 8);
+    expect(decodeHeader(withMtp, 'x.m').header.mtpLayers).toBe(1);
+    expect(() => decodeHeader(encodeHeader({ ...header, mtpLayers: 2 }), 'x.m')).toThrow(/header field mtp_layers = 2 is outside 0..1/);
+    expect(() => decodeHeader(encodeHeader({ ...header, archType: ArchType.GLM4, mtpLayers: 1 }), 'x.m')).toThrow(/mtp_layers is only defined for glm4moe files/);
   });
 
   it('accepts keys in any order and fills defaults for absent optional keys', () => {

@@ -25,6 +25,10 @@ beforeAll(async () => {
     await convert({ modelDir: await fixture(dir, { arch }), outFile: out, weights });
     models.set(arch, await readFile(out));
   }
+  // A file with the optional MTP section (header key 300): both readers must walk it alike too.
+  const mtp = join(dir, 'glm4moe-mtp.q40.m');
+  await convert({ modelDir: await fixture(dir, { arch: 'glm4moe', seed: 3 }), outFile: mtp, weights: 'q40', mtp: true });
+  models.set('glm4moe-mtp', await readFile(mtp));
 });
 afterAll(() => removeDir(dir));
 

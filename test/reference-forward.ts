@@ -19,6 +19,7 @@
  *    = the unbiased s of the chosen experts, normalised to sum 1 when norm_topk_prob, times
  *    routed_scaling_factor; plus the shared expert with weight 1.
  *  - logits = output(norm(x)); log-softmax in float64.
+ *  - MTP (glm4moe files with the MTP section): see Forward.mtp.
  *
  * With `activations: 'ggml'` it also applies the rounding that ggml's CPU backend applies to the input of
  * every matrix product with non-f32 weights: Q8_0 blocks (d = fp16(amax / 127), q = round(x / d)) before
@@ -213,67 +214,102 @@ class Forward {
     for (let hd = 0; hd < heads; hd++) v.set(rmsNorm(v.subarray(hd * d, (hd + 1) * d), w, this.h.normEpsilon), hd * d);
   }
 
-  run(tokens: readonly number[]): number[][] {
+  /** Embedding rows of `tokens`, in float64. */
+  embed(tokens: readonly number[]): Vec[] {
+    const h = this.h;
+    const embedding = this.w.vector('token_embd.weight');
+    return tokens.map((t) => {
+      if (!Number.isInteger(t) || t < 0 || t >= h.vocabSize) throw new Error(`token ${t} outside the vocabulary of ${h.vocabSize}`);
+      return Float64Array.from(embedding.subarray(t * h.dim, (t + 1) * h.dim));
+    });
+  }
+
+  /** One decoder layer (tensors blk.l.*) over the residual rows xs at positions 0, 1, ..., in place. */
+  layer(xs: Vec[], l: number): void {
     const h = this.h;
     const d = h.headDim;
     const group = h.nHeads / h.nKvHeads;
     const sandwich = h.archType === ArchType.GLM4;
-    const embedding = this.w.vector('token_embd.weight');
-    const xs = tokens.map((t) => {
-      if (!Number.isInteger(t) || t < 0 || t >= h.vocabSize) throw new Error(`token ${t} outside the vocabulary of ${h.vocabSize}`);
-      return Float64Array.from(embedding.subarray(t * h.dim, (t + 1) * h.dim));
-    });
-    for (let l = 0; l < h.nLayers; l++) {
-      const b = `blk.${l}.`;
-      const keys: Vec[] = [];
-      const values: Vec[] = [];
-      const queries: Vec[] = [];
-      xs.forEach((x, pos) => {
-        const a = rmsNorm(x, this.w.vector(`${b}attn_norm.weight`), h.normEpsilon);
-        const q = this.matvec(`${b}attn_q.weight`, a, `${b}attn_q.bias`);
-        const k = this.matvec(`${b}attn_k.weight`, a, `${b}attn_k.bias`);
-        const v = this.matvec(`${b}attn_v.weight`, a, `${b}attn_v.bias`);
-        if (h.qkNorm) {
-          this.headNorm(q, h.nHeads, `${b}attn_q_norm.weight`);
-          this.headNorm(k, h.nKvHeads, `${b}attn_k_norm.weight`);
-        }
-        this.rope(q, h.nHeads, pos);
-        this.rope(k, h.nKvHeads, pos);
-        queries.push(q);
-        keys.push(k);
-        values.push(v);
-      });
-      xs.forEach((x, pos) => {
-        const attn = new Float64Array(h.nHeads * d);
-        for (let hd = 0; hd < h.nHeads; hd++) {
-          const kv = Math.floor(hd / group) * d;
-          const q = queries[pos]!.subarray(hd * d, (hd + 1) * d);
-          const scores = keys.slice(0, pos + 1).map((k) => {
-            let s = 0;
-            for (let i = 0; i < d; i++) s += q[i]! * k[kv + i]!;
-            return s / Math.sqrt(d);
-          });
-          const max = Math.max(...scores);
-          const exps = scores.map((s) => Math.exp(s - max));
-          const sum = exps.reduce((p, q2) => p + q2, 0);
-          exps.forEach((e, j) => {
-            const v = values[j]!;
-            for (let i = 0; i < d; i++) attn[hd * d + i]! += (e / sum) * v[kv + i]!;
-          });
-        }
-        let o = this.matvec(`${b}attn_output.weight`, attn);
-        if (sandwich) o = rmsNorm(o, this.w.vector(`${b}post_attention_norm.weight`), h.normEpsilon);
-        for (let i = 0; i < h.dim; i++) x[i]! += o[i]!;
-      });
-      // Attention reads every position's keys first, so the FFN runs after the whole sequence's attention.
-      for (const x of xs) {
-        const n = rmsNorm(x, this.w.vector(`${b}ffn_norm.weight`), h.normEpsilon);
-        let f = isMoeLayer(h, l) ? this.moe(n, b) : this.mlp(n, `${b}ffn_gate.weight`, `${b}ffn_up.weight`, `${b}ffn_down.weight`);
-        if (sandwich) f = rmsNorm(f, this.w.vector(`${b}post_ffw_norm.weight`), h.normEpsilon);
-        for (let i = 0; i < h.dim; i++) x[i]! += f[i]!;
+    const b = `blk.${l}.`;
+    const keys: Vec[] = [];
+    const values: Vec[] = [];
+    const queries: Vec[] = [];
+    xs.forEach((x, pos) => {
+      const a = rmsNorm(x, this.w.vector(`${b}attn_norm.weight`), h.normEpsilon);
+      const q = this.matvec(`${b}attn_q.weight`, a, `${b}attn_q.bias`);
+      const k = this.matvec(`${b}attn_k.weight`, a, `${b}attn_k.bias`);
+      const v = this.matvec(`${b}attn_v.weight`, a, `${b}attn_v.bias`);
+      if (h.qkNorm) {
+        this.headNorm(q, h.nHeads, `${b}attn_q_norm.weight`);
+        this.headNorm(k, h.nKvHeads, `${b}attn_k_norm.weight`);
       }
+      this.rope(q, h.nHeads, pos);
+      this.rope(k, h.nKvHeads, pos);
+      queries.push(q);
+      keys.push(k);
+      values.push(v);
+    });
+    xs.forEach((x, pos) => {
+      const attn = new Float64Array(h.nHeads * d);
+      for (let hd = 0; hd < h.nHeads; hd++) {
+        const kv = Math.floor(hd / group) * d;
+        const q = queries[pos]!.subarray(hd * d, (hd + 1) * d);
+        const scores = keys.slice(0, pos + 1).map((k) => {
+          let s = 0;
+          for (let i = 0; i < d; i++) s += q[i]! * k[kv + i]!;
+          return s / Math.sqrt(d);
+        });
+        const max = Math.max(...scores);
+        const exps = scores.map((s) => Math.exp(s - max));
+        const sum = exps.reduce((p, q2) => p + q2, 0);
+        exps.forEach((e, j) => {
+          const v = values[j]!;
+          for (let i = 0; i < d; i++) attn[hd * d + i]! += (e / sum) * v[kv + i]!;
+        });
+      }
+      let o = this.matvec(`${b}attn_output.weight`, attn);
+      if (sandwich) o = rmsNorm(o, this.w.vector(`${b}post_attention_norm.weight`), h.normEpsilon);
+      for (let i = 0; i < h.dim; i++) x[i]! += o[i]!;
+    });
+    // Attention reads every position's keys first, so the FFN runs after the whole sequence's attention.
+    for (const x of xs) {
+      const n = rmsNorm(x, this.w.vector(`${b}ffn_norm.weight`), h.normEpsilon);
+      let f = isMoeLayer(h, l) ? this.moe(n, b) : this.mlp(n, `${b}ffn_gate.weight`, `${b}ffn_up.weight`, `${b}ffn_down.weight`);
+      if (sandwich) f = rmsNorm(f, this.w.vector(`${b}post_ffw_norm.weight`), h.normEpsilon);
+      for (let i = 0; i < h.dim; i++) x[i]! += f[i]!;
     }
-    return xs.map((x) => Array.from(this.matvec('output.weight', rmsNorm(x, this.w.vector('output_norm.weight'), h.normEpsilon))));
+  }
+
+  /** The final-normed hidden state of every position. */
+  hidden(tokens: readonly number[]): Vec[] {
+    const xs = this.embed(tokens);
+    for (let l = 0; l < this.h.nLayers; l++) this.layer(xs, l);
+    return xs.map((x) => rmsNorm(x, this.w.vector('output_norm.weight'), this.h.normEpsilon));
+  }
+
+  run(tokens: readonly number[]): number[][] {
+    return this.hidden(tokens).map((x) => Array.from(this.matvec('output.weight', x)));
+  }
+
+  /**
+   * GLM-4.5's MTP (next-n) layer L = n_layers, as DeepSeek-V3 and GLM-4.5 define it: at position i,
+   * u = eh_proj([enorm(embed(token i + 1)); hnorm(main hidden state at i)]), the decoder layer blk.L over
+   * the u rows at positions 0, 1, ..., then logits = output(shared_head_norm(u)): the distribution of
+   * token i + 2. Positions 0 .. n-2.
+   */
+  mtp(tokens: readonly number[]): number[][] {
+    const h = this.h;
+    const L = `blk.${h.nLayers}.nextn.`;
+    const hidden = this.hidden(tokens);
+    const next = this.embed(tokens.slice(1));
+    const us = next.map((e, i) => {
+      const joined = new Float64Array(2 * h.dim);
+      joined.set(rmsNorm(e, this.w.vector(`${L}enorm.weight`), h.normEpsilon), 0);
+      joined.set(rmsNorm(hidden[i]!, this.w.vector(`${L}hnorm.weight`), h.normEpsilon), h.dim);
+      return this.matvec(`${L}eh_proj.weight`, joined);
+    });
+    this.layer(us, h.nLayers);
+    return us.map((u) => Array.from(this.matvec('output.weight', rmsNorm(u, this.w.vector(`${L}shared_head_norm.weight`), h.normEpsilon))));
   }
 }
 
@@ -291,6 +327,14 @@ export async function referenceLogits(modelPath: string, tokens: readonly number
   const weights = new Weights(model);
   await weights.load();
   return new Forward(weights, { ...model.header, ...options.overrides }, options.activations === 'ggml').run(tokens);
+}
+
+/** For each position i < n - 1, the MTP layer's log p(token i + 2 | tokens[0..i + 1]) (the file needs its MTP section). */
+export async function referenceMtpLogprobs(modelPath: string, tokens: readonly number[], options: ReferenceOptions = {}): Promise<number[][]> {
+  const model = await readModelFile(modelPath);
+  const weights = new Weights(model);
+  await weights.load();
+  return new Forward(weights, { ...model.header, ...options.overrides }, options.activations === 'ggml').mtp(tokens).map(logSoftmax);
 }
 
 /** For each position i, log p(next token | tokens[0..i]) over the whole vocabulary, in float64. */

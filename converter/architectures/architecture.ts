@@ -6,6 +6,8 @@ import type { ModelHeader } from '../model-header.js';
 export type ModelParams = Omit<ModelHeader, 'weightType' | 'version'> & {
   /** The checkpoint may omit the output head and reuse the embedding. */
   tiedEmbeddings?: boolean;
+  /** num_nextn_predict_layers: MTP layers the checkpoint stores after num_hidden_layers (convert --mtp keeps one). */
+  nextnLayers?: number;
 };
 
 /**
@@ -46,6 +48,7 @@ export const DENSE_DEFAULTS = {
   normTopkProb: false,
   nExpertGroups: 1,
   topkGroups: 1,
+  mtpLayers: 0,
 } as const satisfies Partial<ModelParams>;
 
 export function whole(tensor: string, shape: readonly number[]): TensorSource {

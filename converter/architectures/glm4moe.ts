@@ -1,7 +1,8 @@
 /**
  * Glm4MoeForCausalLM (GLM-4.5, GLM-4.5-Air, INTELLECT-3): half-split RoPE, optional q/k norm, dense first
  * layers, sigmoid router with a correction bias, routed plus shared experts. The MTP layer stored at index
- * num_hidden_layers is never read. Experts may be stored one by one (hub checkpoints) or stacked as
+ * num_hidden_layers is read only for convert --mtp (its nextn.* tensors and its decoder block; a stored
+ * embed_tokens / shared_head.head copy is left out, the main model's are used). Experts may be stored one by one (hub checkpoints) or stacked as
  * transformers v5 re-saves them (experts.gate_up_proj [E, 2*Im, H], experts.down_proj [E, H, Im]).
  */
 import { ArchType, RopeStyle } from '../model-header.js';
@@ -23,6 +24,7 @@ export const glm4moe: Architecture = {
     p.normTopkProb = config.bool('norm_topk_prob', true);
     p.nExpertGroups = config.int('n_group', 1);
     p.topkGroups = config.int('topk_group', 1);
+    p.nextnLayers = config.int('num_nextn_predict_layers', 0, true);
     if (p.nActiveExperts > p.nExperts) config.fail('num_experts_per_tok', `${p.nActiveExperts} exceeds n_routed_experts = ${p.nExperts}`);
     if (p.nExperts % p.nExpertGroups !== 0) config.fail('n_group', `${p.nExpertGroups} does not divide n_routed_experts = ${p.nExperts}`);
     if (p.topkGroups > p.nExpertGroups) config.fail('topk_group', `${p.topkGroups} exceeds n_group = ${p.nExpertGroups}`);
@@ -34,9 +36,22 @@ export const glm4moe: Architecture = {
     const common = decoderSource(name, layer, rest, p, checkpoint, { preFfnNorm: 'post_attention_layernorm.weight' });
     if (common) return common;
     if (layer === undefined) return unknownTensor(name);
+    const nextn = /^nextn\.(.+)$/.exec(rest)?.[1];
+    if (nextn !== undefined) return nextnSource(`model.layers.${layer}.`, nextn, p) ?? unknownTensor(name);
     return ffnSource(`model.layers.${layer}.mlp.`, rest, p, checkpoint) ?? unknownTensor(name);
   },
 };
+
+function nextnSource(prefix: string, rest: string, p: ModelParams): TensorSource | undefined {
+  const names: Record<string, [string, number[]]> = {
+    'enorm.weight': ['enorm.weight', [p.dim]],
+    'hnorm.weight': ['hnorm.weight', [p.dim]],
+    'eh_proj.weight': ['eh_proj.weight', [p.dim, 2 * p.dim]],
+    'shared_head_norm.weight': ['shared_head.norm.weight', [p.dim]],
+  };
+  const hit = names[rest];
+  return hit ? whole(prefix + hit[0], hit[1]) : undefined;
+}
 
 function ffnSource(mlp: string, rest: string, p: ModelParams, checkpoint: CheckpointNames): TensorSource | undefined {
   const dense: Record<string, [string, number[]]> = {

@@ -223,7 +223,7 @@ glm::Placement placementArg(Napi::Env env, const Napi::Value& device, const Napi
   }
 }
 
-// A loaded model and its inference session: new Engine(path, threads, maxSeqLen, kvF16, distributed?, device?, cpuExperts?).
+// A loaded model and its inference session: new Engine(path, threads, maxSeqLen, kvF16, distributed?, device?, cpuExperts?, mtp?).
 class Engine : public Napi::ObjectWrap<Engine> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -234,7 +234,10 @@ class Engine : public Napi::ObjectWrap<Engine> {
                         InstanceMethod("rewind", &Engine::Rewind), InstanceAccessor("position", &Engine::Position, nullptr),
                         InstanceAccessor("contextLength", &Engine::ContextLength, nullptr),
                         InstanceAccessor("threads", &Engine::Threads, nullptr), InstanceAccessor("header", &Engine::Header, nullptr),
-                        InstanceAccessor("traffic", &Engine::Traffic, nullptr), InstanceMethod("close", &Engine::Close)});
+                        InstanceAccessor("traffic", &Engine::Traffic, nullptr), InstanceMethod("close", &Engine::Close),
+                        InstanceMethod("draft", &Engine::Draft), InstanceMethod("draftAsync", &Engine::DraftAsync),
+                        InstanceMethod("draftGreedyAsync", &Engine::DraftGreedyAsync),
+                        InstanceAccessor("mtpPosition", &Engine::MtpPosition, nullptr), InstanceAccessor("hasMtp", &Engine::HasMtp, nullptr)});
   }
 
   explicit Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info) {
@@ -246,36 +249,57 @@ class Engine : public Napi::ObjectWrap<Engine> {
     const glm::DistributedOptions distributed = distributedArg(env, info.Length() > 4 ? info[4] : env.Undefined());
     const glm::Placement placement =
         placementArg(env, info.Length() > 5 ? info[5] : env.Undefined(), info.Length() > 6 ? info[6] : env.Undefined());
+    // mtp: true loads the MTP layer (an error when the file has none), "auto" loads it when present.
+    const bool autoMtp = info.Length() > 7 && info[7].IsString() && info[7].As<Napi::String>().Utf8Value() == "auto";
+    const bool askMtp = info.Length() > 7 && !info[7].IsString() && info[7].ToBoolean().Value();
     try {
       model_ = std::make_unique<glm::Model>(info[0].As<Napi::String>().Utf8Value());
-      session_ = std::make_unique<glm::Session>(*model_, std::max(1, threads), maxSeqLen, kvType, distributed, placement);
+      const bool mtp = askMtp || (autoMtp && model_->header().mtpLayers > 0);
+      session_ = std::make_unique<glm::Session>(*model_, std::max(1, threads), maxSeqLen, kvType, distributed, placement, mtp);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
   }
 
  private:
-  // Runs one evaluation off the JavaScript thread; the session is busy until it settles.
+  // Runs one evaluation (or an MTP draft) off the JavaScript thread; the session is busy until it settles.
   class EvaluateWorker : public Napi::AsyncWorker {
    public:
-    EvaluateWorker(Napi::Env env, Engine* engine, std::vector<int32_t> tokens, bool all)
+    // greedyDrafts > 0: Session::draftGreedy with that many drafts below vocabLimit, resolving to their ids.
+    EvaluateWorker(Napi::Env env, Engine* engine, std::vector<int32_t> tokens, bool all, bool draft = false, int greedyDrafts = 0, int vocabLimit = 0)
         : Napi::AsyncWorker(env),
           deferred_(Napi::Promise::Deferred::New(env)),
           self_(Napi::Persistent(engine->Value())),
           engine_(engine),
           tokens_(std::move(tokens)),
-          all_(all),
-          logits_((all ? tokens_.size() : 1) * static_cast<size_t>(engine->model_->header().vocabSize)) {}
+          all_(all && !draft),
+          draft_(draft),
+          greedyDrafts_(greedyDrafts),
+          vocabLimit_(vocabLimit),
+          drafts_(static_cast<size_t>(greedyDrafts)),
+          logits_((all_ ? tokens_.size() : 1) * static_cast<size_t>(engine->model_->header().vocabSize)) {}
     Napi::Promise Promise() { return deferred_.Promise(); }
     void Execute() override {
       try {
-        engine_->session_->evaluate(tokens_.data(), static_cast<int>(tokens_.size()), logits_.data(), all_);
+        if (greedyDrafts_ > 0) {
+          engine_->session_->draftGreedy(tokens_.data(), static_cast<int>(tokens_.size()), greedyDrafts_, vocabLimit_, drafts_.data());
+        } else if (draft_) {
+          engine_->session_->draft(tokens_.data(), static_cast<int>(tokens_.size()), logits_.data());
+        } else {
+          engine_->session_->evaluate(tokens_.data(), static_cast<int>(tokens_.size()), logits_.data(), all_);
+        }
       } catch (const std::exception& e) {
         SetError(e.what());
       }
     }
     void OnOK() override {
       engine_->busy_ = false;
+      if (greedyDrafts_ > 0) {
+        Napi::Int32Array ids = Napi::Int32Array::New(Env(), drafts_.size());
+        std::copy(drafts_.begin(), drafts_.end(), ids.Data());
+        deferred_.Resolve(ids);
+        return;
+      }
       Napi::Float32Array out = Napi::Float32Array::New(Env(), logits_.size());
       std::copy(logits_.begin(), logits_.end(), out.Data());
       deferred_.Resolve(out);
@@ -290,7 +314,9 @@ class Engine : public Napi::ObjectWrap<Engine> {
     Napi::ObjectReference self_;  // keeps the engine alive while the worker runs
     Engine* engine_;
     std::vector<int32_t> tokens_;
-    bool all_;
+    bool all_, draft_;
+    int greedyDrafts_, vocabLimit_;
+    std::vector<int32_t> drafts_;
     std::vector<float> logits_;
   };
 
@@ -343,6 +369,42 @@ class Engine : public Napi::ObjectWrap<Engine> {
     return promise;
   }
 
+  // draft(tokens: Int32Array) -> Float32Array of the MTP layer's vocab logits for its last row (Session::draft)
+  Napi::Value Draft(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Int32Array tokens = tokensArg(info, "draft");
+    Napi::Float32Array logits = Napi::Float32Array::New(env, static_cast<size_t>(model_->header().vocabSize));
+    try {
+      session(env).draft(tokens.Data(), static_cast<int>(tokens.ElementLength()), logits.Data());
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    return logits;
+  }
+
+  // draftAsync(tokens) -> Promise<Float32Array>: the same on a worker thread.
+  Napi::Value DraftAsync(const Napi::CallbackInfo& info) {
+    Napi::Int32Array tokens = tokensArg(info, "draftAsync");
+    auto* worker = new EvaluateWorker(info.Env(), this, std::vector<int32_t>(tokens.Data(), tokens.Data() + tokens.ElementLength()), false, true);
+    busy_ = true;
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();
+    return promise;
+  }
+
+  // draftGreedyAsync(tokens, k, vocabLimit) -> Promise<Int32Array> of k greedy drafts (Session::draftGreedy)
+  Napi::Value DraftGreedyAsync(const Napi::CallbackInfo& info) {
+    Napi::Int32Array tokens = tokensArg(info, "draftGreedyAsync");
+    if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) throw Napi::TypeError::New(info.Env(), "draftGreedyAsync(tokens, k, vocabLimit)");
+    const int k = info[1].As<Napi::Number>().Int32Value(), limit = info[2].As<Napi::Number>().Int32Value();
+    if (k < 1 || k > 64) throw Napi::RangeError::New(info.Env(), "draftGreedyAsync: k must be within 1..64");
+    auto* worker = new EvaluateWorker(info.Env(), this, std::vector<int32_t>(tokens.Data(), tokens.Data() + tokens.ElementLength()), false, true, k, limit);
+    busy_ = true;
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();
+    return promise;
+  }
+
   // perplexity(ids: Int32Array, contextLength) -> [{start, tokens, nll}]
   Napi::Value Perplexity(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -388,6 +450,8 @@ class Engine : public Napi::ObjectWrap<Engine> {
   Napi::Value Position(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session(info.Env()).position()); }
   Napi::Value ContextLength(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session(info.Env()).maxSeqLen()); }
   Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session(info.Env()).threads()); }
+  Napi::Value MtpPosition(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session(info.Env()).mtpPosition()); }
+  Napi::Value HasMtp(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), session(info.Env()).hasMtp()); }
 
   // Bytes each node has sent and received so far ([] on one node); node 0 is this process.
   Napi::Value Traffic(const Napi::CallbackInfo& info) {
@@ -413,6 +477,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
     o.Set("maxSeqLen", h.maxSeqLen);
     o.Set("nExperts", h.nExperts);
     o.Set("nActiveExperts", h.nActiveExperts);
+    o.Set("mtpLayers", h.mtpLayers);
     return o;
   }
 

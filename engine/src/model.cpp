@@ -86,6 +86,7 @@ ModelHeader parsePairs(const std::map<int32_t, int32_t>& kv, const std::string& 
   h.normTopkProb = v(264) != 0;
   h.nExpertGroups = v(265);
   h.topkGroups = v(266);
+  h.mtpLayers = v(300);
 
   // What the forward pass divides by, indexes with or cuts into blocks (checkHeader in model-header.ts).
   if (h.nHeads % h.nKvHeads != 0) {
@@ -107,7 +108,9 @@ ModelHeader parsePairs(const std::map<int32_t, int32_t>& kv, const std::string& 
     }
     if (h.firstDenseLayers > h.nLayers) throw fail("first_dense_layers exceeds n_layers");
   }
-  const bool denseLayers = !moe || h.firstDenseLayers > 0, moeLayers = moe && h.firstDenseLayers < h.nLayers;
+  if (h.mtpLayers > 0 && !moe) throw fail("mtp_layers is only defined for glm4moe files");
+  // The MTP layer is a MoE layer.
+  const bool denseLayers = !moe || h.firstDenseLayers > 0, moeLayers = moe && (h.firstDenseLayers < h.nLayers || h.mtpLayers > 0);
   if (denseLayers && h.hiddenDim < 1) throw fail("hidden_dim must be positive when the model has dense layers");
   if (h.weightType == FloatType::Q40 || h.weightType == FloatType::Q80) {
     // The row lengths (columns) of the quantized matrices must be whole 32-value blocks. The bounds
@@ -205,6 +208,15 @@ void layoutLayer(const ModelHeader& h, int l, LayerWeights& L, const TensorSourc
   if (h.arch == ArchType::GLM4) L.postFfnNorm = vec(h.dim);
 }
 
+// The optional MTP section (docs/model-format.md): its decoder block is laid out as layer n_layers.
+void layoutMtp(const ModelHeader& h, MtpWeights& m, const TensorSource& next) {
+  m.enorm = next(FloatType::F32, h.dim, 1);
+  m.hnorm = next(FloatType::F32, h.dim, 1);
+  m.ehProj = next(h.weightType, h.dim, 2 * h.dim);
+  layoutLayer(h, h.nLayers, m.layer, next);
+  m.sharedHeadNorm = next(FloatType::F32, h.dim, 1);
+}
+
 }  // namespace
 
 void layoutTensors(Weights& w, const TensorSource& next) {
@@ -214,6 +226,7 @@ void layoutTensors(Weights& w, const TensorSource& next) {
   for (int l = 0; l < h.nLayers; l++) layoutLayer(h, l, w.layers[l], next);
   w.outputNorm = next(FloatType::F32, h.dim, 1);
   w.output = next(h.weightType, h.vocabSize, h.dim);
+  if (h.mtpLayers > 0) layoutMtp(h, w.mtp, next);
 }
 
 uint64_t modelBytes(const ModelHeader& h, size_t headerBytes) {
@@ -226,7 +239,12 @@ uint64_t modelBytes(const ModelHeader& h, size_t headerBytes) {
   Weights edges;
   edges.header_ = h;
   edges.header_.nLayers = 0;
+  edges.header_.mtpLayers = 0;
   layoutTensors(edges, count);
+  if (h.mtpLayers > 0) {
+    MtpWeights scratch;
+    layoutMtp(h, scratch, count);
+  }
   // One layer of each kind, measured once and multiplied by how many there are.
   const int firstMoe = h.arch == ArchType::GLM4_MOE ? std::min(h.firstDenseLayers, h.nLayers) : h.nLayers;
   for (const auto& [first, layers] : {std::pair<int, int>{0, firstMoe}, {firstMoe, h.nLayers - firstMoe}}) {

@@ -38,6 +38,8 @@ struct ModelHeader {
   float routedScalingFactor = 1.0f;
   bool normTopkProb = false;
   int32_t nExpertGroups = 1, topkGroups = 1;
+  // GLM-4.5's MTP (next-n) layers in the optional section after the output head: 0 or 1.
+  int32_t mtpLayers = 0;
   // Query heads per KV head, and where this node's first query head sits in its KV head's group:
   // nHeads / nKvHeads and 0 for a whole model; a node's slice may start mid-group (net/slice.h).
   int32_t kvGroup = 1, headOffset = 0;
@@ -72,6 +74,13 @@ struct LayerWeights {
   bool hasShared = false;
 };
 
+// The MTP (next-n) layer: x = ehProj([enorm(embedding(t + 1)); hnorm(hidden(t))]), a MoE decoder layer,
+// then sharedHeadNorm before the main model's output head.
+struct MtpWeights {
+  Tensor enorm, hnorm, ehProj, sharedHeadNorm;
+  LayerWeights layer;
+};
+
 // The header and every tensor of a model, or of one node's slice of it (then the header's head, FFN,
 // expert and vocabulary counts are the node's own and absent tensors have no data).
 struct Weights {
@@ -81,6 +90,8 @@ struct Weights {
   Tensor embedding;
   std::vector<LayerWeights> layers;
   Tensor outputNorm, output;
+  // Present when header().mtpLayers is 1 (in a whole model only: node slices never carry it).
+  MtpWeights mtp;
 };
 
 // Parses the header's key/value pairs (the bytes after magic and header size); `source` names the

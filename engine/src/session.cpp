@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu/kernels.h"
 #include "vulkan/blocks.h"
 
 namespace glm {
@@ -28,7 +29,8 @@ std::unique_ptr<Cluster> clusterFor(const Model& model, const DistributedOptions
 }
 }  // namespace
 
-Session::Session(const Model& model, int threads, int maxSeqLen, FloatType kvType, const DistributedOptions& distributed, const Placement& placement)
+Session::Session(const Model& model, int threads, int maxSeqLen, FloatType kvType, const DistributedOptions& distributed, const Placement& placement,
+                 bool mtp)
     : model_(&model),
       shard_(cutShard(model, planSlices(model.header(), static_cast<int>(distributed.workers.size()) + 1, 0, distributed.experts))),
       cluster_(clusterFor(model, distributed, contextOf(model, maxSeqLen), kvType)),
@@ -37,7 +39,12 @@ Session::Session(const Model& model, int threads, int maxSeqLen, FloatType kvTyp
       context_(contextOf(model, maxSeqLen)),
       gpu_(contextFor(placement)),
       blocks_(blocksFor(shard_->weights, gpu_.get(), placement, pool_, context_, kvType, cluster_.get())),
-      layer_(layerFunction(model.header().arch)) {}
+      layer_(layerFunction(model.header().arch)) {
+  if (mtp) {
+    mtp_ = std::make_unique<MtpDrafter>(model, pool_, context_, kvType);
+    hidden_.resize(static_cast<size_t>(context_) * model.header().dim);
+  }
+}
 
 Session::Session(std::unique_ptr<Shard> shard, int threads, int context, FloatType kvType, Collective& link, const Placement& placement)
     : model_(nullptr),
@@ -54,6 +61,10 @@ Session::~Session() = default;
 void Session::rewind(int position) {
   if (position < 0 || position > position_) throw std::invalid_argument("cannot rewind to position " + std::to_string(position));
   position_ = position;
+  // MTP position q needs the token at q + 1, so rows up to position - 2 stay valid.
+  mtpTrusted_ = std::min(mtpTrusted_, std::max(0, position - 1));
+  mtpPosition_ = mtpTrusted_;
+  chainValid_ = false;
 }
 
 void Session::evaluate(const int32_t* tokens, int n, float* logits, bool allLogits) {
@@ -87,7 +98,38 @@ void Session::evaluate(const int32_t* tokens, int n, float* logits, bool allLogi
     forward(n, position_, first, count, local_.data());
     cluster_->gather(local_.data(), count, logits);
   }
+  if (mtp_) {
+    float* rows = hidden_.data() + static_cast<size_t>(position_) * dim;
+    blocks_->residual(0, n, rows);
+    for (int t = 0; t < n; t++) rmsNorm(rows + t * dim, shard_->weights.outputNorm.f32(), rows + t * dim, h.dim, h.normEpsilon);
+    mtpPosition_ = mtpTrusted_;
+    chainValid_ = false;
+  }
   position_ += n;
+}
+
+void Session::draft(const int32_t* tokens, int n, float* logits) {
+  if (!mtp_) throw std::logic_error("this session was opened without the MTP layer");
+  const ModelHeader& h = model_->header();
+  if (n <= 0) throw std::invalid_argument("no tokens to draft from");
+  for (int t = 0; t < n; t++) {
+    if (tokens[t] < 0 || tokens[t] >= h.vocabSize) throw std::invalid_argument("draft token id " + std::to_string(tokens[t]) + " is outside the vocabulary");
+  }
+  const int pos = mtpPosition_;
+  if (n > context_ - pos) throw std::invalid_argument("context overflow: MTP position " + std::to_string(pos + n) + " exceeds the context of " + std::to_string(context_));
+  const bool chained = pos >= position_;
+  if (chained && (n != 1 || !chainValid_)) throw std::invalid_argument("a chained draft is one token right after another draft");
+  if (!chained && pos + n > position_) {
+    throw std::invalid_argument("MTP rows " + std::to_string(pos) + ".." + std::to_string(pos + n - 1) + " need hidden states past the " +
+                                std::to_string(position_) + " evaluated positions");
+  }
+  const float* hidden = chained ? chainHidden_.data() : hidden_.data() + static_cast<size_t>(pos) * h.dim;
+  std::vector<float> next(h.dim);
+  mtp_->run(tokens, hidden, n, pos, logits, next.data());
+  chainHidden_ = std::move(next);
+  chainValid_ = true;
+  mtpPosition_ += n;
+  if (!chained) mtpTrusted_ = mtpPosition_;
 }
 
 void Session::evaluateSlice(const float* x, uint32_t n, uint32_t pos, uint32_t first, uint32_t count, std::vector<float>& logits) {
@@ -106,6 +148,21 @@ void Session::forward(int n, int pos, int first, int count, float* logits) {
   const Weights& w = shard_->weights;
   for (int l = 0; l < w.header().nLayers; l++) layer_(*blocks_, w.layers[l], l, n, pos);
   if (count > 0) blocks_->logits(first, count, logits);
+}
+
+void Session::draftGreedy(const int32_t* tokens, int n, int k, int vocabLimit, int32_t* drafts) {
+  if (k <= 0) throw std::invalid_argument("draftGreedy needs k >= 1");
+  const int limit = std::min(vocabLimit, vocab_);
+  if (limit <= 0) throw std::invalid_argument("draftGreedy needs a positive vocabulary limit");
+  std::vector<float> logits(vocab_);
+  for (int i = 0; i < k; i++) {
+    if (i == 0) {
+      draft(tokens, n, logits.data());
+    } else {
+      draft(&drafts[i - 1], 1, logits.data());
+    }
+    drafts[i] = static_cast<int32_t>(std::max_element(logits.begin(), logits.begin() + limit) - logits.begin());
+  }
 }
 
 }  // namespace glm

@@ -10,6 +10,7 @@
 #include "graph/blocks.h"
 #include "graph/graph.h"
 #include "model.h"
+#include "mtp.h"
 #include "net/cluster.h"
 #include "net/slice.h"
 #include "thread-pool.h"
@@ -26,8 +27,10 @@ class Session {
   // kvType: f32 (exact) or f16 keys and values. With distributed.workers set, connects to them
   // (throws PlanError, NetError or RemoteError).
   // placement: the CPU (the default) or a Vulkan device, resolved from --device by device.h.
+  // mtp: keep every position's hidden state and load the model's MTP layer for draft() (throws
+  // ModelError when the file has none).
   Session(const Model& model, int threads, int maxSeqLen, FloatType kvType = FloatType::F32, const DistributedOptions& distributed = {},
-          const Placement& placement = {});
+          const Placement& placement = {}, bool mtp = false);
   // A worker's part: its slice, the root's context length, and the link that completes partial sums.
   Session(std::unique_ptr<Shard> shard, int threads, int context, FloatType kvType, Collective& link, const Placement& placement = {});
   ~Session();
@@ -41,7 +44,7 @@ class Session {
   // The cluster when this session is a root, else null.
   const Cluster* cluster() const { return cluster_.get(); }
   // Forgets the evaluated tokens (the cache is overwritten from position 0).
-  void reset() { position_ = 0; }
+  void reset() { rewind(0); }
   // Rewinds to an earlier position, keeping the cache before it (a shared prompt prefix).
   void rewind(int position);
 
@@ -49,6 +52,18 @@ class Session {
   // (n x vocab) when allLogits, else of the last token only (vocab). Throws std::invalid_argument for
   // ids out of range or a context overflow.
   void evaluate(const int32_t* tokens, int n, float* logits, bool allLogits);
+
+  // Speculative decoding (mtp.h). MTP position q pairs the hidden state at q with the token at q + 1;
+  // mtpPosition() is how many the MTP cache holds. draft() evaluates n rows from there: tokens[j] is the
+  // token after MTP position mtpPosition() + j. Rows below position() take the main model's hidden
+  // state; a single row at position() or later is a chained draft and takes the previous row's MTP
+  // output. Writes the logits of the last row (vocab). A main evaluate() or rewind() drops chained rows.
+  bool hasMtp() const { return mtp_ != nullptr; }
+  int mtpPosition() const { return mtpPosition_; }
+  void draft(const int32_t* tokens, int n, float* logits);
+  // Greedy drafting in one call: draft(tokens), then k - 1 chained drafts, each fed the argmax (over ids
+  // below vocabLimit) of the previous; writes the k argmax ids.
+  void draftGreedy(const int32_t* tokens, int n, int k, int vocabLimit, int32_t* drafts);
 
   // A worker's pass: n input rows x (n x dim) at pos; sets logits to those of its vocabulary rows for
   // `count` tokens from `first` (count x its rows). The numbers come from the root and are checked
@@ -70,6 +85,12 @@ class Session {
   LayerFn layer_;
   int position_ = 0;
   std::vector<float> x_, local_;
+  // With mtp: the drafter, the final-normed hidden state of every position (context x dim), the MTP
+  // rows fed from it (trusted) and the last MTP output, for a chained draft at mtpPosition_.
+  std::unique_ptr<MtpDrafter> mtp_;
+  std::vector<float> hidden_, chainHidden_;
+  int mtpPosition_ = 0, mtpTrusted_ = 0;
+  bool chainValid_ = false;
 };
 
 }  // namespace glm

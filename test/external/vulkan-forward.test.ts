@@ -6,13 +6,13 @@
  * the GPU against one CPU node; a binding limit small enough to split every weight matrix and the
  * logits into several bindings (GLM_ENGINE_VULKAN_MAX_BINDING); and --cpu-experts (all, or the first MoE layer) against all on the GPU.
  * Runs on lavapipe in CI (GLM_ENGINE_VULKAN_ALLOW_CPU=1) or on a
- * GPU (scripts/gpu-check.sh); fails without a Vulkan device.
+ * GPU (scripts/gpu-check.sh); fails without a Vulkan device. Also speculative decoding (MTP drafts) with the main passes on the GPU.
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { convert } from '../../converter/convert.js';
 import type { FixtureArch } from '../../converter/fixture.js';
-import { LoadedModel } from '../../engine/index.js';
+import { GenerationSession, LoadedModel } from '../../engine/index.js';
 import { startWorker, stopWorker } from '../../engine/worker-process.js';
 import { fixture, removeDir, tempDir } from '../helpers.js';
 
@@ -167,4 +167,29 @@ test.each(['f32', 'q40'] as const)('weights and logits split over many bindings 
   for (let t = 0; t < tokens.length; t++) for (let i = 0; i < cpu[t]!.length; i++) worst = Math.max(worst, Math.abs(split[t]![i]! - cpu[t]![i]!));
   // f32: summation order only; q40: one q80 activation may round the other way (the KL bound is the gate)
   expect(worst).toBeLessThanOrEqual(weights === 'f32' ? 1e-4 : 2e-2);
+});
+
+test('speculative decoding on the GPU: greedy with 3 MTP drafts equals the CPU without drafting', async () => {
+  // The main passes run on the device; the hidden states come back for the MTP layer, which drafts on the CPU.
+  const file = join(dir, 'mtp.f32.m');
+  await convert({ modelDir: join('models', 'reference', 'glm45-kjv-tiny'), outFile: file, weights: 'f32', mtp: true, tokenizerFile: null });
+  const prompt = [4060, 100, 200, 300, 400, 500, 600, 700, 800];
+  const greedy = async (model: LoadedModel, draft: number) => {
+    const ids: number[] = [];
+    const run = new GenerationSession(model).generate(prompt, { temperature: 0, maxTokens: 40, draft });
+    let step = await run.next();
+    for (; !step.done; step = await run.next()) ids.push(step.value);
+    return { ids, accepted: step.value.acceptedTokens };
+  };
+  const cpu = new LoadedModel(file, { device: 'cpu', threads: 2 });
+  const gpu = new LoadedModel(file, { device, threads: 2, draft: 3 });
+  try {
+    const expected = await greedy(cpu, 0);
+    const drafted = await greedy(gpu, 3);
+    expect(drafted.ids).toEqual(expected.ids);
+    expect(drafted.accepted).toBeGreaterThan(0);
+  } finally {
+    cpu.close();
+    gpu.close();
+  }
 });

@@ -210,4 +210,9 @@ void CpuBlocks::logits(int first, int count, float* out) {
   matmul(model_.output, a_.data(), count, out);
 }
 
+void CpuBlocks::residual(int first, int count, float* out) {
+  const size_t dim = static_cast<size_t>(h_.dim);
+  std::copy_n(x_.data() + first * dim, count * dim, out);
+}
+
 }  // namespace glm

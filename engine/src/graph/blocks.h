@@ -66,6 +66,8 @@ class Blocks {
   virtual void load(const float* x, int n) = 0;
   // The logits of rows [first, first + count) of X: output norm, then this node's vocabulary rows.
   virtual void logits(int first, int count, float* out) = 0;
+  // Copies rows [first, first + count) of X to the host (the hidden states an MTP draft is fed).
+  virtual void residual(int first, int count, float* out) = 0;
 };
 
 // Per expert, the tokens routed to it and their weights: routing[e] lists (token, weight).
@@ -111,6 +113,7 @@ class CpuBlocks final : public Blocks {
   }
   void load(const float* x, int n) override;
   void logits(int first, int count, float* out) override;
+  void residual(int first, int count, float* out) override;
 
  private:
   float* rows(Act a) { return a == Act::X ? x_.data() : a == Act::A ? a_.data() : b_.data(); }

@@ -67,6 +67,7 @@ ModelHeader localHeader(const ModelHeader& h, const SlicePlan& p) {
   local.vocabSize = p.vocab.size();
   local.kvGroup = h.nHeads / h.nKvHeads;
   local.headOffset = p.heads.begin - p.kvHeads.begin * local.kvGroup;
+  local.mtpLayers = 0;  // the MTP layer drafts on the root, whole (mtp.h)
   return local;
 }
 

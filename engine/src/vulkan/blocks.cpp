@@ -234,4 +234,9 @@ void GpuBlocks::logits(int first, int count, float* out) {
   }
 }
 
+void GpuBlocks::residual(int first, int count, float* out) {
+  const size_t dim = static_cast<size_t>(h_.dim);
+  context_.download(*x_, first * dim * sizeof(float), out, count * dim * sizeof(float));
+}
+
 }  // namespace glm::vulkan

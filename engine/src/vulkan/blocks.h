@@ -27,6 +27,7 @@ class GpuBlocks final : public Blocks {
   void reduce(Act out, int n) override;
   void load(const float* x, int n) override;
   void logits(int first, int count, float* out) override;
+  void residual(int first, int count, float* out) override;
 
  private:
   Buffer& rows(Act a) { return a == Act::X ? *x_ : a == Act::A ? *a_ : *b_; }
