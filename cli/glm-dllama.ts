@@ -83,13 +83,15 @@ program
   .requiredOption('--model <dir>', 'checkpoint directory (config.json + *.safetensors), or hf:owner/name[@revision] to download it first (token: HF_TOKEN)')
   .requiredOption('--out <file>', 'output file')
   .addOption(new Option('--weights <type>', 'weight type of the matrices').choices(WEIGHT_TYPE_NAMES).default('q40'))
+  .addOption(new Option('--output-type <type>', 'weight type of the output head (default: that of --weights)').choices(WEIGHT_TYPE_NAMES))
   .addOption(new Option('--format <format>', 'm: distributed-llama model file; gguf: llama.cpp (q40/q80 become Q4_0/Q8_0)').choices(['m', 'gguf']).default('m'))
   .option('--threads <n>', 'encoder threads (default: all cores)', nonNegativeInt)
+  .option('--imatrix <file>', 'q40: importance matrix (GGUF imatrix or legacy .dat, from `glm-dllama imatrix` or llama.cpp) for the weighted scale search')
   .option('--tokenizer <file>', 'where to write the tokenizer (.t) (default: beside the model, when the checkpoint has one)')
   .option('--no-tokenizer', 'write no .t')
   .option('--cache-dir <dir>', 'where hf: models are downloaded', defaultCacheDir())
   .option('--hub-url <url>', 'hub address for hf: models (default: HF_ENDPOINT, else https://huggingface.co)')
-  .action(async (o: { model: string; out: string; weights: WeightTypeName; format: 'm' | 'gguf'; threads?: number; tokenizer?: string | false; cacheDir: string; hubUrl?: string }) => {
+  .action(async (o: { model: string; out: string; weights: WeightTypeName; format: 'm' | 'gguf'; threads?: number; imatrix?: string; outputType?: WeightTypeName; tokenizer?: string | false; cacheDir: string; hubUrl?: string }) => {
     const signal = cancellation();
     const modelDir = await checkpointDir(o.model, 'model', { cacheDir: o.cacheDir, ...(o.hubUrl ? { hubUrl: o.hubUrl } : {}) }, signal);
     const progress = lazyProgress('convert');
@@ -98,6 +100,8 @@ program
       outFile: o.out,
       weights: o.weights,
       threads: o.threads,
+      ...(o.imatrix ? { imatrix: o.imatrix } : {}),
+      ...(o.outputType ? { outputType: o.outputType } : {}),
       tokenizerFile: o.tokenizer === false ? null : o.tokenizer,
       signal,
       onProgress: (p: ConvertProgress) => progress.update(p.bytesDone, p.bytesTotal, `tensor ${p.tensorsDone}/${p.tensorsTotal} ${p.tensor}`),
@@ -107,7 +111,9 @@ program
     console.log(
       [
         `converted ${'sourceArchitecture' in result ? `${result.sourceArchitecture} checkpoint ${o.model} -> GGUF (${result.architecture})` : `${result.architecture} checkpoint ${o.model} ->`} ${result.outFile}`,
-        `  weights     ${o.weights}`,
+        `  weights     ${o.weights}` +
+          (h.outputType !== undefined ? `, output head ${o.outputType}` : '') +
+          (result.imatrix ? ` weighted by ${result.imatrix.file} (${result.imatrix.datasets.join(', ') || 'no dataset name'}; ${result.imatrix.matched} matrices matched, ${result.imatrix.missing} without an entry)` : ''),
         `  model       dim ${h.dim}, ${h.nLayers} layers, ${h.nHeads} heads x ${h.headDim} (kv ${h.nKvHeads}), vocab ${h.vocabSize}` +
           (h.nExperts > 0 ? `, ${h.nExperts} experts top-${h.nActiveExperts} + ${h.nSharedExperts} shared` : ''),
         `  tensors     ${result.tensors}, ${(result.parameters / 1e6).toFixed(2)}M parameters`,

@@ -41,7 +41,8 @@ describe('header', () => {
   it('round-trips every field exactly, floats as IEEE bits', () => {
     const bytes = encodeHeader(header);
     expect(bytes.readInt32LE(0)).toBe(0x0a00abcd);
-    expect(bytes.readInt32LE(4)).toBe(8 + 8 * HEADER_KEYS.length);
+    // Every key but the optional output_float_type, which a header without its own head type omits.
+    expect(bytes.readInt32LE(4)).toBe(8 + 8 * (HEADER_KEYS.length - 1));
     const { header: back, headerSize } = decodeHeader(bytes, 'x.m');
     expect(back).toEqual(header);
     expect(headerSize).toBe(bytes.length);
@@ -52,6 +53,26 @@ describe('header', () => {
     expect(pairs.get(263)! >>> 0).toBe(0x40200000);
     expect(pairs.get(1)).toBe(0xabcd12);
     expect(pairs.has(12)).toBe(false); // distributed-llama's int rope_theta is never written
+  });
+
+  it('writes output_float_type (key 267) only for a head type of its own, and lays the head out in it', () => {
+    const pairsOf = (bytes: Buffer) => {
+      const pairs = new Map<number, number>();
+      for (let at = 8; at < bytes.length; at += 8) pairs.set(bytes.readInt32LE(at), bytes.readInt32LE(at + 4));
+      return pairs;
+    };
+    expect(encodeHeader({ ...header, outputType: WeightType.Q40 })).toEqual(encodeHeader(header));
+    const withHead: ModelHeader = { ...header, outputType: WeightType.Q80 };
+    const bytes = encodeHeader(withHead);
+    expect(pairsOf(bytes).get(267)).toBe(WeightType.Q80);
+    expect(decodeHeader(bytes, 'x.m').header).toEqual(withHead);
+    expect(decodeHeader(encodeHeader(header), 'x.m').header.outputType).toBeUndefined();
+    const types = new Map(modelTensors(withHead).map((t) => [t.name, t.type]));
+    expect(types.get('output.weight')).toBe(WeightType.Q80);
+    expect(types.get('blk.0.attn_q.weight')).toBe(WeightType.Q40);
+    const bad = Buffer.from(bytes);
+    bad.writeInt32LE(7, bytes.length - 4); // the last pair is key 267
+    expect(() => decodeHeader(bad, 'x.m')).toThrow('x.m: header field output_float_type = 7 is outside 0..3');
   });
 
   it('accepts keys in any order and fills defaults for absent optional keys', () => {
