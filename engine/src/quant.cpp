@@ -137,9 +137,12 @@ static void encodeQ40Block(const float* x, uint8_t* out) {
   }
 }
 
+// Rounds half to even and clamps to -8..7. Clamping first keeps |v| small, where adding and
+// subtracting 1.5 x 2^23 rounds exactly as nearbyint does in the default mode, without its library
+// call (the build has no -ffast-math, so the pair is not folded away).
 static inline float q40Level(float v) {
-  const float l = std::nearbyint(v);  // half to even
-  return l < -8.0f ? -8.0f : l > 7.0f ? 7.0f : l;
+  v = v < -8.0f ? -8.0f : v > 7.0f ? 7.0f : v;
+  return (v + 12582912.0f) - 12582912.0f;
 }
 
 double q40WeightedError(const float* x, const float* w, const uint8_t* block) {
@@ -180,7 +183,7 @@ void encodeQ40BlockWeighted(const float* x, const float* w, uint8_t* out) {
     if (scale == 0.0f || !std::isfinite(scale)) continue;
     double error = 0.0;
     for (size_t j = 0; j < kBlockSize; j++) {
-      levels[j] = q40Level(x[j] / scale);
+      levels[j] = q40Level(x[j] / scale);  // a division, not a product with 1/scale: nearest levels exactly
       const double e = static_cast<double>(x[j]) - static_cast<double>(scale * levels[j]);
       error += w[j] * e * e;
     }
