@@ -86,7 +86,7 @@ program
   .addOption(new Option('--output-type <type>', 'weight type of the output head (default: that of --weights)').choices(WEIGHT_TYPE_NAMES))
   .addOption(new Option('--format <format>', 'm: distributed-llama model file; gguf: llama.cpp (q40/q80 become Q4_0/Q8_0)').choices(['m', 'gguf']).default('m'))
   .option('--threads <n>', 'encoder threads (default: all cores)', nonNegativeInt)
-  .option('--imatrix <file>', 'q40: importance matrix (GGUF imatrix or legacy .dat, from `glm-dllama imatrix` or llama.cpp) for the weighted scale search')
+  .option('--imatrix <file>', 'importance matrix (GGUF imatrix or legacy .dat, from `glm-dllama imatrix` or llama.cpp) that weights the 4-bit scale search')
   .option('--tokenizer <file>', 'where to write the tokenizer (.t) (default: beside the model, when the checkpoint has one)')
   .option('--no-tokenizer', 'write no .t')
   .option('--cache-dir <dir>', 'where hf: models are downloaded', defaultCacheDir())

@@ -29,7 +29,7 @@ export function registerPipelineCommands(program: Command): void {
     .requiredOption('--out <file>', 'output .m file')
     .addOption(new Option('--weights <type>', 'weight type of the matrices').choices(WEIGHT_TYPE_NAMES).makeOptionMandatory())
     .option('--threads <n>', 'encoder threads (default: all cores)', positiveInt)
-    .option('--imatrix <file>', 'q40: importance matrix (GGUF imatrix or legacy .dat) for the weighted scale search')
+    .option('--imatrix <file>', 'importance matrix (GGUF imatrix or legacy .dat) that weights the 4-bit scale search')
     .addOption(new Option('--output-type <type>', 'weight type of the output head (default: that of --weights)').choices(WEIGHT_TYPE_NAMES))
     .option('--json', 'print the results JSON', false)
     .action(async (o: { model: string; out: string; weights: WeightTypeName; threads?: number; imatrix?: string; outputType?: WeightTypeName; json: boolean }) => {
