@@ -4,7 +4,7 @@
       "engine/src/quant.cpp", "engine/src/quant-avx2.cpp", "engine/src/model.cpp", "engine/src/thread-pool.cpp",
       "engine/src/session.cpp", "engine/src/mtp.cpp", "engine/src/cpu/kernels.cpp", "engine/src/cpu/kernels-avx2.cpp", "engine/src/cpu/kernels-vnni.cpp", "engine/src/cpu/kernels-neon.cpp",
       "engine/src/graph/blocks.cpp", "engine/src/graph/glm.cpp", "engine/src/graph/glm4.cpp", "engine/src/graph/glm4moe.cpp", "engine/src/graph/graph.cpp",
-      "engine/src/bench.cpp", "engine/src/metrics.cpp", "engine/src/device.cpp",
+      "engine/src/bench.cpp", "engine/src/metrics.cpp", "engine/src/activation-stats.cpp", "engine/src/device.cpp",
       "engine/src/vulkan/context.cpp", "engine/src/vulkan/kernels.cpp", "engine/src/vulkan/blocks.cpp",
       "engine/src/net/crypto.cpp", "engine/src/net/socket.cpp", "engine/src/net/protocol.cpp", "engine/src/net/slice.cpp",
       "engine/src/net/cluster.cpp", "engine/src/net/worker.cpp"

@@ -22,6 +22,11 @@ import {
   type LoadOptions,
   type SyncType,
 } from '../engine/index.js';
+import { basename } from 'node:path';
+import { imatrixFromStats, writeImatrix } from '../converter/imatrix.js';
+import { readModelFile } from '../converter/model-file.js';
+import { collectImatrix } from '../engine/imatrix.js';
+import { lazyProgress } from './progress.js';
 import { engineThreads, nonNegative, nonNegativeInt, positiveInt, probability, repeatableList } from './args.js';
 import { DEFAULT_EVAL_TEXT } from '../pipeline/verify.js';
 import { applyChatTemplate, loadTokenizer, StreamDecoder, tokenizerPathFor, type ChatMessage, type LoadedTokenizer } from '../tokenizer/index.js';
@@ -328,6 +333,38 @@ export function registerEngineCommands(program: Command): void {
       ].join('\n'),
     );
   });
+
+  program
+    .command('imatrix')
+    .description("collect an importance matrix (llama.cpp's GGUF imatrix format) over calibration text, for convert/quantize --imatrix")
+    .requiredOption('--model <file>', '.m model file (f32 or f16; q80 gives nearly the same statistics)')
+    .requiredOption('--text <file>', 'UTF-8 calibration text (keep it apart from any evaluation text)')
+    .requiredOption('--out <file>', 'output imatrix (.gguf)')
+    .option('--tokenizer <file>', '.t or tokenizer.json (default: the .t beside the model)')
+    .option('--ctx <n>', `tokens per chunk (default ${DEFAULT_CHUNK}, or the model's context where shorter)`, positiveInt)
+    .option('--chunks <k>', 'chunks to run at most (default: the whole text)', positiveInt)
+    .option('--threads <n>', 'threads (default: all cores)', engineThreads)
+    .action(async (o: { model: string; text: string; out: string; tokenizer?: string; ctx?: number; chunks?: number; threads?: number }) => {
+      const tokenizer = await tokenizerFor(o.model, o.tokenizer);
+      const ids = await textIds(tokenizer, o.text);
+      const { header } = await readModelFile(o.model);
+      const model = chunkedModel(o.model, o.ctx, { threads: o.threads, device: 'cpu' });
+      const progress = lazyProgress('imatrix', 'tokens');
+      try {
+        const run = await progress.around(() =>
+          collectImatrix(model, ids, { ctx: model.contextLength, chunks: o.chunks, onProgress: (done, total) => progress.update(done, total, '') }),
+        );
+        const matrix = imatrixFromStats(header, run.stats, { datasets: [basename(o.text)], chunkCount: run.chunks, chunkSize: model.contextLength });
+        await writeImatrix(o.out, matrix);
+        const unseen = [...matrix.entries.values()].reduce((n, e) => n + e.counts.filter((c) => c === 0).length, 0);
+        console.log(
+          `wrote ${o.out}: ${matrix.entries.size} entries from ${run.chunks} chunks of ${model.contextLength} tokens (${run.tokens} tokens of ${basename(o.text)})` +
+            (unseen > 0 ? `; ${unseen} expert matrices saw no token (convert uses their stack's pooled mean)` : ''),
+        );
+      } finally {
+        model.close();
+      }
+    });
 
   withDistributed(
     program

@@ -83,14 +83,16 @@ program
   .requiredOption('--model <dir>', 'checkpoint directory (config.json + *.safetensors), or hf:owner/name[@revision] to download it first (token: HF_TOKEN)')
   .requiredOption('--out <file>', 'output file')
   .addOption(new Option('--weights <type>', 'weight type of the matrices').choices(WEIGHT_TYPE_NAMES).default('q40'))
+  .addOption(new Option('--output-type <type>', 'weight type of the output head (default: that of --weights)').choices(WEIGHT_TYPE_NAMES))
   .addOption(new Option('--format <format>', 'm: distributed-llama model file; gguf: llama.cpp (q40/q80 become Q4_0/Q8_0)').choices(['m', 'gguf']).default('m'))
   .option('--threads <n>', 'encoder threads (default: all cores)', nonNegativeInt)
+  .option('--imatrix <file>', 'importance matrix (GGUF imatrix or legacy .dat, from `glm-dllama imatrix` or llama.cpp) that weights the 4-bit scale search')
   .option('--tokenizer <file>', 'where to write the tokenizer (.t) (default: beside the model, when the checkpoint has one)')
   .option('--no-tokenizer', 'write no .t')
   .option('--mtp', "keep GLM-4.5's MTP (next-n) layer, the draft model of --draft (glm4moe checkpoints)")
   .option('--cache-dir <dir>', 'where hf: models are downloaded', defaultCacheDir())
   .option('--hub-url <url>', 'hub address for hf: models (default: HF_ENDPOINT, else https://huggingface.co)')
-  .action(async (o: { model: string; out: string; weights: WeightTypeName; format: 'm' | 'gguf'; threads?: number; tokenizer?: string | false; mtp?: boolean; cacheDir: string; hubUrl?: string }) => {
+  .action(async (o: { model: string; out: string; weights: WeightTypeName; format: 'm' | 'gguf'; threads?: number; imatrix?: string; outputType?: WeightTypeName; tokenizer?: string | false; mtp?: boolean; cacheDir: string; hubUrl?: string }) => {
     const signal = cancellation();
     const modelDir = await checkpointDir(o.model, 'model', { cacheDir: o.cacheDir, ...(o.hubUrl ? { hubUrl: o.hubUrl } : {}) }, signal);
     const progress = lazyProgress('convert');
@@ -99,6 +101,8 @@ program
       outFile: o.out,
       weights: o.weights,
       threads: o.threads,
+      ...(o.imatrix ? { imatrix: o.imatrix } : {}),
+      ...(o.outputType ? { outputType: o.outputType } : {}),
       tokenizerFile: o.tokenizer === false ? null : o.tokenizer,
       mtp: o.mtp ?? false,
       signal,
@@ -109,7 +113,9 @@ program
     console.log(
       [
         `converted ${'sourceArchitecture' in result ? `${result.sourceArchitecture} checkpoint ${o.model} -> GGUF (${result.architecture})` : `${result.architecture} checkpoint ${o.model} ->`} ${result.outFile}`,
-        `  weights     ${o.weights}`,
+        `  weights     ${o.weights}` +
+          (h.outputType !== undefined ? `, output head ${o.outputType}` : '') +
+          (result.imatrix ? ` weighted by ${result.imatrix.file} (${result.imatrix.datasets.join(', ') || 'no dataset name'}; ${result.imatrix.matched} matrices matched, ${result.imatrix.missing} without an entry)` : ''),
         `  model       dim ${h.dim}, ${h.nLayers} layers, ${h.nHeads} heads x ${h.headDim} (kv ${h.nKvHeads}), vocab ${h.vocabSize}` +
           (h.nExperts > 0 ? `, ${h.nExperts} experts top-${h.nActiveExperts} + ${h.nSharedExperts} shared` : '') +
           (h.mtpLayers > 0 ? ', + MTP layer' : ''),

@@ -29,11 +29,13 @@ export function registerPipelineCommands(program: Command): void {
     .requiredOption('--out <file>', 'output .m file')
     .addOption(new Option('--weights <type>', 'weight type of the matrices').choices(WEIGHT_TYPE_NAMES).makeOptionMandatory())
     .option('--threads <n>', 'encoder threads (default: all cores)', positiveInt)
+    .option('--imatrix <file>', 'importance matrix (GGUF imatrix or legacy .dat) that weights the 4-bit scale search')
+    .addOption(new Option('--output-type <type>', 'weight type of the output head (default: that of --weights)').choices(WEIGHT_TYPE_NAMES))
     .option('--json', 'print the results JSON', false)
-    .action(async (o: { model: string; out: string; weights: WeightTypeName; threads?: number; json: boolean }) => {
+    .action(async (o: { model: string; out: string; weights: WeightTypeName; threads?: number; imatrix?: string; outputType?: WeightTypeName; json: boolean }) => {
       const progress = lazyProgress('quantize');
       const r = await progress.around(() =>
-        quantizeModel({ input: o.model, output: o.out, weights: o.weights, threads: o.threads, onProgress: (done, total) => progress.update(done, total, '') }),
+        quantizeModel({ input: o.model, output: o.out, weights: o.weights, threads: o.threads, ...(o.imatrix ? { imatrix: o.imatrix } : {}), ...(o.outputType ? { outputType: o.outputType } : {}), onProgress: (done, total) => progress.update(done, total, '') }),
       );
       if (o.json) {
         console.log(JSON.stringify(r, null, 2));
@@ -43,6 +45,7 @@ export function registerPipelineCommands(program: Command): void {
       console.log(
         [
           `quantized ${r.model} (${r.inputWeights}) -> ${r.output} (${r.weights}): ${r.bytes} bytes, sha256 ${r.sha256}`,
+          ...(r.imatrix ? [`  imatrix ${r.imatrix.file} (${r.imatrix.datasets.join(', ') || 'no dataset name'}, ${r.imatrix.chunks} chunks): ${r.imatrix.matched} matrices matched, ${r.imatrix.missing} without an entry`] : []),
           `  ${'kind'.padEnd(width)}  tensors  RMSE        max |error|`,
           ...r.errors.map((e) => `  ${e.kind.padEnd(width)}  ${String(e.tensors).padStart(7)}  ${e.rmse.toExponential(3).padEnd(10)}  ${e.maxAbs.toExponential(3)}`),
         ].join('\n'),

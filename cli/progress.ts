@@ -11,16 +11,22 @@ export interface Progress {
 
 const MiB = 1024 * 1024;
 
-function rate(doneBytes: number, seconds: number): string {
-  return seconds > 0 ? `${(doneBytes / MiB / seconds).toFixed(1)} MiB/s` : '-';
-}
+/** What a progress counts: bytes (shown in MiB) or tokens. */
+export type ProgressUnit = 'bytes' | 'tokens';
+const UNITS: Readonly<Record<ProgressUnit, { name: string; scale: number; digits: number }>> = {
+  bytes: { name: 'MiB', scale: MiB, digits: 1 },
+  tokens: { name: 'tokens', scale: 1, digits: 0 },
+};
 
-export function byteProgress(label: string, totalBytes: number, stream: NodeJS.WriteStream = process.stderr): Progress {
+export function byteProgress(label: string, totalBytes: number, stream: NodeJS.WriteStream = process.stderr, unit: ProgressUnit = 'bytes'): Progress {
+  const u = UNITS[unit];
+  const amount = (n: number): string => (n / u.scale).toFixed(u.digits);
+  const rate = (done: number, seconds: number): string => (seconds > 0 ? `${amount(done / seconds)} ${u.name}/s` : '-');
   const started = performance.now();
   if (stream.isTTY && !process.env.CI) {
     const bar = new cliProgress.SingleBar(
       {
-        format: `${label} [{bar}] {percentage}% | {doneMB}/{totalMB} MiB | {rate} | ETA {eta_formatted} | {detail}`,
+        format: `${label} [{bar}] {percentage}% | {doneMB}/{totalMB} ${u.name} | {rate} | ETA {eta_formatted} | {detail}`,
         stream,
         hideCursor: true,
         gracefulExit: false, // Ctrl-C is the command's to handle: it cancels the work, which stops the bar
@@ -28,12 +34,12 @@ export function byteProgress(label: string, totalBytes: number, stream: NodeJS.W
       },
       cliProgress.Presets.shades_classic,
     );
-    const totalMB = (totalBytes / MiB).toFixed(1);
-    bar.start(totalBytes, 0, { doneMB: '0.0', totalMB, rate: '-', detail: '' });
+    const totalMB = amount(totalBytes);
+    bar.start(totalBytes, 0, { doneMB: amount(0), totalMB, rate: '-', detail: '' });
     return {
       update(done, detail) {
         const seconds = (performance.now() - started) / 1000;
-        bar.update(done, { doneMB: (done / MiB).toFixed(1), totalMB, rate: rate(done, seconds), detail });
+        bar.update(done, { doneMB: amount(done), totalMB, rate: rate(done, seconds), detail });
       },
       stop: () => bar.stop(),
     };
@@ -50,7 +56,7 @@ export function byteProgress(label: string, totalBytes: number, stream: NodeJS.W
       const seconds = (now - started) / 1000;
       const pct = totalBytes > 0 ? ((100 * done) / totalBytes).toFixed(1) : '100.0';
       const eta = done > 0 ? Math.round((seconds * (totalBytes - done)) / done) : 0;
-      stream.write(`${label}: ${pct}% ${(done / MiB).toFixed(1)}/${(totalBytes / MiB).toFixed(1)} MiB, ${rate(done, seconds)}, ETA ${eta}s${detail ? `, ${detail}` : ''}\n`);
+      stream.write(`${label}: ${pct}% ${amount(done)}/${amount(totalBytes)} ${u.name}, ${rate(done, seconds)}, ETA ${eta}s${detail ? `, ${detail}` : ''}\n`);
     },
     stop() {},
   };
@@ -60,11 +66,11 @@ export function byteProgress(label: string, totalBytes: number, stream: NodeJS.W
  * A progress display created on the first update (when the total is known) and always stopped when
  * the work ends, so that a result or an error is never drawn over by the bar.
  */
-export function lazyProgress(label: string) {
+export function lazyProgress(label: string, unit: ProgressUnit = 'bytes') {
   let progress: Progress | undefined;
   return {
     update(done: number, total: number, detail: string): void {
-      progress ??= byteProgress(label, total);
+      progress ??= byteProgress(label, total, process.stderr, unit);
       progress.update(done, detail);
     },
     async around<T>(work: () => Promise<T>): Promise<T> {

@@ -15,6 +15,7 @@ import { architectureOf, type Architecture } from './architectures/index.js';
 import { encodeHeader, type ModelHeader } from './model-header.js';
 import { modelTensors, tensorElements, type TensorSpec } from './model-layout.js';
 import { WriteBack, writeFully } from './io.js';
+import { imatrixForConversion, type ImatrixUse } from './imatrix.js';
 import { native } from '../engine/native.js';
 import { hasTokenizer, loadTokenizer, saveTokenizer, tokenizerPathFor, type ConvertTokenizerResult } from '../tokenizer/load.js';
 import { Checkpoint, elementCount, isConvertible, type ConvertibleDtype, type TensorInfo } from './safetensors.js';
@@ -37,6 +38,10 @@ export interface ConvertOptions {
   tokenizerFile?: string | null;
   /** Keep the checkpoint's MTP (next-n) layer in the optional section of docs/model-format.md (glm4moe only). */
   mtp?: boolean;
+  /** An importance matrix (GGUF imatrix or legacy .dat) for the weighted q40 encoder; q40 only. */
+  imatrix?: string;
+  /** The output head's type (default: `weights`); e.g. q80 or f16 beside q40 matrices. */
+  outputType?: WeightTypeName;
 }
 
 export interface ConvertProgress {
@@ -61,6 +66,8 @@ export interface ConvertResult {
   seconds: number;
   /** The .t written beside the model, if any. */
   tokenizer?: ConvertTokenizerResult;
+  /** The imatrix that weighted the q40 encoding, if any. */
+  imatrix?: ImatrixUse;
 }
 
 export interface PlannedTensor {
@@ -82,7 +89,7 @@ export interface ConversionPlan {
 }
 
 /** Resolves and validates every output tensor against the checkpoint; reads only headers and config. */
-export async function planConversion(modelDir: string, weightType: WeightType, options: { mtp?: boolean } = {}): Promise<ConversionPlan> {
+export async function planConversion(modelDir: string, weightType: WeightType, options: { mtp?: boolean; outputType?: WeightType } = {}): Promise<ConversionPlan> {
   const config = await ConfigReader.load(modelDir);
   const architecture = architectureOf(config);
   const params = architecture.parseConfig(config);
@@ -90,7 +97,14 @@ export async function planConversion(modelDir: string, weightType: WeightType, o
   if (options.mtp && !(nextnLayers! > 0)) {
     config.fail('num_nextn_predict_layers', `is ${nextnLayers ?? 'absent'}: this ${architecture.name} checkpoint has no MTP layer for --mtp to keep`);
   }
-  const header: ModelHeader = { version: 0, weightType, ...headerParams, mtpLayers: options.mtp ? 1 : 0 };
+  const { outputType } = options;
+  const header: ModelHeader = {
+    version: 0,
+    weightType,
+    ...headerParams,
+    mtpLayers: options.mtp ? 1 : 0,
+    ...(outputType !== undefined && outputType !== weightType ? { outputType } : {}),
+  };
   const checkpoint = await Checkpoint.open(modelDir);
   const tensors: PlannedTensor[] = [];
   try {
@@ -164,6 +178,8 @@ export interface StreamOptions {
   signal?: AbortSignal;
   /** Sees every chunk's source and encoded bytes, in file order, before they are written (quality figures, checksums). */
   onChunk?: (tensor: PlannedTensor, source: Buffer, encoded: Buffer) => void;
+  /** The importance vector (one per input column) of a q40 tensor, for the weighted encoder; undefined keeps round-to-nearest. */
+  importance?: (tensor: PlannedTensor) => Float32Array | undefined;
 }
 
 /** Where the streaming core reads source bytes: a checkpoint, or another file read the same way (quantize reads a .m). */
@@ -218,6 +234,13 @@ export async function streamTensors(
       return view;
     };
 
+    // The importance vector of the tensor being streamed, computed once per tensor.
+    let weighted: { tensor: PlannedTensor; importance: Float32Array | undefined } | undefined;
+    const importanceOf = (t: PlannedTensor): Float32Array | undefined => {
+      if (!options.importance || t.spec.type !== WeightType.Q40) return undefined;
+      if (weighted?.tensor !== t) weighted = { tensor: t, importance: options.importance(t) };
+      return weighted.importance;
+    };
     const chunks = chunksOf(tensors, options.chunkBytes);
     let next = chunks.next();
     pendingRead = next.done ? undefined : inFlight(read(next.value, 0));
@@ -229,7 +252,7 @@ export async function streamTensors(
       pendingRead = next.done ? undefined : inFlight(read(next.value, (i + 1) % 2));
       const elements = chunk.rows * chunk.tensor.rowLength;
       const encoded = outputs[i % 2]!.subarray(0, encodedBytes(chunk.tensor.spec.type, elements));
-      const nonFinite = await engine.encode(source, SOURCE_DTYPE_IDS[chunk.tensor.dtype], encoded, chunk.tensor.spec.type, elements, options.threads);
+      const nonFinite = await engine.encode(source, SOURCE_DTYPE_IDS[chunk.tensor.dtype], encoded, chunk.tensor.spec.type, elements, options.threads, importanceOf(chunk.tensor));
       if (nonFinite > 0) {
         throw new InputError(chunk.tensor.info.file, `tensor ${chunk.tensor.info.name} holds ${nonFinite} NaN or infinite values (rows ${chunk.firstRow}-${chunk.firstRow + chunk.rows - 1} of the slice for ${chunk.tensor.spec.name})`);
       }
@@ -285,10 +308,13 @@ export async function writeFileAtomically(outFile: string, signal: AbortSignal |
   }
 }
 
-/** Resolves the weight type, threads and chunk size of convert-like options. */
-export function streamSettings(options: Pick<ConvertOptions, 'weights' | 'threads' | 'chunkBytes' | 'onProgress' | 'signal'>): { weightType: WeightType } & StreamOptions {
+/** Resolves the weight types, threads and chunk size of convert-like options. */
+export function streamSettings(
+  options: Pick<ConvertOptions, 'weights' | 'threads' | 'chunkBytes' | 'onProgress' | 'signal' | 'outputType'>,
+): { weightType: WeightType; outputType?: WeightType } & StreamOptions {
   return {
     weightType: typeof options.weights === 'number' ? options.weights : weightTypeFromName(options.weights),
+    ...(options.outputType ? { outputType: weightTypeFromName(options.outputType) } : {}),
     threads: options.threads ?? availableParallelism(),
     chunkBytes: options.chunkBytes ?? 8 * 1024 * 1024,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
@@ -303,15 +329,22 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
     options.tokenizerFile === null ? undefined : (options.tokenizerFile ?? (hasTokenizer(options.modelDir) ? tokenizerPathFor(options.outFile) : undefined));
   // Loaded (and so checked) before the weights; written after them, so a failure leaves neither file.
   const tokenizer = tokenizerFile ? await loadTokenizer(options.modelDir) : undefined;
-  const plan = await planConversion(options.modelDir, settings.weightType, { mtp: options.mtp ?? false });
+  const plan = await planConversion(options.modelDir, settings.weightType, { mtp: options.mtp ?? false, outputType: settings.outputType });
   const { checkpoint, tensors } = plan;
+  const weighted = options.imatrix ? await imatrixForConversion(options.imatrix, plan.header).catch(async (e: unknown) => {
+    await checkpoint.close();
+    throw e;
+  }) : undefined;
   let bytes = 0;
   let sourceBytes = 0;
   try {
     await writeFileAtomically(options.outFile, options.signal, async (out) => {
       const header = encodeHeader(plan.header);
       await writeFully(out, header);
-      const streamed = await streamTensors(out, checkpoint, tensors.map((tensor) => ({ tensor })), header.length, settings);
+      const streamed = await streamTensors(out, checkpoint, tensors.map((tensor) => ({ tensor })), header.length, {
+        ...settings,
+        ...(weighted ? { importance: weighted.importance } : {}),
+      });
       bytes = header.length + streamed.bytesWritten;
       sourceBytes = streamed.sourceBytes;
       return bytes;
@@ -322,6 +355,7 @@ export async function convert(options: ConvertOptions): Promise<ConvertResult> {
   const savedTokenizer = tokenizer && tokenizerFile ? await saveTokenizer(tokenizer, tokenizerFile) : undefined;
   return {
     ...(savedTokenizer ? { tokenizer: savedTokenizer } : {}),
+    ...(weighted ? { imatrix: weighted.use } : {}),
     outFile: options.outFile,
     architecture: plan.architecture.name,
     header: plan.header,

@@ -14,11 +14,12 @@ import { planConversion, streamSettings, streamTensors, writeFileAtomically, typ
 import { WeightType } from './dtypes.js';
 import { InputError } from './errors.js';
 import { writeFully } from './io.js';
+import { imatrixForConversion, type ImatrixUse } from './imatrix.js';
 import { GGUF_DEFAULT_ALIGNMENT, GgmlType, encodeGgufHeader, gguf, placeGgufTensors, type GgufTensorInfo, type GgufValue } from './gguf-format.js';
 import { ArchType, RopeStyle, type ModelHeader } from './model-header.js';
 import { isMoeLayer } from './model-layout.js';
 
-export type GgufConvertOptions = Pick<ConvertOptions, 'modelDir' | 'outFile' | 'weights' | 'threads' | 'chunkBytes' | 'onProgress' | 'signal' | 'mtp'>;
+export type GgufConvertOptions = Pick<ConvertOptions, 'modelDir' | 'outFile' | 'weights' | 'threads' | 'chunkBytes' | 'onProgress' | 'signal' | 'mtp' | 'imatrix' | 'outputType'>;
 
 export interface GgufConvertResult {
   outFile: string;
@@ -36,6 +37,8 @@ export interface GgufConvertResult {
   vocabulary: 'gpt2' | 'no_vocab';
   /** Checkpoint bytes read. */
   sourceBytes: number;
+  /** The imatrix that weighted the Q4_0 encoding, if any. */
+  imatrix?: ImatrixUse;
   seconds: number;
 }
 
@@ -326,9 +329,10 @@ export function ggufModelMetadata(header: ModelHeader, name: string): Map<string
 export async function convertToGguf(options: GgufConvertOptions): Promise<GgufConvertResult> {
   const started = performance.now();
   const settings = streamSettings(options);
-  const plan = await planConversion(options.modelDir, settings.weightType, { mtp: options.mtp ?? false });
+  const plan = await planConversion(options.modelDir, settings.weightType, { mtp: options.mtp ?? false, outputType: settings.outputType });
   const { checkpoint, header } = plan;
   try {
+    const weighted = options.imatrix ? await imatrixForConversion(options.imatrix, header) : undefined;
     const tensors = ggufTensors(header, plan.tensors);
     const placed: GgufTensorInfo[] = placeGgufTensors(tensors);
     const metadata = ggufModelMetadata(header, await modelName(options.modelDir));
@@ -346,7 +350,7 @@ export async function convertToGguf(options: GgufConvertOptions): Promise<GgufCo
     let sourceBytes = 0;
     await writeFileAtomically(options.outFile, options.signal, async (out) => {
       await writeFully(out, encodedHeader);
-      const streamed = await streamTensors(out, checkpoint, items, encodedHeader.length, settings);
+      const streamed = await streamTensors(out, checkpoint, items, encodedHeader.length, { ...settings, ...(weighted ? { importance: weighted.importance } : {}) });
       sourceBytes = streamed.sourceBytes;
       return encodedHeader.length + streamed.bytesWritten;
     });
@@ -360,6 +364,7 @@ export async function convertToGguf(options: GgufConvertOptions): Promise<GgufCo
       tensors: tensors.length,
       vocabulary: (tokenizer.get('tokenizer.ggml.model')?.value as 'gpt2' | 'no_vocab' | undefined) ?? 'no_vocab',
       sourceBytes,
+      ...(weighted ? { imatrix: weighted.use } : {}),
       seconds: (performance.now() - started) / 1000,
     };
   } finally {

@@ -45,7 +45,7 @@ function headerValue(field: keyof ModelHeader, value: unknown): string {
   if (kind === 'f32') return shortestF32(value as number);
   if (field === 'hiddenAct') return value === HiddenAct.Silu ? 'silu' : 'gelu';
   if (field === 'archType') return `0x${(value as number).toString(16)} (${ARCH_NAMES[value as ModelHeader['archType']]})`;
-  if (field === 'weightType') return weightTypeName(value as ModelHeader['weightType']);
+  if (field === 'weightType' || field === 'outputType') return weightTypeName(value as ModelHeader['weightType']);
   if (field === 'ropeStyle') return value === RopeStyle.HalfSplit ? 'half-split' : 'interleaved';
   return String(value);
 }
@@ -55,7 +55,7 @@ export function formatReport(r: InspectReport): string {
     `${r.file}: ${r.architecture}, ${r.weights} weights, ${(r.parameters / 1e6).toFixed(2)}M parameters, ${r.fileSize} bytes (header ${r.headerSize})`,
     '',
     'header:',
-    ...HEADER_KEYS.map((k) => `  ${String(k.id).padStart(3)} ${k.field.padEnd(20)} ${headerValue(k.field, r.header[k.field])}`),
+    ...HEADER_KEYS.filter((k) => !k.sameAs || r.header[k.field] !== undefined).map((k) => `  ${String(k.id).padStart(3)} ${k.field.padEnd(20)} ${headerValue(k.field, r.header[k.field])}`),
     '',
   ];
   const rows = r.tensors.map((t) => [t.name, t.type, `[${t.shape.join(', ')}]`, String(t.offset), String(t.bytes)]);

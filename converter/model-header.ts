@@ -72,6 +72,11 @@ export interface ModelHeader {
    * section of docs/model-format.md, used as a built-in draft model for speculative decoding.
    */
   mtpLayers: number;
+  /**
+   * The output head's type where it differs from weightType (q40 weights with a q80 or f16 head); absent,
+   * the head is weightType like every matrix. Written only when set and different.
+   */
+  outputType?: WeightType;
 }
 
 type Kind = 'int' | 'f32' | 'bool';
@@ -83,6 +88,8 @@ interface KeyDef {
   readonly kind: Kind;
   /** Value when the key is absent; keys without one are required. */
   readonly absent?: number | boolean;
+  /** An optional key: written only when the field is set and differs from `sameAs`, which it defaults to when absent. */
+  readonly sameAs?: keyof ModelHeader;
   /**
    * Inclusive bounds of an int or bool value. They admit every real GLM (GLM-4.5: 151,552 vocabulary,
    * 160 experts, 96 heads, 92 layers) and keep every product the readers form (n_heads x head_dim,
@@ -127,9 +134,19 @@ export const HEADER_KEYS: readonly KeyDef[] = [
   { id: 264, field: 'normTopkProb', name: 'norm_topk_prob', kind: 'bool', absent: false, range: BOOL },
   { id: 265, field: 'nExpertGroups', name: 'n_expert_groups', kind: 'int', absent: 1, range: [1, 1 << 12] },
   { id: 266, field: 'topkGroups', name: 'topk_groups', kind: 'int', absent: 1, range: [1, 1 << 12] },
+  { id: 267, field: 'outputType', name: 'output_float_type', kind: 'int', sameAs: 'weightType', range: [WeightType.F32, WeightType.Q80] },
   // Optional sections after the output head start at 300, apart from the per-tensor keys above.
   { id: 300, field: 'mtpLayers', name: 'mtp_layers', kind: 'int', absent: 0, range: [0, 1], omitWhenAbsent: true },
 ];
+
+/**
+ * The keys a header writes: every key, less an optional one that is unset or equals its default (the
+ * field it is the same as, or its absent value), so files without the feature keep their exact bytes.
+ */
+function keysOf(header: ModelHeader): KeyDef[] {
+  return HEADER_KEYS.filter((k) =>
+    k.sameAs ? header[k.field] !== undefined && header[k.field] !== header[k.sameAs] : !(k.omitWhenAbsent && header[k.field] === k.absent));
+}
 
 /** Far above any real header (8 bytes per key); a larger declared size is refused without reading it. */
 export const MAX_HEADER_BYTES = 64 * 1024;
@@ -162,7 +179,7 @@ export function toF32(value: number): number {
 }
 
 export function encodeHeader(header: ModelHeader): Buffer {
-  const keys = HEADER_KEYS.filter((key) => !(key.omitWhenAbsent && header[key.field] === key.absent));
+  const keys = keysOf(header);
   const buf = Buffer.alloc(8 + 8 * keys.length);
   buf.writeInt32LE(MODEL_MAGIC, 0);
   buf.writeInt32LE(buf.length, 4);
@@ -215,6 +232,7 @@ export function decodeHeader(bytes: Uint8Array, describe: string): { header: Mod
     const value = raw.get(key.id);
     raw.delete(key.id);
     if (value === undefined) {
+      if (key.sameAs) continue;
       if (key.absent === undefined) fail(`required header key ${key.id} (${key.name}) is missing`);
       header[key.field] = key.absent!;
       continue;
@@ -263,5 +281,8 @@ function checkHeader(h: ModelHeader, fail: (detail: string) => never): void {
     for (const [name, cols] of rows) {
       if (cols % BLOCK_SIZE !== 0) fail(`${name} (${cols}) is not a multiple of ${BLOCK_SIZE}, which quantized rows need`);
     }
+  }
+  if ((h.outputType === WeightType.Q40 || h.outputType === WeightType.Q80) && h.dim % BLOCK_SIZE !== 0) {
+    fail(`dim (${h.dim}) is not a multiple of ${BLOCK_SIZE}, which the quantized output head needs`);
   }
 }

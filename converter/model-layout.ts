@@ -51,7 +51,7 @@ function mtpTensors(h: ModelHeader): TensorSpec[] {
 const embeddingTensor = (h: ModelHeader): TensorSpec => ({ name: 'token_embd.weight', shape: [h.vocabSize, h.dim], type: WeightType.F32 });
 const outputTensors = (h: ModelHeader): TensorSpec[] => [
   { name: 'output_norm.weight', shape: [h.dim], type: WeightType.F32 },
-  { name: 'output.weight', shape: [h.vocabSize, h.dim], type: h.weightType },
+  { name: 'output.weight', shape: [h.vocabSize, h.dim], type: h.outputType ?? h.weightType },
 ];
 
 /** The tensors of layer `l`, in file order. */

@@ -22,7 +22,7 @@ export interface TensorError {
 
 export async function compareWithSource(modelDir: string, modelPath: string, chunkElements = 1 << 20): Promise<TensorError[]> {
   const model = await readModelFile(modelPath);
-  const plan = await planConversion(modelDir, model.header.weightType);
+  const plan = await planConversion(modelDir, model.header.weightType, { mtp: model.header.mtpLayers > 0, outputType: model.header.outputType });
   const engine = native();
   const handle = await open(modelPath, 'r');
   const results: TensorError[] = [];

@@ -25,6 +25,17 @@ interface NativeSession {
   readonly header: { vocabSize: number; maxSeqLen: number; nLayers: number; dim: number };
   readonly traffic: NodeTraffic[];
   close(): void;
+  collectActivations(): void;
+  activationStats(): ActivationStats[];
+}
+
+/** One weight matrix's collected input statistics (engine/src/activation-stats.h). */
+export interface ActivationStats {
+  /** The .m tensor name (docs/model-format.md). */
+  name: string;
+  /** Sum of x^2 of each input column over every token that went through the matrix. */
+  sumSquares: Float64Array;
+  tokens: number;
 }
 
 /** What the native side takes for a distributed run (see DistributedOptions). */
@@ -190,6 +201,16 @@ export class LoadedModel {
 
   reset(): void {
     this.session.reset();
+  }
+
+  /** From now on, every evaluation adds its matmul inputs to fresh statistics (CPU, one node). */
+  collectActivations(): void {
+    this.session.collectActivations();
+  }
+
+  /** The statistics gathered since collectActivations(), per weight matrix in file order. */
+  activationStats(): ActivationStats[] {
+    return this.session.activationStats();
   }
 
   /** Frees the model and KV cache now; on a cluster, ends the session so the workers serve the next root. */

@@ -8,8 +8,10 @@ export interface NativeEngine {
   /**
    * Encodes `elements` values of `src` (SourceDtype) into `dst` as `dstType` (WeightType), on worker
    * threads; resolves to the number of NaN and infinite values met (their encodings are unspecified).
+   * With `importance` (q40 only: E[x^2] of each input column, one row's length), every block takes the
+   * importance-weighted scale search instead of round-to-nearest (engine/src/quant.h).
    */
-  encode(src: Uint8Array, srcType: number, dst: Uint8Array, dstType: number, elements: number, threads: number): Promise<number>;
+  encode(src: Uint8Array, srcType: number, dst: Uint8Array, dstType: number, elements: number, threads: number, importance?: Float32Array): Promise<number>;
   /** Decodes `elements` values of `type` (WeightType) to float32. */
   decode(src: Uint8Array, type: number, elements: number): Float32Array;
   /** IEEE half bits of a float32, rounded to nearest even. */

@@ -25,6 +25,9 @@ export interface ModelFacts {
   decodeTps?: number;
   architecture?: string;
   params?: number;
+  /** The importance matrix that weighted a q40 quantization, and its calibration text(s). */
+  imatrix?: string;
+  calibration?: string[];
 }
 
 export interface FileEntry {
@@ -77,6 +80,8 @@ export function buildManifest(facts: ModelFacts, files: readonly FileEntry[]): M
     kld: facts.kld,
     prefillTps: facts.prefillTps,
     decodeTps: facts.decodeTps,
+    imatrix: facts.imatrix,
+    calibration: facts.calibration,
     totalSize: files.reduce((sum, f) => sum + f.size, 0),
     files: [...files],
   };

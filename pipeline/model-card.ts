@@ -33,6 +33,7 @@ export function modelCard({ facts, files, baseUrl }: ModelCardInput): string {
     ['Source', facts.sourceRepo && `https://huggingface.co/${facts.sourceRepo}`],
     ['Source revision', facts.sourceRevision],
     ['Converter', `glm-dllama ${facts.converterVersion}`],
+    ['Importance matrix', facts.imatrix && `${facts.imatrix}${facts.calibration?.length ? ` (calibration text: ${facts.calibration.join(', ')})` : ''}`],
     ['Perplexity', facts.perplexity?.toFixed(4)],
     ['KL divergence vs. reference', facts.kld?.toExponential(3)],
     ['Prefill', facts.prefillTps === undefined ? undefined : `${facts.prefillTps.toFixed(1)} tokens/s`],

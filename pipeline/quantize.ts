@@ -9,12 +9,13 @@ import { existsSync } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { SOURCE_DTYPE_BYTES, WeightType, encodedBytes, isBlockType, BLOCK_SIZE, weightTypeName, type WeightTypeName } from '../converter/dtypes.js';
 import { InputError } from '../converter/errors.js';
-import { encodeHeader } from '../converter/model-header.js';
+import { encodeHeader, type ModelHeader } from '../converter/model-header.js';
 import { readModelFile, type ModelFile } from '../converter/model-file.js';
 import { modelTensors, tensorElements } from '../converter/model-layout.js';
 import { readFully, writeFully } from '../converter/io.js';
 import { streamSettings, streamTensors, writeFileAtomically, type PlannedTensor, type TensorReader } from '../converter/convert.js';
 import type { ConvertibleDtype, TensorInfo } from '../converter/safetensors.js';
+import { imatrixForConversion } from '../converter/imatrix.js';
 import { native } from '../engine/native.js';
 import { tokenizerPathFor } from '../tokenizer/load.js';
 import type { QuantizationError, QuantizeResults } from './results.js';
@@ -31,6 +32,10 @@ export interface QuantizeOptions {
   signal?: AbortSignal;
   /** Bytes read per chunk (default 8 MiB). */
   chunkBytes?: number;
+  /** An importance matrix (GGUF imatrix or legacy .dat) for the weighted q40 encoder; q40 only. */
+  imatrix?: string;
+  /** The output head's type (default: `weights`). */
+  outputType?: WeightTypeName;
 }
 
 /**
@@ -74,8 +79,8 @@ function modelReader(model: ModelFile, handle: FileHandle): TensorReader {
 }
 
 /** The input's tensors planned as the output's: same order and shapes, the output's types. */
-function plan(model: ModelFile, to: WeightType): PlannedTensor[] {
-  const specs = modelTensors({ ...model.header, weightType: to });
+function plan(model: ModelFile, header: ModelHeader): PlannedTensor[] {
+  const specs = modelTensors(header);
   return specs.map((spec, i) => {
     const source = model.tensors[i]!;
     const rowLength = spec.shape.length > 1 ? spec.shape[spec.shape.length - 1]! : 1;
@@ -130,17 +135,20 @@ async function copyTokenizer(input: string, output: string, signal: AbortSignal 
 
 export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeResults> {
   const started = performance.now();
-  const settings = streamSettings({ weights: o.weights, threads: o.threads, chunkBytes: o.chunkBytes, signal: o.signal });
+  const settings = streamSettings({ weights: o.weights, threads: o.threads, chunkBytes: o.chunkBytes, signal: o.signal, outputType: o.outputType });
   const to = settings.weightType;
   const model = await readModelFile(o.input);
   checkConversion(model.path, model.header.weightType, to);
-  const tensors = plan(model, to);
+  const { outputType: _input, ...inputHeader } = model.header;
+  const outputHeader: ModelHeader = { ...inputHeader, weightType: to, ...(settings.outputType !== undefined && settings.outputType !== to ? { outputType: settings.outputType } : {}) };
+  const tensors = plan(model, outputHeader);
+  const weighted = o.imatrix ? await imatrixForConversion(o.imatrix, outputHeader) : undefined;
   // The weight matrices: the tensors a block type would encode (the others are always stored f32).
   const matrices = new Set(modelTensors({ ...model.header, weightType: WeightType.Q40 }).filter((t) => t.type === WeightType.Q40).map((t) => t.name));
   const engine = native();
   const tally = new ErrorTally();
   const hash = createHash('sha256');
-  const header = encodeHeader({ ...model.header, weightType: to });
+  const header = encodeHeader(outputHeader);
   hash.update(header);
   let bytes = 0;
   const handle = await open(model.path, 'r');
@@ -149,6 +157,7 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeResults
       await writeFully(out, header);
       const streamed = await streamTensors(out, modelReader(model, handle), tensors.map((tensor) => ({ tensor })), header.length, {
         ...settings,
+        ...(weighted ? { importance: weighted.importance } : {}),
         ...(o.onProgress ? { onProgress: (p: { bytesDone: number; bytesTotal: number }) => o.onProgress!(p.bytesDone, p.bytesTotal) } : {}),
         onChunk: (t, source, encoded) => {
           hash.update(encoded);
@@ -175,6 +184,7 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeResults
     bytes,
     sha256: hash.digest('hex'),
     ...(tokenizer ? { tokenizer } : {}),
+    ...(weighted ? { imatrix: weighted.use } : {}),
     seconds: (performance.now() - started) / 1000,
   };
 }

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { Ajv, type ErrorObject, type Schema } from 'ajv';
 import { InputError } from '../converter/errors.js';
 import { WEIGHT_TYPE_NAMES, type WeightTypeName } from '../converter/dtypes.js';
+import type { ImatrixUse } from '../converter/imatrix.js';
 
 /**
  * One threshold check; `passed` is the verdict. `actual` and `limit` are in `unit`: most gates pass when
@@ -44,6 +45,8 @@ export interface QuantizeResults {
   inputWeights?: WeightTypeName;
   /** The tokenizer (.t) copied from beside the input to beside the output. */
   tokenizer?: string;
+  /** The importance matrix that weighted the q40 encoding, and its calibration text. */
+  imatrix?: ImatrixUse;
   seconds?: number;
 }
 
@@ -122,6 +125,14 @@ const SCHEMAS: Record<StepResults['kind'], Schema> = {
     weights: weightType,
     inputWeights: weightType,
     tokenizer: string,
+    imatrix: object(['file', 'datasets', 'chunks', 'chunkSize', 'matched', 'missing'], {
+      file: string,
+      datasets: { type: 'array', items: string },
+      chunks: { type: 'integer', minimum: 0 },
+      chunkSize: { type: 'integer', minimum: 0 },
+      matched: { type: 'integer', minimum: 1 },
+      missing: { type: 'integer', minimum: 0 },
+    }),
     errors: { type: 'array', items: object(['kind', 'tensors', 'rmse', 'maxAbs'], { kind: string, tensors: count, rmse: nonNegative, maxAbs: nonNegative }) },
     bytes: count,
     sha256,

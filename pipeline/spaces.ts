@@ -1,8 +1,12 @@
 /**
  * DigitalOcean Spaces (or any S3 endpoint) access: a client configured the way Spaces accepts it,
- * origin and CDN URLs, small text objects (baselines, manifests), and errors that say which bucket,
+ * origin and CDN URLs, small text objects (baselines, manifests), downloads (an imatrix), and errors that say which bucket,
  * key and endpoint failed and why, with the credentials masked.
  */
+import { createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline as streamPipeline } from 'node:stream/promises';
 import { GetObjectCommand, NoSuchKey, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 
 export interface SpacesTarget {
@@ -201,6 +205,23 @@ export async function readObjectText(target: SpacesTarget, key: string): Promise
     } catch (e) {
       if (e instanceof NoSuchKey) return undefined;
       throw describeS3Error(target, 'read', e, key);
+    }
+  });
+}
+
+/** Streams the object at `key` into `file` (through a temporary name); a missing object is an error naming the key. */
+export async function downloadObject(target: SpacesTarget, key: string, file: string): Promise<void> {
+  await withClient(target, async (client) => {
+    const response = await s3Call(target, 'read', key, () => client.send(new GetObjectCommand({ Bucket: target.bucket, Key: key })));
+    const body = response.Body;
+    if (!(body instanceof Readable)) throw new SpacesError(`${endpointLabel(target)}: reading ${key} gave no byte stream`, 'NoBody');
+    const partial = `${file}.${process.pid}.partial`;
+    try {
+      await streamPipeline(body, createWriteStream(partial));
+      await rename(partial, file);
+    } catch (e) {
+      await rm(partial, { force: true });
+      throw e;
     }
   });
 }

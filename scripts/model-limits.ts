@@ -9,9 +9,10 @@ export const MODEL_LIMITS_HEADER = 'engine/src/model-limits.h';
 
 export function modelLimitsHeader(): string {
   const rows = HEADER_KEYS.map((k) => {
-    const absent = k.absent === undefined ? 0 : k.kind === 'f32' ? f32Bits(k.absent as number) : Number(k.absent);
+    // An optional key that defaults to another field (sameAs) reads as -1 when absent.
+    const absent = k.sameAs ? -1 : k.absent === undefined ? 0 : k.kind === 'f32' ? f32Bits(k.absent as number) : Number(k.absent);
     const [min, max] = k.range ?? [0, 0];
-    return `    {${k.id}, "${k.name}", ${k.absent === undefined}, ${absent}, ${k.range !== undefined}, ${min}, ${max}},`;
+    return `    {${k.id}, "${k.name}", ${k.absent === undefined && !k.sameAs}, ${absent}, ${k.range !== undefined}, ${min}, ${max}},`;
   });
   return `// Generated from HEADER_KEYS in converter/model-header.ts by \`npm run gen:model-limits\`; do not edit.
 // The .m header keys: id, name, whether required, the value when absent (float bits for floats), and the

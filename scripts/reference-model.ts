@@ -47,7 +47,7 @@ function chunks(ids: readonly number[], ctx: number): number[][] {
 }
 
 /** llama.cpp's figures against the engine's f32 logits over the same chunks. */
-async function llamaCppAgreement(gguf: string, reference: LoadedModel, ids: readonly number[], ctx: number): Promise<Agreement> {
+export async function llamaCppAgreement(gguf: string, reference: LoadedModel, ids: readonly number[], ctx: number): Promise<Agreement> {
   const vocab = reference.vocabSize;
   let nll = 0;
   let sumKld = 0;

@@ -42,8 +42,8 @@ describe('header', () => {
   it('round-trips every field exactly, floats as IEEE bits', () => {
     const bytes = encodeHeader(header);
     expect(bytes.readInt32LE(0)).toBe(0x0a00abcd);
-    // mtp_layers (key 300) is written only when a file has the MTP section.
-    expect(bytes.readInt32LE(4)).toBe(8 + 8 * (HEADER_KEYS.length - 1));
+    // Every key but the optional output_float_type and mtp_layers, which a header without those features omits.
+    expect(bytes.readInt32LE(4)).toBe(8 + 8 * (HEADER_KEYS.length - 2));
     const { header: back, headerSize } = decodeHeader(bytes, 'x.m');
     expect(back).toEqual(header);
     expect(headerSize).toBe(bytes.length);
@@ -62,6 +62,26 @@ describe('header', () => {
     expect(decodeHeader(withMtp, 'x.m').header.mtpLayers).toBe(1);
     expect(() => decodeHeader(encodeHeader({ ...header, mtpLayers: 2 }), 'x.m')).toThrow(/header field mtp_layers = 2 is outside 0..1/);
     expect(() => decodeHeader(encodeHeader({ ...header, archType: ArchType.GLM4, mtpLayers: 1 }), 'x.m')).toThrow(/mtp_layers is only defined for glm4moe files/);
+  });
+
+  it('writes output_float_type (key 267) only for a head type of its own, and lays the head out in it', () => {
+    const pairsOf = (bytes: Buffer) => {
+      const pairs = new Map<number, number>();
+      for (let at = 8; at < bytes.length; at += 8) pairs.set(bytes.readInt32LE(at), bytes.readInt32LE(at + 4));
+      return pairs;
+    };
+    expect(encodeHeader({ ...header, outputType: WeightType.Q40 })).toEqual(encodeHeader(header));
+    const withHead: ModelHeader = { ...header, outputType: WeightType.Q80 };
+    const bytes = encodeHeader(withHead);
+    expect(pairsOf(bytes).get(267)).toBe(WeightType.Q80);
+    expect(decodeHeader(bytes, 'x.m').header).toEqual(withHead);
+    expect(decodeHeader(encodeHeader(header), 'x.m').header.outputType).toBeUndefined();
+    const types = new Map(modelTensors(withHead).map((t) => [t.name, t.type]));
+    expect(types.get('output.weight')).toBe(WeightType.Q80);
+    expect(types.get('blk.0.attn_q.weight')).toBe(WeightType.Q40);
+    const bad = Buffer.from(bytes);
+    bad.writeInt32LE(7, bytes.length - 4); // the last pair is key 267
+    expect(() => decodeHeader(bad, 'x.m')).toThrow('x.m: header field output_float_type = 7 is outside 0..3');
   });
 
   it('accepts keys in any order and fills defaults for absent optional keys', () => {

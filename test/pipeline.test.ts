@@ -7,9 +7,13 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { convert } from '../converter/convert.js';
 import { writeFixture } from '../converter/fixture.js';
+import { WeightType } from '../converter/dtypes.js';
+import { imatrixFromStats, writeImatrix } from '../converter/imatrix.js';
+import { readModelFile } from '../converter/model-file.js';
+import { LoadedModel } from '../engine/index.js';
 import { startLocalS3, type LocalS3 } from '../pipeline/local-s3.js';
 import { pullRequestEvent, runAction, type ActionRun } from '../pipeline/local-runner.js';
 import { startCacheServer, type CacheServer } from './cache-server.js';
@@ -114,6 +118,35 @@ describe('model pipeline through the actions', () => {
     const report = await runAction('report', { 'results-dir': join(pr.workspace, 'results'), 'github-token': 'gh-token', 'baseline-store': 'none' }, { githubUrl: github.url, event: pullRequestEvent(7) });
     expect(report.code).toBe(1); // the failed KL gate fails the report too, for branch protection
     expect(github.comments).toHaveLength(1);
+  });
+
+  it('quantize takes an imatrix from the bucket, and the published manifest and card record it and its calibration text', async () => {
+    const checkpoint = await writeFixture({ arch: 'glm4moe', outDir: join(dir, 'imatrix-checkpoint'), size: 'tiny', seed: 4 });
+    const f32 = join(dir, 'imx.f32.m');
+    await convert({ modelDir: checkpoint.outDir, outFile: f32, weights: 'f32', tokenizerFile: null });
+    const model = new LoadedModel(f32, { threads: 1, contextLength: 64, device: 'cpu' });
+    model.collectActivations();
+    model.evaluate(Array.from({ length: 48 }, (_, i) => (i * 29 + 3) % 500));
+    const imatrix = join(dir, 'tiny.imatrix.gguf');
+    await writeImatrix(imatrix, imatrixFromStats((await readModelFile(f32)).header, model.activationStats(), { datasets: ['calibration.txt'], chunkCount: 1, chunkSize: 48 }));
+    model.close();
+    const bucket = { bucket: BUCKET, endpoint: s3.endpoint, 'access-key-id': s3.accessKeyId, 'secret-access-key': s3.secretAccessKey };
+    const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
+    await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'imatrix/tiny.imatrix.gguf', Body: await readFile(imatrix) }));
+    const results = join(dir, 'imatrix-results');
+    const reporting = { 'results-dir': results, 'baseline-store': 'none', comment: 'false' };
+    const out = join(dir, 'imx.q40.m');
+    const missing = await runAction('quantize', { model: f32, weights: 'q40', out, imatrix: 'spaces:imatrix/none.gguf', ...bucket, ...reporting });
+    expect(missing.code).toBe(1);
+    expect(missing.stdout + missing.stderr).toContain('imatrix/none.gguf');
+    const run = await runAction('quantize', { model: f32, weights: 'q40', out, imatrix: 'spaces:imatrix/tiny.imatrix.gguf', 'output-type': 'q80', ...bucket, ...reporting });
+    expect(run.code).toBe(0);
+    expect((await readModelFile(out)).header.outputType).toBe(WeightType.Q80);
+    const publish = await runAction('publish-to-spaces', { files: out, 'model-name': 'imx', quant: 'q40', ...bucket, 'results-dir': results });
+    expect(publish.code).toBe(0);
+    const text = async (key: string) => (await (await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }))).Body?.transformToString()) ?? '';
+    expect(JSON.parse(await text('models/imx/q40/manifest.json'))).toMatchObject({ imatrix: 'tiny.imatrix.gguf', calibration: ['calibration.txt'] });
+    expect(await text('models/imx/q40/README.md')).toContain('| Importance matrix | tiny.imatrix.gguf (calibration text: calibration.txt) |');
   });
 
   it('publish-to-spaces fails clearly on wrong credentials and on a missing bucket, without printing keys', async () => {

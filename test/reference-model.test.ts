@@ -8,7 +8,9 @@
  *    PyTorch from the same bf16 weights (1e-3 relative);
  *  - the committed q80/q40 files are exactly what the converter makes now, and f16/q80/q40 give the perplexity
  *    recorded in engine-metrics.json by scripts/reference-model.ts (1e-3 relative);
- *  - llama.cpp (node-llama-cpp) on the f32 GGUF export gives the engine's log-probs within 1e-4.
+ *  - llama.cpp (node-llama-cpp) on the f32 GGUF export gives the engine's log-probs within 1e-4;
+ *  - the imatrix calibration text shares no chapter with the held-out excerpt, and an imatrix from it gives the
+ *    q40 KL recorded in imatrix-metrics.json by scripts/imatrix-quality.ts, at most 0.8x round-to-nearest's.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,9 +18,14 @@ import { Tokenizer as Reference } from 'tokenizers';
 import { convert } from '../converter/convert.js';
 import { convertToGguf } from '../converter/gguf.js';
 import { Checkpoint } from '../converter/safetensors.js';
-import { LoadedModel, logSoftmax, perplexity } from '../engine/index.js';
+import { LoadedModel, klDivergence, logSoftmax, perplexity } from '../engine/index.js';
 import { REFERENCE_EXCERPT, REFERENCE_MODEL_DIR as DIR, REFERENCE_NAME, referenceExcerptIds } from '../pipeline/reference-model.js';
 import { COMMITTED_TYPES, ENGINE_METRICS_FILE, type EngineMetrics } from '../scripts/reference-model.js';
+import { CALIBRATION_FILE, IMATRIX_METRICS_FILE, type ImatrixMetrics } from '../scripts/imatrix-quality.js';
+import { imatrixFromStats, writeImatrix } from '../converter/imatrix.js';
+import { readModelFile } from '../converter/model-file.js';
+import { collectImatrix } from '../engine/imatrix.js';
+import { loadTokenizer } from '../tokenizer/load.js';
 import { removeDir, tempDir } from './helpers.js';
 import { finiteLogprobsMaxDiff, llamaCppLogprobs } from './llama-cpp.js';
 
@@ -111,4 +118,33 @@ test('llama.cpp gives the engine\'s log-probs at f32 within 1e-4', async () => {
   const { maxDiff, compared } = finiteLogprobsMaxDiff(ours, theirs);
   expect(compared).toBeGreaterThan(tokens.length * vocab * 0.5);
   expect(maxDiff).toBeLessThan(1e-4);
+});
+
+test('an imatrix from the calibration text (no held-out chapter in it) gives the recorded q40 KL, at most 0.8x round-to-nearest', async () => {
+  const headings = (text: string) => new Set(text.split('\n\n').filter((block) => /^[1-3]? ?[A-Z][a-z]+(?: of [A-Z][a-z]+)? \d+$/.test(block.trim())).map((b) => b.trim()));
+  const calibrationText = await readFile(join(DIR, CALIBRATION_FILE), 'utf8');
+  const calibrationChapters = headings(calibrationText);
+  const heldOut = headings(await readFile(REFERENCE_EXCERPT, 'utf8'));
+  expect(calibrationChapters.size).toBe(13);
+  expect(heldOut.size).toBe(10);
+  expect([...calibrationChapters].filter((c) => heldOut.has(c))).toEqual([]);
+  const metrics = await readJson<ImatrixMetrics>(IMATRIX_METRICS_FILE);
+  const f32 = new LoadedModel(models.get('f32')!, { threads: 2, device: 'cpu' });
+  const { tokenizer } = await loadTokenizer(DIR);
+  const run = await collectImatrix(f32, tokenizer.encodeIds(calibrationText, { addSpecialTokens: false }), { ctx: f32.contextLength });
+  const imatrix = join(work, 'reference.imatrix.gguf');
+  await writeImatrix(imatrix, imatrixFromStats((await readModelFile(models.get('f32')!)).header, run.stats, { datasets: [CALIBRATION_FILE], chunkCount: run.chunks, chunkSize: f32.contextLength }));
+  f32.close();
+  expect(run.tokens).toBe(metrics.calibrationTokens);
+  const weighted = join(work, 'reference.imatrix.q40.m');
+  await convert({ modelDir: DIR, outFile: weighted, weights: 'q40', imatrix, threads: 2, tokenizerFile: null });
+  const reference = new LoadedModel(models.get('f32')!, { threads: 2, device: 'cpu' });
+  const model = new LoadedModel(weighted, { threads: 2, device: 'cpu' });
+  const r = klDivergence(model, reference, ids, metrics.ctx);
+  model.close();
+  reference.close();
+  const recordedRow = (name: string) => metrics.engine.find((row) => row.name === name)!;
+  expect(relative(r.meanKld, recordedRow('q40 + imatrix, output q40').meanKld)).toBeLessThan(1e-3);
+  expect(r.meanKld).toBeLessThan(0.8 * recorded.engine.q40.meanKld);
+  expect(relative(recordedRow('q40, output q40').meanKld, recorded.engine.q40.meanKld)).toBeLessThan(1e-3);
 });

@@ -65,6 +65,11 @@ export const ACTIONS: ActionDefinition[] = [
     inputs: {
       model: { description: 'The f32 or f16 .m file.', required: true },
       weights: { description: 'Target weight type: q40, q80, f16 or f32.', default: 'q40' },
+      'output-type': { description: "Weight type of the output head (q40, q80, f16 or f32). Default: that of `weights`; a different type writes the header's output_float_type key, which distributed-llama does not read." },
+      imatrix: {
+        description:
+          'q40: importance matrix (GGUF imatrix or legacy .dat, from `glm-dllama imatrix` or llama.cpp) for the weighted scale search: a path, or `spaces:<key>` to fetch it from the bucket given by the Spaces inputs. The results, manifest and model card record it and its calibration text.',
+      },
       out: { description: 'Output .m file. Default: the input name with the new weight type.' },
       threads: THREADS,
       ...REPORTING,

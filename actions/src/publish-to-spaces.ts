@@ -13,13 +13,16 @@ import { booleanInput, InputError, listInput, optionalInput, requiredInput } fro
 import { spacesTargetInputs } from './spaces-inputs.js';
 import { lazyProgress } from '../../cli/progress.js';
 
-/** Perplexity, KL and speed measured earlier in this run for the published model file. */
+/** Perplexity, KL and speed measured earlier in this run for the published model file, and the imatrix that made it. */
 async function measuredFacts(resultsDir: string, modelFile: string | undefined): Promise<Partial<ModelFacts>> {
   if (!modelFile) return {};
   const facts: Partial<ModelFacts> = {};
   for (const { current } of await loadReportRows(resultsDir)) {
     if (current.kind === 'perplexity' && basename(current.model) === basename(modelFile)) Object.assign(facts, { perplexity: current.perplexity, kld: current.kld });
     if (current.kind === 'benchmark' && basename(current.model) === basename(modelFile)) Object.assign(facts, { prefillTps: current.prefillTps, decodeTps: current.decodeTps });
+    if (current.kind === 'quantize' && basename(current.output) === basename(modelFile) && current.imatrix) {
+      Object.assign(facts, { imatrix: current.imatrix.file, calibration: current.imatrix.datasets });
+    }
   }
   return facts;
 }

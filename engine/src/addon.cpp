@@ -3,11 +3,13 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "activation-stats.h"
 #include "bench.h"
 #include "cpu/kernels.h"
 #include "metrics.h"
@@ -58,7 +60,7 @@ void checkBlocks(Napi::Env env, glm::FloatType type, size_t elements) {
 class EncodeWorker : public Napi::AsyncWorker {
  public:
   EncodeWorker(Napi::Env env, Napi::Uint8Array src, glm::SourceType srcType, Napi::Uint8Array dst,
-               glm::FloatType dstType, size_t elements, unsigned threads)
+               glm::FloatType dstType, size_t elements, unsigned threads, Napi::Float32Array importance)
       : Napi::AsyncWorker(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         srcRef_(Napi::Persistent(src)),
@@ -68,11 +70,18 @@ class EncodeWorker : public Napi::AsyncWorker {
         srcType_(srcType),
         dstType_(dstType),
         elements_(elements),
-        threads_(threads) {}
+        threads_(threads) {
+    if (!importance.IsEmpty()) {
+      importanceRef_ = Napi::Persistent(importance);
+      importance_ = importance.Data();
+      cols_ = importance.ElementLength();
+    }
+  }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
+    if (importance_) return encodeWeighted();
     const size_t blocks = (elements_ + glm::kBlockSize - 1) / glm::kBlockSize;
     const size_t parts = std::max<size_t>(1, std::min<size_t>(threads_, blocks / 64 + 1));
     const size_t srcBytes = glm::sourceElementBytes(srcType_);
@@ -96,6 +105,23 @@ class EncodeWorker : public Napi::AsyncWorker {
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
+  // The importance-weighted q40 search, split by whole rows (each row's weights need its mean square).
+  void encodeWeighted() {
+    const size_t rows = elements_ / cols_;
+    const size_t parts = std::max<size_t>(1, std::min<size_t>(threads_, rows));
+    const size_t srcBytes = glm::sourceElementBytes(srcType_), rowBytes = glm::encodedBytes(glm::FloatType::Q40, cols_);
+    std::vector<size_t> nonFinite(parts, 0);
+    auto run = [&](size_t part) {
+      const size_t first = rows * part / parts, last = rows * (part + 1) / parts;
+      nonFinite[part] = glm::encodeSourceQ40Weighted(srcType_, src_ + first * cols_ * srcBytes, dst_ + first * rowBytes, last - first, cols_, importance_);
+    };
+    std::vector<std::thread> pool;
+    for (size_t p = 1; p < parts; p++) pool.emplace_back(run, p);
+    run(0);
+    for (auto& t : pool) t.join();
+    for (size_t count : nonFinite) nonFinite_ += count;
+  }
+
   Napi::Promise::Deferred deferred_;
   Napi::Reference<Napi::Uint8Array> srcRef_;
   Napi::Reference<Napi::Uint8Array> dstRef_;
@@ -105,10 +131,15 @@ class EncodeWorker : public Napi::AsyncWorker {
   glm::FloatType dstType_;
   size_t elements_;
   unsigned threads_;
+  Napi::Reference<Napi::Float32Array> importanceRef_;
+  const float* importance_ = nullptr;
+  size_t cols_ = 0;
   size_t nonFinite_ = 0;
 };
 
-// encode(src, srcType, dst, dstType, elements, threads) -> Promise<count of NaN and infinite values>
+// encode(src, srcType, dst, dstType, elements, threads, importance?) -> Promise<count of NaN and infinite values>
+// importance (q40 only): a Float32Array of one row's length, each value finite and >= 0; selects the
+// importance-weighted search (quant.h) over rows of that length.
 Napi::Value Encode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Uint8Array src = bytesArg(info, 0, "src");
@@ -124,7 +155,24 @@ Napi::Value Encode(const Napi::CallbackInfo& info) {
   if (dst.ByteLength() < glm::encodedBytes(dstType, elements)) {
     throw Napi::RangeError::New(env, "dst is smaller than the encoded size");
   }
-  auto* worker = new EncodeWorker(env, src, srcType, dst, dstType, elements, static_cast<unsigned>(threads));
+  Napi::Float32Array importance;
+  if (info.Length() > 6 && !info[6].IsUndefined()) {
+    if (!info[6].IsTypedArray() || info[6].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      throw Napi::TypeError::New(env, "importance must be a Float32Array");
+    }
+    importance = info[6].As<Napi::Float32Array>();
+    const size_t cols = importance.ElementLength();
+    if (dstType != glm::FloatType::Q40) throw Napi::RangeError::New(env, "importance weights apply to q40 only");
+    if (cols == 0 || cols % glm::kBlockSize != 0 || elements % cols != 0) {
+      throw Napi::RangeError::New(env, "importance length " + std::to_string(cols) + " must be a multiple of 32 dividing the element count " + std::to_string(elements));
+    }
+    for (size_t j = 0; j < cols; j++) {
+      if (!(importance.Data()[j] >= 0.0f) || !std::isfinite(importance.Data()[j])) {
+        throw Napi::RangeError::New(env, "importance[" + std::to_string(j) + "] = " + std::to_string(importance.Data()[j]) + " is not a finite value >= 0");
+      }
+    }
+  }
+  auto* worker = new EncodeWorker(env, src, srcType, dst, dstType, elements, static_cast<unsigned>(threads), importance);
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
@@ -237,7 +285,9 @@ class Engine : public Napi::ObjectWrap<Engine> {
                         InstanceAccessor("traffic", &Engine::Traffic, nullptr), InstanceMethod("close", &Engine::Close),
                         InstanceMethod("draft", &Engine::Draft), InstanceMethod("draftAsync", &Engine::DraftAsync),
                         InstanceMethod("draftGreedyAsync", &Engine::DraftGreedyAsync),
-                        InstanceAccessor("mtpPosition", &Engine::MtpPosition, nullptr), InstanceAccessor("hasMtp", &Engine::HasMtp, nullptr)});
+                        InstanceAccessor("mtpPosition", &Engine::MtpPosition, nullptr), InstanceAccessor("hasMtp", &Engine::HasMtp, nullptr),
+                        InstanceMethod("collectActivations", &Engine::CollectActivations),
+                        InstanceMethod("activationStats", &Engine::ActivationStatsOf)});
   }
 
   explicit Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info) {
@@ -431,6 +481,39 @@ class Engine : public Napi::ObjectWrap<Engine> {
     return out;
   }
 
+  // collectActivations(): every later evaluation adds its matmul inputs to fresh statistics (imatrix).
+  Napi::Value CollectActivations(const Napi::CallbackInfo& info) {
+    if (busy_) throw Napi::Error::New(info.Env(), "the model is busy with another evaluation; await it first");
+    glm::Session& s = session(info.Env());
+    auto stats = std::make_unique<glm::ActivationStats>(s.weights());
+    try {
+      s.observe(stats.get());
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(info.Env(), e.what());
+    }
+    stats_ = std::move(stats);
+    return info.Env().Undefined();
+  }
+
+  // activationStats() -> [{name, sumSquares: Float64Array, tokens}] in the model's tensor order.
+  Napi::Value ActivationStatsOf(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (busy_) throw Napi::Error::New(env, "the model is busy with another evaluation; await it first");
+    if (!stats_) throw Napi::Error::New(env, "activation statistics are not being collected; call collectActivations() first");
+    const auto& entries = stats_->entries();
+    Napi::Array out = Napi::Array::New(env, entries.size());
+    for (size_t i = 0; i < entries.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", entries[i].name);
+      Napi::Float64Array sums = Napi::Float64Array::New(env, entries[i].sumSquares.size());
+      std::copy(entries[i].sumSquares.begin(), entries[i].sumSquares.end(), sums.Data());
+      o.Set("sumSquares", sums);
+      o.Set("tokens", static_cast<double>(entries[i].tokens));
+      out.Set(i, o);
+    }
+    return out;
+  }
+
   Napi::Value Reset(const Napi::CallbackInfo& info) {
     if (busy_) throw Napi::Error::New(info.Env(), "the model is busy with another evaluation; await it first");
     session(info.Env()).reset();
@@ -483,6 +566,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
 
   std::unique_ptr<glm::Model> model_;
   std::unique_ptr<glm::Session> session_;
+  std::unique_ptr<glm::ActivationStats> stats_;  // while collecting an imatrix
   bool busy_ = false;
 };
 

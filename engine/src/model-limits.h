@@ -44,6 +44,7 @@ inline constexpr HeaderKey kHeaderKeys[] = {
     {264, "norm_topk_prob", false, 0, true, 0, 1},
     {265, "n_expert_groups", false, 1, true, 1, 4096},
     {266, "topk_groups", false, 1, true, 1, 4096},
+    {267, "output_float_type", false, -1, true, 0, 3},
     {300, "mtp_layers", false, 0, true, 0, 1},
 };
 

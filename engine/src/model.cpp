@@ -87,6 +87,7 @@ ModelHeader parsePairs(const std::map<int32_t, int32_t>& kv, const std::string& 
   h.nExpertGroups = v(265);
   h.topkGroups = v(266);
   h.mtpLayers = v(300);
+  h.outputType = v(267) < 0 ? h.weightType : static_cast<FloatType>(v(267));  // -1: absent
 
   // What the forward pass divides by, indexes with or cuts into blocks (checkHeader in model-header.ts).
   if (h.nHeads % h.nKvHeads != 0) {
@@ -126,6 +127,9 @@ ModelHeader parsePairs(const std::map<int32_t, int32_t>& kv, const std::string& 
         throw fail(std::string(name) + " (" + std::to_string(cols) + ") is not a multiple of 32, which quantized rows need");
       }
     }
+  }
+  if ((h.outputType == FloatType::Q40 || h.outputType == FloatType::Q80) && h.dim % static_cast<int>(kBlockSize) != 0) {
+    throw fail("dim (" + std::to_string(h.dim) + ") is not a multiple of 32, which the quantized output head needs");
   }
   return h;
 }
@@ -225,7 +229,7 @@ void layoutTensors(Weights& w, const TensorSource& next) {
   w.layers.assign(h.nLayers, LayerWeights{});
   for (int l = 0; l < h.nLayers; l++) layoutLayer(h, l, w.layers[l], next);
   w.outputNorm = next(FloatType::F32, h.dim, 1);
-  w.output = next(h.weightType, h.vocabSize, h.dim);
+  w.output = next(h.outputType, h.vocabSize, h.dim);
   if (h.mtpLayers > 0) layoutMtp(h, w.mtp, next);
 }
 

@@ -26,6 +26,7 @@ struct ModelHeader {
   int32_t version = 0;
   ArchType arch = ArchType::GLM;
   FloatType weightType = FloatType::F32;
+  FloatType outputType = FloatType::F32;  // the output head: weightType unless output_float_type says otherwise
   int32_t hiddenAct = 1;
   int32_t dim = 0, hiddenDim = 0, nLayers = 0, nHeads = 0, nKvHeads = 0, headDim = 0;
   int32_t vocabSize = 0, maxSeqLen = 0;

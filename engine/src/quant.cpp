@@ -8,6 +8,7 @@
 #endif
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 namespace glm {
 
@@ -134,6 +135,92 @@ static void encodeQ40Block(const float* x, uint8_t* out) {
     const float hi = clampCode(x[j + kBlockSize / 2] * inverse + 8.5f);
     nibbles[j] = static_cast<uint8_t>(static_cast<int>(lo) | (static_cast<int>(hi) << 4));
   }
+}
+
+// Rounds half to even and clamps to -8..7. Clamping first keeps |v| small, where adding and
+// subtracting 1.5 x 2^23 rounds exactly as nearbyint does in the default mode, without its library
+// call (the build has no -ffast-math, so the pair is not folded away).
+static inline float q40Level(float v) {
+  v = v < -8.0f ? -8.0f : v > 7.0f ? 7.0f : v;
+  return (v + 12582912.0f) - 12582912.0f;
+}
+
+double q40WeightedError(const float* x, const float* w, const uint8_t* block) {
+  float decoded[kBlockSize];
+  decodeToF32(FloatType::Q40, block, decoded, kBlockSize);
+  double error = 0.0;
+  for (size_t j = 0; j < kBlockSize; j++) {
+    const double e = static_cast<double>(x[j]) - decoded[j];
+    error += w[j] * e * e;
+  }
+  return error;
+}
+
+void encodeQ40BlockWeighted(const float* x, const float* w, uint8_t* out) {
+  encodeQ40Block(x, out);
+  float gmax, gmin;
+  blockRange(x, gmax, gmin);
+  const float extreme = -gmin > gmax ? gmin : gmax;
+  double weightSum = 0.0;
+  for (size_t j = 0; j < kBlockSize; j++) weightSum += w[j];
+  if (extreme == 0.0f || !(weightSum > 0.0)) return;  // nothing to weigh: round-to-nearest stays
+  double bestError = q40WeightedError(x, w, out);
+  float bestScale = 0.0f;
+  float levels[kBlockSize], best[kBlockSize];
+  // Candidates: the extreme mapped to -(8 + 0.1 is) for is = -9..9, levels rounded to nearest, the
+  // weighted least-squares scale of those levels rounded to fp16 (as stored), then the levels
+  // re-rounded to that scale (never a larger error for it).
+  for (int is = -9; is <= 9; is++) {
+    const float inverse = -(8.0f + 0.1f * static_cast<float>(is)) / extreme;
+    double sumXl = 0.0, sumLl = 0.0;
+    for (size_t j = 0; j < kBlockSize; j++) {
+      const float l = q40Level(x[j] * inverse);
+      sumXl += static_cast<double>(w[j]) * x[j] * l;
+      sumLl += static_cast<double>(w[j]) * l * l;
+    }
+    if (!(sumLl > 0.0)) continue;
+    const float scale = f16ToF32(f32ToF16(static_cast<float>(sumXl / sumLl)));
+    if (scale == 0.0f || !std::isfinite(scale)) continue;
+    double error = 0.0;
+    for (size_t j = 0; j < kBlockSize; j++) {
+      levels[j] = q40Level(x[j] / scale);  // a division, not a product with 1/scale: nearest levels exactly
+      const double e = static_cast<double>(x[j]) - static_cast<double>(scale * levels[j]);
+      error += w[j] * e * e;
+    }
+    if (error < bestError) {
+      bestError = error;
+      bestScale = scale;
+      std::memcpy(best, levels, sizeof best);
+    }
+  }
+  if (bestScale == 0.0f) return;
+  const uint16_t scale = f32ToF16(bestScale);
+  std::memcpy(out, &scale, 2);
+  for (size_t j = 0; j < kBlockSize / 2; j++) {
+    const int lo = static_cast<int>(best[j]) + 8, hi = static_cast<int>(best[j + kBlockSize / 2]) + 8;
+    out[2 + j] = static_cast<uint8_t>(lo | (hi << 4));
+  }
+}
+
+size_t encodeSourceQ40Weighted(SourceType srcType, const uint8_t* src, uint8_t* dst, size_t rows, size_t cols, const float* importance) {
+  if (cols % kBlockSize != 0) throw std::invalid_argument("q40 rows must hold whole 32-value blocks");
+  std::vector<float> row(cols), weight(cols);
+  const size_t srcBytes = sourceElementBytes(srcType), rowBytes = encodedBytes(FloatType::Q40, cols);
+  size_t nonFinite = 0;
+  for (size_t r = 0; r < rows; r++) {
+    sourceToF32(srcType, src + r * cols * srcBytes, row.data(), cols);
+    double sumSquares = 0.0;
+    for (size_t j = 0; j < cols; j++) {
+      nonFinite += !(std::fabs(row[j]) <= 3.40282347e38f);
+      sumSquares += static_cast<double>(row[j]) * row[j];
+    }
+    const float meanSquare = static_cast<float>(sumSquares / static_cast<double>(cols));
+    for (size_t j = 0; j < cols; j++) weight[j] = importance[j] * std::sqrt(meanSquare + row[j] * row[j]);
+    for (size_t b = 0; b < cols / kBlockSize; b++) {
+      encodeQ40BlockWeighted(row.data() + b * kBlockSize, weight.data() + b * kBlockSize, dst + r * rowBytes + b * kQ40BlockBytes);
+    }
+  }
+  return nonFinite;
 }
 
 // A rounded q80 code as the SIMD path makes it (cvtps_epi32, then saturating packs): NaN and values

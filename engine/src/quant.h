@@ -39,6 +39,20 @@ void decodeToF32(FloatType type, const uint8_t* src, float* dst, size_t n);
 // values, which no weight should hold (their encodings are unspecified).
 size_t encodeSource(SourceType srcType, const uint8_t* src, FloatType dstType, uint8_t* dst, size_t n);
 
+// Importance-weighted q40 (docs/conversion-guide.md, "Importance matrix"): `rows` rows of `cols` source
+// values, cols a multiple of 32, with importance[j] >= 0 the mean square of input column j over
+// calibration text. Each element's weight is importance[j] * sqrt(mean of the row's squares + x^2); each
+// block keeps, of round-to-nearest (encodeF32's bytes) and the candidates of q40WeightedCandidates, the
+// encoding with the least weighted squared error (ties keep round-to-nearest). Same file format; returns
+// the count of NaN and infinite source values.
+size_t encodeSourceQ40Weighted(SourceType srcType, const uint8_t* src, uint8_t* dst, size_t rows, size_t cols, const float* importance);
+
+// One block of the weighted search: x and its weights w (32 each) -> the 18-byte q40 block.
+void encodeQ40BlockWeighted(const float* x, const float* w, uint8_t* out);
+
+// The weighted squared error sum w[j] (x[j] - decoded[j])^2 of a q40 block, in double.
+double q40WeightedError(const float* x, const float* w, const uint8_t* block);
+
 // Whether the CPU has F16C (CPUID leaf 1, ECX bit 29), for the x86 SIMD paths. Not through
 // __builtin_cpu_supports("f16c"), which clang 14 (the fuzz harnesses' compiler) lacks.
 bool cpuHasF16c();

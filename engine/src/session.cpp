@@ -58,6 +58,11 @@ Session::Session(std::unique_ptr<Shard> shard, int threads, int context, FloatTy
 
 Session::~Session() = default;
 
+void Session::observe(ActivationStats* stats) {
+  if (stats && cluster_) throw std::invalid_argument("activation statistics (imatrix) are collected on one node; run without --workers");
+  blocks_->observe(stats);
+}
+
 void Session::rewind(int position) {
   if (position < 0 || position > position_) throw std::invalid_argument("cannot rewind to position " + std::to_string(position));
   position_ = position;

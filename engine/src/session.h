@@ -41,6 +41,10 @@ class Session {
   int maxSeqLen() const { return context_; }
   int threads() const { return pool_.size(); }
   int vocabSize() const { return vocab_; }
+  // The weights this node runs (the whole model on one node).
+  const Weights& weights() const { return shard_->weights; }
+  // Collects every later evaluation's matmul inputs into `stats` (null stops); one node on the CPU only.
+  void observe(ActivationStats* stats);
   // The cluster when this session is a root, else null.
   const Cluster* cluster() const { return cluster_.get(); }
   // Forgets the evaluated tokens (the cache is overwritten from position 0).

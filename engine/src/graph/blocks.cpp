@@ -41,8 +41,13 @@ void CpuBlocks::rmsNorm(const float* x, const Tensor& w, float* out, int n) {
   for (int t = 0; t < n; t++) glm::rmsNorm(x + static_cast<size_t>(t) * w.rows, w.f32(), out + static_cast<size_t>(t) * w.rows, w.rows, h_.normEpsilon);
 }
 
+void Blocks::observe(ActivationStats*) {
+  throw std::invalid_argument("activation statistics (imatrix) are collected on the CPU backend only; run with --device cpu");
+}
+
 void CpuFfn::matmul(const Tensor& w, const float* x, int n, float* out) {
   const size_t cols = static_cast<size_t>(w.cols);
+  if (stats_) stats_->add(w, x, n);
   std::vector<const float*> xs(n);
   std::vector<QuantizedRow> qs(n, QuantizedRow{nullptr, nullptr, nullptr});
   for (int t = 0; t < n; t++) xs[t] = x + t * cols;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../activation-stats.h"
 #include "../model.h"
 #include "../thread-pool.h"
 
@@ -68,6 +69,8 @@ class Blocks {
   virtual void logits(int first, int count, float* out) = 0;
   // Copies rows [first, first + count) of X to the host (the hidden states an MTP draft is fed).
   virtual void residual(int first, int count, float* out) = 0;
+  // Sends every later matmul's input to `stats` (null stops); only the CPU blocks collect them.
+  virtual void observe(ActivationStats* stats);
 };
 
 // Per expert, the tokens routed to it and their weights: routing[e] lists (token, weight).
@@ -86,9 +89,11 @@ class CpuFfn {
   // out = the weighted sum of the routed experts' outputs (n rows of dim), over the experts this node
   // holds; each expert runs once on the batch of tokens routed to it.
   void routedExperts(const LayerWeights& layer, const Routing& routing, const float* x, int n, int dim, float* out);
+  void observe(ActivationStats* stats) { stats_ = stats; }
 
  private:
   ThreadPool& pool_;
+  ActivationStats* stats_ = nullptr;
   // Scratch, grown on demand and reused.
   std::vector<uint8_t> quantized_;
   std::vector<float> quantizedScales_;
@@ -114,6 +119,7 @@ class CpuBlocks final : public Blocks {
   void load(const float* x, int n) override;
   void logits(int first, int count, float* out) override;
   void residual(int first, int count, float* out) override;
+  void observe(ActivationStats* stats) override { cpu_.observe(stats); }
 
  private:
   float* rows(Act a) { return a == Act::X ? x_.data() : a == Act::A ? a_.data() : b_.data(); }
