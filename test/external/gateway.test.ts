@@ -7,29 +7,11 @@
  */
 import OpenAI from 'openai';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createGateway, createServer, type DemoServer, type Gateway, type GenerationRequest, type TextGeneration, type TextGenerator } from '../../server/index.js';
+import { createGateway, createServer, type DemoServer, type Gateway, type GenerationRequest, type TextGeneration } from '../../server/index.js';
+import { FixedGenerator } from '../fixed-generator.js';
 import { freePort, removeDir, runProgram, tempDir } from '../helpers.js';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-
-/** Writes a fixed reply; `endless` keeps writing until stopped (for the mid-stream failure). */
-class FixedGenerator implements TextGenerator {
-  readonly modelId = 'fixed';
-  served = 0;
-  endless = false;
-  constructor(private readonly reply: string) {}
-  health() {
-    return { modelLoaded: true, workersConfigured: 0, workersConnected: 0 };
-  }
-  async *generate(_request: GenerationRequest): TextGeneration {
-    this.served++;
-    for (let i = 0; this.endless || i < 3; i++) {
-      await new Promise((r) => setTimeout(r, this.endless ? 20 : 1));
-      yield `${this.reply} `;
-    }
-    return { promptTokens: 5, completionTokens: 3, cachedTokens: 0, finishReason: 'stop' as const };
-  }
-}
 
 let redisPort: number;
 let redis: ChildProcess | undefined;
