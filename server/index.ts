@@ -97,6 +97,7 @@ interface Outcome {
 export async function createServer(options: ServerOptions): Promise<DemoServer> {
   const generator = options.generator;
   const metrics = createMetrics(options.processMetrics ?? true);
+  metrics.queueCapacity.set(options.maxQueue ?? 8);
   const queue = new GenerationQueue(options.maxQueue ?? 8, (waiting, running) => {
     metrics.queueDepth.set(waiting);
     metrics.generationsRunning.set(running);
