@@ -22,6 +22,7 @@ interface GatewayFlags {
   metricsKey?: string;
   analyticsDb?: string;
   analyticsSalt?: string;
+  analyticsCa?: string;
   analyticsRetention: number;
   bodyLimit: number;
   log: boolean;
@@ -42,6 +43,7 @@ export function registerGatewayCommand(program: Command): void {
     .option('--client-ip-header <name>', 'the header holding the client address, set by the platform (do-connecting-ip on App Platform)')
     .option('--metrics-key <key>', 'serve /metrics to Authorization: Bearer KEY (also GLM_DLLAMA_METRICS_KEY)')
     .option('--analytics-db <url>', 'PostgreSQL for the usage records, postgres:// (also GLM_DLLAMA_ANALYTICS_DB); migrations run at start')
+    .option('--analytics-ca <file>', 'PEM CA certificate of the analytics database; TLS then verified against it (also GLM_DLLAMA_ANALYTICS_CA, the PEM text itself)')
     .option('--analytics-salt <secret>', 'secret of the client hashes, the same on every instance (also GLM_DLLAMA_ANALYTICS_SALT)')
     .option('--analytics-retention <days>', 'days the per-request rows are kept (the daily rollup stays)', positiveInt, 30)
     .option('--body-limit <bytes>', 'largest request body', positiveInt, 1024 * 1024)
@@ -52,7 +54,8 @@ export function registerGatewayCommand(program: Command): void {
       const analyticsDb = o.analyticsDb ?? process.env['GLM_DLLAMA_ANALYTICS_DB'];
       const analyticsSalt = o.analyticsSalt ?? process.env['GLM_DLLAMA_ANALYTICS_SALT'];
       if (analyticsDb && !analyticsSalt) throw new Error('gateway: --analytics-db needs --analytics-salt (or GLM_DLLAMA_ANALYTICS_SALT), the same secret on every instance');
-      const analytics = analyticsDb ? await UsageAnalytics.open({ url: analyticsDb, salt: analyticsSalt!, retentionDays: o.analyticsRetention }) : undefined;
+      const analyticsCa = o.analyticsCa ? await readFile(o.analyticsCa, 'utf8') : process.env['GLM_DLLAMA_ANALYTICS_CA'];
+      const analytics = analyticsDb ? await UsageAnalytics.open({ url: analyticsDb, ca: analyticsCa, salt: analyticsSalt!, retentionDays: o.analyticsRetention }) : undefined;
       const gateway = await createGateway({
         upstreams,
         upstreamKey: o.upstreamKey ?? process.env['GLM_DLLAMA_UPSTREAM_KEY'],
@@ -84,11 +87,13 @@ export function registerGatewayCommand(program: Command): void {
     .command('usage-export')
     .description("the gateway's daily usage rollup (requests, tokens, distinct clients, p50/p95 latency, error rate) as JSON for the docs site")
     .requiredOption('--analytics-db <url>', 'the PostgreSQL the gateways record to, postgres:// (also GLM_DLLAMA_ANALYTICS_DB)', process.env['GLM_DLLAMA_ANALYTICS_DB'])
+    .option('--analytics-ca <file>', 'PEM CA certificate of the database (also GLM_DLLAMA_ANALYTICS_CA, the PEM text itself)')
     .option('--days <n>', 'days back from today (UTC)', positiveInt, 90)
     .option('--out <file>', 'where to write it', 'docs/data/usage.json')
-    .action(async (o: { analyticsDb: string; days: number; out: string }) => {
+    .action(async (o: { analyticsDb: string; analyticsCa?: string; days: number; out: string }) => {
       // Reading needs no salt: the rollup holds counts only.
-      const analytics = await UsageAnalytics.open({ url: o.analyticsDb });
+      const ca = o.analyticsCa ? await readFile(o.analyticsCa, 'utf8') : process.env['GLM_DLLAMA_ANALYTICS_CA'];
+      const analytics = await UsageAnalytics.open({ url: o.analyticsDb, ca });
       try {
         const result: UsageExport = { generated: new Date().toISOString(), days: await analytics.rollup(o.days) };
         await writeFile(`${o.out}.tmp`, `${JSON.stringify(result, null, 2)}\n`);

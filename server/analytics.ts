@@ -51,6 +51,11 @@ export interface AnalyticsOptions {
    * Needed to record; a reader of the rollup (usage-export) goes without.
    */
   readonly salt?: string;
+  /**
+   * PEM certificate(s) to verify the server with (DigitalOcean's `${db.CA_CERT}`): TLS is then required
+   * and verified against these, whatever the URL's sslmode says.
+   */
+  readonly ca?: string;
   /** Days raw rows are kept (the rollup stays). Default 30. */
   readonly retentionDays?: number;
   /** Inserts allowed in flight before new records are dropped (and counted). Default 1000. */
@@ -86,6 +91,22 @@ const MIGRATIONS: readonly string[] = [
      rate_limited integer NOT NULL
    );`,
 ];
+
+/**
+ * node-postgres lets a URL's sslmode override the ssl option, so with a CA of its own the URL loses its
+ * TLS parameters and the CA alone decides.
+ */
+function connection(url: string, ca: string | undefined): pg.PoolConfig {
+  if (!ca) return { connectionString: url };
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new Error('analytics: --analytics-db is not a postgres:// URL');
+  }
+  for (const p of ['sslmode', 'ssl', 'sslcert', 'sslkey', 'sslrootcert']) parsed.searchParams.delete(p);
+  return { connectionString: parsed.href, ssl: { ca, rejectUnauthorized: true } };
+}
 
 /** Any number above it identifies this schema's migrations to pg_advisory_xact_lock, so gateways starting together take turns. */
 const MIGRATION_LOCK = 720_020;
@@ -123,7 +144,7 @@ export class UsageAnalytics {
     if (options.salt !== undefined && options.salt.length < 16) throw new Error('analytics: the client-hash salt must have at least 16 characters (--analytics-salt, GLM_DLLAMA_ANALYTICS_SALT)');
     const retention = options.retentionDays ?? 30;
     if (!Number.isInteger(retention) || retention < 1) throw new Error(`analytics: retention must be a whole number of days >= 1, got ${retention}`);
-    const pool = new pg.Pool({ connectionString: options.url, max: 4, connectionTimeoutMillis: 5000 });
+    const pool = new pg.Pool({ ...connection(options.url, options.ca), max: 4, connectionTimeoutMillis: 5000 });
     pool.on('error', () => {}); // an idle connection dropped by the server: the next query opens another
     const analytics = new UsageAnalytics(pool, { ...options, retentionDays: retention });
     try {
