@@ -2,7 +2,8 @@
  * The gateway against a real Redis: two gateways and two model servers (createServer with a scripted
  * generator) on loopback, through the `openai` client. Shared limit across gateways, the trusted client
  * header, Redis down (fail closed, no internal text) and back, a model server gone, both gone, streams
- * passed through and a stream cut mid-way, and a rediss:// (TLS) store verified against its own CA.
+ * passed through and a stream cut mid-way, a model server SIGKILLed under traffic with no request lost, and a
+ * rediss:// (TLS) store verified against its own CA.
  * @needs redis-server, openssl
  */
 import OpenAI from 'openai';
@@ -171,6 +172,59 @@ it("an upstream's 503 (queue full) is retried on the next one before the client 
   await gateway.close();
   await Promise.all([busy.close(), freeServer.close()]);
 });
+
+/** A model server in a process of its own (dist/server), answering `<name> ` three times, so that it can be killed. */
+async function modelServerProcess(name: string): Promise<{ url: string; child: ChildProcess }> {
+  const script = `
+    import { createServer } from './dist/server/index.js';
+    const generator = {
+      modelId: 'fixed',
+      health: () => ({ modelLoaded: true, workersConfigured: 0, workersConnected: 0 }),
+      async *generate() {
+        for (let i = 0; i < 3; i++) { await new Promise((r) => setTimeout(r, 2)); yield '${name} '; }
+        return { promptTokens: 5, completionTokens: 3, cachedTokens: 0, finishReason: 'stop' };
+      },
+    };
+    const server = await createServer({ generator, rateLimit: false, processMetrics: false });
+    process.stdout.write(await server.listen(0) + '\\n');`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((done, fail) => {
+    child.stdout!.once('data', (d: Buffer) => done(d.toString().trim()));
+    child.once('exit', (code) => fail(new Error(`model server ${name} exited with ${code}`)));
+  });
+  return { url, child };
+}
+
+it('a model server killed (SIGKILL) under traffic: no request is lost, the rest go to the other', async () => {
+  const [a, b] = await Promise.all([modelServerProcess('alpha'), modelServerProcess('beta')]);
+  const gateway = await createGateway({ upstreams: [a.url, b.url], rateLimit: false, healthIntervalMs: 1000 });
+  try {
+    const client = new OpenAI({ baseURL: `${await gateway.listen(0)}/v1`, apiKey: 'none', maxRetries: 0 });
+    const replies: string[] = [];
+    let killedAt = -1;
+    // four clients at a time, 60 requests; the first server is killed after the 12th answer
+    const worker = async () => {
+      while (replies.length < 60) {
+        const i = replies.length;
+        replies.push('');
+        replies[i] = (await client.chat.completions.create({ model: 'fixed', messages: [{ role: 'user', content: 'hi' }] })).choices[0]!.message.content ?? '';
+        if (killedAt < 0 && replies.filter((r) => r !== '').length >= 12) {
+          killedAt = replies.length;
+          a.child.kill('SIGKILL');
+        }
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+    expect(replies).toHaveLength(60);
+    for (const r of replies) expect(r).toMatch(/^(alpha |beta ){3}$/);
+    expect(replies.slice(0, 12)).toContain('alpha alpha alpha ');
+    // once the kill is seen, beta answers everything
+    expect(replies.slice(killedAt + 4).every((r) => r === 'beta beta beta ')).toBe(true);
+  } finally {
+    await gateway.close();
+    for (const p of [a, b]) p.child.kill('SIGKILL');
+  }
+}, 60_000);
 
 it('one model server gone: every request goes to the other; both gone: 503 with Retry-After', async () => {
   await models[0]!.close();
