@@ -129,7 +129,14 @@ const ROLLUP = `INSERT INTO usage_daily
     completion_tokens = EXCLUDED.completion_tokens, clients = EXCLUDED.clients, p50_ms = EXCLUDED.p50_ms,
     p95_ms = EXCLUDED.p95_ms, error_rate = EXCLUDED.error_rate, rate_limited = EXCLUDED.rate_limited`;
 
-export class UsageAnalytics {
+/** What the gateway needs of the analytics: record, hear about lost records, expire old rows. */
+export interface UsageRecorder {
+  record(r: UsageRecord): void;
+  onDrop(listener: (reason: string) => void): void;
+  expire(): Promise<void>;
+}
+
+export class UsageAnalytics implements UsageRecorder {
   private pending = 0;
   private readonly writes = new Set<Promise<void>>();
   private readonly dropListeners: ((reason: string) => void)[] = [];

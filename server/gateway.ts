@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { UsageAnalytics } from './analytics.js';
+import type { UsageRecorder } from './analytics.js';
 import { clientKey } from './clients.js';
 import { answerErrorsInOpenAIShape, errorBody } from './errors.js';
 import { ApiError } from './request.js';
@@ -44,7 +44,7 @@ export interface GatewayOptions {
    * Where each request is recorded (server/analytics.ts); the gateway expires old rows at start and
    * hourly but does not close it.
    */
-  readonly analytics?: UsageAnalytics;
+  readonly analytics?: UsageRecorder;
   /** When set, GET /metrics answers with `Authorization: Bearer <this>`; else there is no /metrics. */
   readonly metricsKey?: string;
   readonly logger?: boolean | object;

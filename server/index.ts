@@ -443,4 +443,4 @@ export async function createServer(options: ServerOptions): Promise<DemoServer> 
   };
 }
 export { createGateway, type Gateway, type GatewayOptions } from './gateway.js';
-export { UsageAnalytics, type AnalyticsOptions, type UsageDay, type UsageExport, type UsageRecord } from './analytics.js';
+export { UsageAnalytics, type AnalyticsOptions, type UsageDay, type UsageExport, type UsageRecord, type UsageRecorder } from './analytics.js';
