@@ -3,7 +3,7 @@
  * server on a loopback port with its socket in that folder, stopped and removed at the end. PostgreSQL
  * refuses to run as root, so as root it runs as the `postgres` user the package creates.
  */
-import { chownSync, existsSync, readdirSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, readdirSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { freePort, removeDir, tempDir } from './helpers.js';
@@ -28,13 +28,26 @@ function binDir(): string {
   return join(root, versions.sort((a, b) => Number(b) - Number(a))[0]!, 'bin');
 }
 
-export async function startPostgres(): Promise<Postgres> {
+/** With `tls`, the server also takes TLS connections with that certificate and key (PEM files). */
+export async function startPostgres(tls?: { cert: string; key: string }): Promise<Postgres> {
   const bin = binDir();
   const dir = await tempDir('glm-dllama-pg-');
   const asRoot = process.getuid?.() === 0;
-  if (asRoot) {
+  const own = (path: string) => {
+    if (!asRoot) return;
     const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
-    chownSync(dir, id('-u'), id('-g'));
+    chownSync(path, id('-u'), id('-g'));
+  };
+  own(dir);
+  let tlsOptions = '';
+  if (tls) {
+    // the server reads its key only when the key is its own and private
+    for (const [from, name] of [[tls.cert, 'server.crt'], [tls.key, 'server.key']] as const) {
+      copyFileSync(from, join(dir, name));
+      chmodSync(join(dir, name), 0o600);
+      own(join(dir, name));
+    }
+    tlsOptions = ` -c ssl=on -c ssl_cert_file=${join(dir, 'server.crt')} -c ssl_key_file=${join(dir, 'server.key')}`;
   }
   const exec = (program: string, args: string[]): string => {
     const [command, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', join(bin, program), ...args]] : [join(bin, program), args];
@@ -46,7 +59,7 @@ export async function startPostgres(): Promise<Postgres> {
   exec('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8']);
   const port = await freePort();
   const start = () => {
-    exec('pg_ctl', ['-D', data, '-w', '-l', join(dir, 'server.log'), '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -F`, 'start']);
+    exec('pg_ctl', ['-D', data, '-w', '-l', join(dir, 'server.log'), '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -F${tlsOptions}`, 'start']);
   };
   const stop = () => {
     exec('pg_ctl', ['-D', data, '-w', '-m', 'fast', 'stop']);

@@ -4,8 +4,9 @@
  * request a row, no client address anywhere in a dump of the database, the rollup equal to the test's own
  * count of what it sent and got, the usage chunk a stream got only because the gateway asked for it
  * taken out again, retention expiring raw rows but keeping the day's rollup, `usage-export` writing that
- * rollup, and the database stopped: replies unaffected, the lost records counted.
- * @needs postgresql
+ * rollup, the database stopped: replies unaffected, the lost records counted; and TLS verified against the
+ * database's own CA (as DigitalOcean's managed PostgreSQL gives it).
+ * @needs postgresql, openssl
  */
 import OpenAI from 'openai';
 import { readFile } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import { createGateway, createServer, UsageAnalytics, type DemoServer, type Gate
 import { FixedGenerator } from '../fixed-generator.js';
 import { cli, freePort, removeDir, tempDir } from '../helpers.js';
 import { startPostgres, type Postgres } from '../postgres.js';
+import { makeCertificates } from '../tls.js';
 
 const SALT = 'test-salt-0123456789abcdef';
 let db: Postgres;
@@ -182,4 +184,31 @@ it('the database stopped: replies go on, the lost records counted; back: recordi
   expect((await post(1, '203.0.113.99', { model: 'fixed', messages: [{ role: 'user', content: 'hi' }] })).status).toBe(200);
   await analytics[1]!.flush();
   expect(Number(query('SELECT count(*) FROM usage_requests'))).toBe(before + 1);
+}, 60_000);
+
+it("TLS with the database's own CA: verified with --analytics-ca, refused without it", async () => {
+  const dir = await tempDir();
+  let tlsDb: Postgres | undefined;
+  try {
+    const { ca, cert, key } = await makeCertificates(dir);
+    tlsDb = await startPostgres({ cert, key });
+    const url = `${tlsDb.url}?sslmode=require`;
+    const analytics = await UsageAnalytics.open({ url, ca: await readFile(ca, 'utf8'), salt: SALT });
+    try {
+      analytics.record({ at: new Date(), route: '/v1/models', model: null, status: 200, promptTokens: null, completionTokens: null, latencyMs: 3, client: '192.0.2.7' });
+      await analytics.flush();
+      expect((await analytics.rollup(1))[0]).toMatchObject({ requests: 1, clients: 1 });
+      // the pool's idle session really is encrypted (psql itself connects without TLS here)
+      expect(Number(tlsDb.run('psql', ['-d', 'dbname=postgres sslmode=disable', '-At', '-c', 'SELECT count(*) FROM pg_stat_ssl WHERE ssl']))).toBeGreaterThanOrEqual(1);
+    } finally {
+      await analytics.close();
+    }
+    // without the CA the server's certificate is not trusted (node-postgres verifies under sslmode=require)
+    await expect(UsageAnalytics.open({ url, salt: SALT })).rejects.toThrow(/cannot prepare the database \(--analytics-db\): .*(self-signed|certificate)/);
+    // and with a wrong CA (the server certificate itself is no CA) neither
+    await expect(UsageAnalytics.open({ url, ca: await readFile(cert, 'utf8'), salt: SALT })).rejects.toThrow('cannot prepare the database');
+  } finally {
+    await tlsDb?.remove();
+    await removeDir(dir);
+  }
 }, 60_000);

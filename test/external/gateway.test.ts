@@ -10,9 +10,9 @@ import OpenAI from 'openai';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createGateway, createServer, type DemoServer, type Gateway, type GenerationRequest, type TextGeneration } from '../../server/index.js';
 import { FixedGenerator } from '../fixed-generator.js';
-import { freePort, removeDir, runProgram, tempDir } from '../helpers.js';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { freePort, removeDir, tempDir } from '../helpers.js';
+import { makeCertificates } from '../tls.js';
+import { readFile } from 'node:fs/promises';
 
 let redisPort: number;
 let redis: ChildProcess | undefined;
@@ -244,22 +244,14 @@ it('a rediss:// store: TLS with the CA given, refused at start without it', asyn
   const dir = await tempDir();
   const tlsRedis: ChildProcess[] = [];
   try {
-    const ssl = (...args: string[]) => {
-      const r = runProgram('openssl', args);
-      if (r.status !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
-    };
-    const [ca, caKey, cert, key] = ['ca.pem', 'ca.key', 'redis.pem', 'redis.key'].map((f) => join(dir, f));
-    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=test CA', '-keyout', caKey!, '-out', ca!);
-    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', key!, '-out', join(dir, 'redis.csr'));
-    await writeFile(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
-    ssl('x509', '-req', '-in', join(dir, 'redis.csr'), '-CA', ca!, '-CAkey', caKey!, '-CAcreateserial', '-days', '1', '-extfile', join(dir, 'san.ext'), '-out', cert!);
+    const { ca, cert, key } = await makeCertificates(dir);
     const port = await freePort();
-    tlsRedis.push(spawn('redis-server', ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--tls-cert-file', cert!, '--tls-key-file', key!, '--tls-ca-cert-file', ca!, '--tls-auth-clients', 'no', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }));
+    tlsRedis.push(spawn('redis-server', ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--tls-cert-file', cert, '--tls-key-file', key, '--tls-ca-cert-file', ca, '--tls-auth-clients', 'no', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }));
     const url = `rediss://127.0.0.1:${port}`;
     const upstream = `http://127.0.0.1:${await freePort()}`;
     let gateway: Gateway | undefined;
     for (let i = 0; i < 50 && !gateway; i++) {
-      gateway = await createGateway({ upstreams: [upstream], redisUrl: url, redisCa: await readFile(ca!, 'utf8'), rateLimit: { max: 1, windowMs: 60_000 } }).catch(async () => {
+      gateway = await createGateway({ upstreams: [upstream], redisUrl: url, redisCa: await readFile(ca, 'utf8'), rateLimit: { max: 1, windowMs: 60_000 } }).catch(async () => {
         await new Promise((r) => setTimeout(r, 100));
         return undefined;
       });
