@@ -387,6 +387,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         }
         if (res.status === 503) {
           await res.body?.cancel();
+          metrics.upstream503.inc();
           metrics.retries.inc();
           continue;
         }

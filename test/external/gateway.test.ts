@@ -161,7 +161,7 @@ it("an upstream's 503 (queue full) is retried on the next one before the client 
   const busyUrl = await busy.listen(0);
   const free = new FixedGenerator('free');
   const freeServer = await createServer({ generator: free, rateLimit: false, processMetrics: false });
-  const gateway = await createGateway({ upstreams: [busyUrl, await freeServer.listen(0)], rateLimit: false });
+  const gateway = await createGateway({ upstreams: [busyUrl, await freeServer.listen(0)], rateLimit: false, metricsKey: 'm' });
   const url = await gateway.listen(0);
   const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0 });
   const holding = client.chat.completions.create({ model: 'fixed', messages: [{ role: 'user', content: 'first' }] });
@@ -169,6 +169,9 @@ it("an upstream's 503 (queue full) is retried on the next one before the client 
   for (let i = 0; i < 4; i++) expect((await client.chat.completions.create({ model: 'fixed', messages: [{ role: 'user', content: 'hi' }] })).choices[0]!.message.content).toBe('free free free ');
   open();
   expect((await holding).choices[0]!.message.content).toMatch(/^(busy|free) /);
+  // each 503 the busy server gave is counted (the alert on servers turning requests away reads it)
+  const metrics = await (await fetch(`${url}/metrics`, { headers: { authorization: 'Bearer m' } })).text();
+  expect(Number(/^glm_dllama_gateway_upstream_busy_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
   await gateway.close();
   await Promise.all([busy.close(), freeServer.close()]);
 });
