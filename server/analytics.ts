@@ -201,6 +201,10 @@ export class UsageAnalytics implements UsageRecorder {
 
   /** Queues the row's insert; never delays the reply. */
   record(r: UsageRecord): void {
+    if (this.options.salt === undefined) {
+      this.dropped('opened without a salt (a reader, such as usage-export)');
+      return;
+    }
     const hash = this.clientHash(r.client, r.at.toISOString().slice(0, 10));
     if (this.pending >= (this.options.maxPending ?? 1000)) {
       this.dropped('too many writes in flight');
