@@ -35,7 +35,8 @@ it('the rules check and pass their unit tests', () => {
   expect(check.stdout).toContain('SUCCESS: 9 rules found');
   const tests = promtool('test', 'rules', join(DIR, 'alerts.test.yml'));
   expect(tests.stdout + tests.stderr).toContain('SUCCESS');
-  expect(tests.status).toBe(0);
+  expect(tests.status).toBe(0);  // every alert's runbook is a heading of the docs
+  for (const [, page, anchor] of RULES.matchAll(/runbook: (docs\/[\w-]+\.md)#([\w-]+)/g)) expect(readFileSync(page!, 'utf8')).toMatch(new RegExp(`^#+ ${anchor}$`, 'im'));
 });
 
 it('a changed threshold fails the unit tests, a broken expression fails the check', async () => {
