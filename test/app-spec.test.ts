@@ -1,6 +1,6 @@
 /**
- * The App Platform app spec (.do/app.yaml) checked offline: DigitalOcean's vendored app-spec schema with
- * the project's corrections, then the project's rules (scripts/app-spec.ts); what the spec runs matches
+ * The App Platform app spec (.do/app.yaml) checked offline: the project's own app-spec schema
+ * (scripts/app-spec-schema.ts), then the project's rules (scripts/app-spec.ts); what the spec runs matches
  * the gateway's real options and environment variables; broken copies fail naming the field.
  */
 import { readFileSync } from 'node:fs';
@@ -14,6 +14,7 @@ const TEXT = readFileSync(FILE, 'utf8');
 interface Env {
   key: string;
   value?: string;
+  scope?: string;
   type?: string;
 }
 type Spec = {
@@ -67,16 +68,37 @@ it.each([
   ['a static site with both documents', (s: Spec) => void (s.static_sites[0]!.catchall_document = 'index.html'), 'static_sites[0]: error_document and catchall_document exclude each other'],
   ['a static site with a run command', (s: Spec) => void (s.static_sites[0]!.run_command = 'node x'), 'static_sites[0].run_command: unknown field'],
   ['a wrong type', (s: Spec) => void ((s.databases[0] as Record<string, unknown>)['production'] = 'yes'), 'databases[0].production: must be boolean'],
+  ['an unknown region', (s: Spec) => void (s['region'] = 'mars'), 'region: must be one of atl, nyc'],
+  ['an unknown env scope', (s: Spec) => void (s.services[0]!.envs[0]!.scope = 'RUNTIME'), 'services[0].envs[0].scope: must be one of UNSET, RUN_TIME'],
+  ['a health check period past 300 s', (s: Spec) => void ((s.services[0]!.health_check as Record<string, unknown>)['period_seconds'] = 301), 'services[0].health_check.period_seconds: must be <= 300'],
+  ['an unknown field deep down', (s: Spec) => void ((s.services[0]!.autoscaling['metrics'] as Record<string, unknown>)['requests_per_second'] = { per_instanse: 20 }), 'services[0].autoscaling.metrics.requests_per_second.per_instanse: unknown field'],
+  ['a component alert at app level', (s: Spec) => void ((s['alerts'] as unknown[]).push({ rule: 'CPU_UTILIZATION' })), 'alerts[3].rule: must be one of DEPLOYMENT_FAILED'],
+  ['a name with capitals', (s: Spec) => void (s.static_sites[0]!.name = 'Docs'), 'static_sites[0].name: must match pattern'],
+  ['the deprecated health check path', (s: Spec) => void ((s.services[0]!.health_check as Record<string, unknown>)['path'] = '/health'), 'services[0].health_check.path: deprecated, use http_path'],
+  ['a minimum above the maximum', (s: Spec) => void (s.services[0]!.autoscaling['min_instance_count'] = 4), 'services[0].autoscaling.min_instance_count: must not exceed max_instance_count'],
+  ['two sources', (s: Spec) => void ((s.services[0] as Record<string, unknown>)['gitlab'] = { repo: 'a/b' }), 'services[0]: takes exactly one source of git, github, gitlab, bitbucket, image (has github and gitlab)'],
+  ['an ingress rule to no component', (s: Spec) => void ((s['ingress'] as { rules: { component: { name: string } }[] }).rules[0]!.component.name = 'api'), 'ingress.rules[0].component.name: api is no component of this app'],
 ])('a copy with %s fails, naming the field', (_what, edit, message) => {
   expect(() => checkAppSpec('broken.yaml', broken(edit))).toThrow(`broken.yaml: `);
   expect(() => checkAppSpec('broken.yaml', broken(edit))).toThrow(message);
 });
 
-it('takes the fields App Platform has that the published models lack, and preserve_path_prefix as a boolean', () => {
+it('takes app-level and service alerts, and preserve_path_prefix as a boolean', () => {
   const spec = parse(TEXT) as Spec;
-  // service alerts and app-level alerts are in godo, not in the OpenAPI models
   expect(schemaProblems(spec)).toEqual([]);
   const rule = (spec['ingress'] as { rules: { component: Record<string, unknown> }[] }).rules[0]!;
   rule.component['preserve_path_prefix'] = 'true';
   expect(schemaProblems(spec)).toEqual(['ingress.rules[0].component.preserve_path_prefix: must be boolean']);
+});
+
+it('takes CPU-based autoscaling on a dedicated size, and a worker that scales on CPU', () => {
+  const text = broken((s) => {
+    s.services[0]!.instance_size_slug = 'apps-d-1vcpu-1gb';
+    (s.services[0]!.autoscaling['metrics'] as Record<string, unknown>)['cpu'] = { percent: 70 };
+    s['workers'] = [{ name: 'sweeper', github: { repo: 'glm-dllama/glm-dllama' }, run_command: 'node x', instance_size_slug: 'apps-d-1vcpu-1gb', autoscaling: { min_instance_count: 1, max_instance_count: 2, metrics: { cpu: { percent: 80 } } } }];
+  });
+  expect(() => checkAppSpec('scaled.yaml', text)).not.toThrow();
+  // workers have no request metrics
+  const requests = broken((s) => void (s['workers'] = [{ name: 'sweeper', github: { repo: 'a/b' }, autoscaling: { metrics: { requests_per_second: { per_instance: 5 } } } }]));
+  expect(() => checkAppSpec('scaled.yaml', requests)).toThrow('workers[0].autoscaling.metrics.requests_per_second: unknown field');
 });
