@@ -13,6 +13,7 @@ import { MANIFEST_NAME, type FileEntry, type Manifest } from '../pipeline/manife
 import { loadRegistry, type RegistryModel } from '../pipeline/registry.js';
 import { parseResults, type BenchmarkResults, type PerplexityResults } from '../pipeline/results.js';
 import { cdnUrl } from '../pipeline/spaces.js';
+import type { UsageExport } from '../server/analytics.js';
 import type { ChartData } from './svg-chart.js';
 
 const root = packageRoot();
@@ -134,6 +135,68 @@ export function historyCharts(history: HistoryEntry[]): Record<'history-decode' 
     series: models.map((model) => ({ name: model, values: quants.map((q) => latestKld(model, q)) })),
   };
   return { 'history-decode': decode, 'history-kld': kld };
+}
+
+// ---------------------------------------------------------------- demo API usage
+
+const count = { type: 'integer', minimum: 0 };
+const USAGE_SCHEMA = {
+  type: 'object',
+  required: ['generated', 'days'],
+  properties: {
+    generated: { type: 'string', minLength: 1 },
+    source: { type: 'string', minLength: 1 },
+    days: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['day', 'requests', 'promptTokens', 'completionTokens', 'clients', 'p50Ms', 'p95Ms', 'errorRate', 'rateLimited'],
+        additionalProperties: false,
+        properties: {
+          day: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' },
+          requests: count,
+          promptTokens: count,
+          completionTokens: count,
+          clients: count,
+          p50Ms: { type: 'number', minimum: 0 },
+          p95Ms: { type: 'number', minimum: 0 },
+          errorRate: { type: 'number', minimum: 0, maximum: 1 },
+          rateLimited: count,
+        },
+      },
+    },
+  },
+};
+
+/** docs/data/usage.json: `glm-dllama usage-export` output, with a `source` line saying where the figures come from. */
+export function readUsage(file = join(root, 'docs', 'data', 'usage.json')): UsageExport & { source?: string } {
+  return readData<UsageExport & { source?: string }>(file, USAGE_SCHEMA);
+}
+
+/** Requests, distinct clients and refusals per day; p50 and p95 latency per day. */
+export function usageCharts(usage: UsageExport): Record<'usage-requests' | 'usage-latency', ChartData> {
+  const days = usage.days.map((d) => d.day);
+  return {
+    'usage-requests': {
+      title: 'Demo API requests per day',
+      unit: 'per day',
+      categories: days,
+      series: [
+        { name: 'requests', values: usage.days.map((d) => d.requests) },
+        { name: 'distinct clients', values: usage.days.map((d) => d.clients) },
+        { name: 'refused (429)', values: usage.days.map((d) => d.rateLimited) },
+      ],
+    },
+    'usage-latency': {
+      title: 'Demo API latency per day (whole replies)',
+      unit: 'ms',
+      categories: days,
+      series: [
+        { name: 'p50', values: usage.days.map((d) => d.p50Ms) },
+        { name: 'p95', values: usage.days.map((d) => d.p95Ms) },
+      ],
+    },
+  };
 }
 
 // ---------------------------------------------------------------- model downloads

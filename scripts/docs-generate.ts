@@ -8,6 +8,7 @@
  *   docs/models.md, models/README.md   from models/registry.yaml and the published manifests (models/published)
  *   docs/performance.md (tables)   and docs/public/charts/engine-*.svg from docs/data/performance.yaml
  *   docs/benchmark-history.md      and docs/public/charts/history-*.svg from docs/data/benchmark-history
+ *   docs/usage.md                  and docs/public/charts/usage-*.svg from docs/data/usage.json (usage-export)
  *
  * (docs/actions.md comes from `npm run bundle`.)
  */
@@ -19,7 +20,7 @@ import { packageRoot } from '../engine/native.js';
 import { createServer } from '../server/index.js';
 import { InputError } from '../converter/errors.js';
 import { markdownTable, markdownText } from './markdown.js';
-import { engineCharts, historyCharts, modelDownloads, performanceData, readHistory, type HistoryEntry, type PerformanceData } from './docs-data.js';
+import { engineCharts, historyCharts, modelDownloads, performanceData, readHistory, readUsage, usageCharts, type HistoryEntry, type PerformanceData } from './docs-data.js';
 import { barChart, lineChart } from './svg-chart.js';
 
 const root = packageRoot();
@@ -281,6 +282,37 @@ function historyPage(history: HistoryEntry[]): string {
   ].join('\n');
 }
 
+// ---------------------------------------------------------------- demo API usage
+
+function usagePage(usage: ReturnType<typeof readUsage>): string {
+  const rows = usage.days.map((d) => [
+    d.day,
+    String(d.requests),
+    String(d.clients),
+    String(d.promptTokens),
+    String(d.completionTokens),
+    d.p50Ms.toFixed(1),
+    d.p95Ms.toFixed(1),
+    `${(d.errorRate * 100).toFixed(2)}%`,
+    String(d.rateLimited),
+  ]);
+  return [
+    '# Demo API usage',
+    '',
+    notice('docs/data/usage.json'),
+    '',
+    "The public gateway's daily rollup from its PostgreSQL usage records ([demo API: usage analytics](demo-api.md#usage-analytics)), exported by `glm-dllama usage-export`. No tracker and no address: a client is a salted hash that changes every day, so the distinct clients are counted within a day only. Latency is the whole reply (a stream until its end); the error rate is the share of 5xx answers.",
+    '',
+    ...(usage.source ? [`Source of these figures: ${markdownText(usage.source)}`, ''] : []),
+    '![Requests, distinct clients and refusals per day](/charts/usage-requests.svg)',
+    '',
+    '![p50 and p95 latency per day](/charts/usage-latency.svg)',
+    '',
+    ...markdownTable(['day', 'requests', 'distinct clients', 'prompt tokens', 'completion tokens', 'p50 ms', 'p95 ms', 'errors', 'refused (429)'], rows),
+    '',
+  ].join('\n');
+}
+
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
@@ -298,12 +330,17 @@ async function main(): Promise<void> {
   const charts = historyCharts(history);
   writeGenerated(at('docs', 'public', 'charts', 'history-decode.svg'), lineChart(charts['history-decode']));
   writeGenerated(at('docs', 'public', 'charts', 'history-kld.svg'), barChart(charts['history-kld']));
+  const usage = readUsage();
+  writeGenerated(at('docs', 'usage.md'), usagePage(usage));
+  const usageChart = usageCharts(usage);
+  writeGenerated(at('docs', 'public', 'charts', 'usage-requests.svg'), barChart(usageChart['usage-requests']));
+  writeGenerated(at('docs', 'public', 'charts', 'usage-latency.svg'), barChart(usageChart['usage-latency']));
   if (checkOnly) {
     if (stale.length > 0) throw new Error(`stale generated files (run \`npm run docs:generate\`): ${stale.join(', ')}`);
     console.log('the generated docs pages are fresh');
     return;
   }
-  console.log('wrote docs/reference/cli.md, docs/reference/http-api.md, docs/public/openapi.json, docs/models.md, models/README.md, docs/performance.md, docs/benchmark-history.md and docs/public/charts/*.svg');
+  console.log('wrote docs/reference/cli.md, docs/reference/http-api.md, docs/public/openapi.json, docs/models.md, models/README.md, docs/performance.md, docs/benchmark-history.md, docs/usage.md and docs/public/charts/*.svg');
 }
 
 await main().catch((e: unknown) => {

@@ -2,9 +2,11 @@
  * `npm run load-test`: the server on the tiny GLM-4.5 fixture (q40) under autocannon on loopback, with a
  * rate limit and a queue small enough that both refuse some requests. Prints the figures. With
  * --gateway: two gateways sharing a redis-server (started here on a loopback port; Debian's redis-server)
- * in front of that one server, the connections split between them, the rate limit in the gateways.
+ * in front of that one server, the connections split between them, the rate limit in the gateways; with
+ * --analytics-db URL as well, both record every request there (server/analytics.ts) and the day's rollup
+ * is printed.
  *
- *   npm run load-test [-- --connections 16 --duration 10 --max-tokens 8 --rate-limit 60000 --queue 4 --stream --gateway]
+ *   npm run load-test [-- --connections 16 --duration 10 --max-tokens 8 --rate-limit 60000 --queue 4 --stream --gateway --analytics-db URL]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -14,7 +16,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { convert } from '../converter/convert.js';
 import { writeFixture } from '../converter/fixture.js';
-import { createGateway, createServer, EngineGenerator, type Gateway } from '../server/index.js';
+import { randomBytes } from 'node:crypto';
+import { createGateway, createServer, EngineGenerator, UsageAnalytics, type Gateway } from '../server/index.js';
 import { formatLoadTest, loadTest, serverCounters } from './load-test-lib.js';
 
 const { values } = parseArgs({
@@ -27,6 +30,7 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '2' },
     stream: { type: 'boolean', default: false },
     gateway: { type: 'boolean', default: false },
+    'analytics-db': { type: 'string' },
   },
 });
 
@@ -54,9 +58,11 @@ try {
     });
     const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     const gateways: Gateway[] = [];
+    const analyticsDb = values['analytics-db'];
+    const analytics = analyticsDb ? await UsageAnalytics.open({ url: analyticsDb, salt: randomBytes(16).toString('hex') }) : undefined;
     try {
       for (let tries = 0; gateways.length < 2; tries++) {
-        const gateway = await createGateway({ upstreams: [url], redisUrl: `redis://127.0.0.1:${port}`, rateLimit }).catch((e: unknown) => {
+        const gateway = await createGateway({ upstreams: [url], redisUrl: `redis://127.0.0.1:${port}`, rateLimit, analytics }).catch((e: unknown) => {
           if (tries > 50) throw e;
           return new Promise<undefined>((done) => setTimeout(done, 100));
         });
@@ -68,8 +74,14 @@ try {
       const total = results.reduce((a, r) => a + r.requests, 0);
       console.log(`both: ${total} requests (${(total / run.durationSeconds).toFixed(1)}/s), ${results.reduce((a, r) => a + r.errors + r.timeouts, 0)} errors and timeouts`);
       console.log(await serverCounters(server));
+      if (analytics) {
+        await analytics.flush();
+        const today = (await analytics.rollup(1)).at(-1);
+        console.log(`analytics rollup of today (warm-up included): ${JSON.stringify(today)}`);
+      }
     } finally {
       await Promise.all(gateways.map((g) => g.close()));
+      await analytics?.close();
       redis.kill();
     }
   }

@@ -9,7 +9,8 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { Redis } from 'ioredis';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { UsageRecorder } from './analytics.js';
 import { clientKey } from './clients.js';
 import { answerErrorsInOpenAIShape, errorBody } from './errors.js';
 import { ApiError } from './request.js';
@@ -39,6 +40,11 @@ export interface GatewayOptions {
   readonly retryAfterSeconds?: number;
   /** Largest request body in bytes. Default 1 MiB. */
   readonly bodyLimit?: number;
+  /**
+   * Where each request is recorded (server/analytics.ts); the gateway expires old rows at start and
+   * hourly but does not close it.
+   */
+  readonly analytics?: UsageRecorder;
   /** When set, GET /metrics answers with `Authorization: Bearer <this>`; else there is no /metrics. */
   readonly metricsKey?: string;
   readonly logger?: boolean | object;
@@ -123,6 +129,84 @@ interface Upstream {
 /** Hop-by-hop and framing headers that must not be copied from an upstream's reply. */
 const NOT_FORWARDED = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'content-encoding', 'date', 'server']);
 
+/** Tokens of a reply, read from its `usage`. */
+interface ReplyUsage {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+}
+const usageOf = new WeakMap<FastifyRequest, ReplyUsage>();
+
+function readUsage(value: unknown): ReplyUsage | undefined {
+  const u = (value as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null } | null)?.usage;
+  if (typeof u?.prompt_tokens !== 'number' || typeof u.completion_tokens !== 'number') return undefined;
+  return { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens };
+}
+
+/**
+ * Reads the usage out of a reply while it is passed through. A JSON body is kept (up to 1 MiB) and read at
+ * the end. An event stream is read event by event; with `strip`, the usage chunk and the `usage: null`
+ * fields that the gateway asked for (the client did not) are taken out, so the client gets the stream it
+ * asked for, each event forwarded as soon as it is complete.
+ */
+class UsageReader {
+  usage: ReplyUsage | undefined;
+  private readonly decoder = new TextDecoder();
+  private text = '';
+  private readonly kept: Uint8Array[] = [];
+  private keptBytes = 0;
+
+  constructor(
+    private readonly events: boolean,
+    private readonly strip: boolean,
+  ) {}
+
+  /** What to send on for this chunk of the upstream's reply. */
+  pass(chunk: Uint8Array): Uint8Array | string {
+    if (!this.events) {
+      if (this.keptBytes + chunk.length <= 1 << 20) this.kept.push(chunk);
+      this.keptBytes += chunk.length;
+      return chunk;
+    }
+    this.text += this.decoder.decode(chunk, { stream: true });
+    let out = '';
+    for (let end = this.text.indexOf('\n\n'); end >= 0; end = this.text.indexOf('\n\n')) {
+      out += this.event(this.text.slice(0, end + 2));
+      this.text = this.text.slice(end + 2);
+    }
+    return this.strip ? out : chunk;
+  }
+
+  /** Whatever is left once the upstream's reply has ended. */
+  end(): string {
+    if (!this.events) {
+      if (this.keptBytes <= 1 << 20) {
+        try {
+          this.usage = readUsage(JSON.parse(Buffer.concat(this.kept).toString('utf8')));
+        } catch {
+          // not JSON (an upstream's error page): no usage
+        }
+      }
+      return '';
+    }
+    return this.strip ? this.text : '';
+  }
+
+  private event(event: string): string {
+    if (!event.startsWith('data: {')) return event;
+    let data: Record<string, unknown>;
+    try {
+      data = JSON.parse(event.slice(6)) as Record<string, unknown>;
+    } catch {
+      return event;
+    }
+    this.usage = readUsage(data) ?? this.usage;
+    if (!this.strip || !('usage' in data)) return event;
+    if (data['usage'] !== null && Array.isArray(data['choices']) && data['choices'].length === 0) return '';
+    delete data['usage'];
+    return `data: ${JSON.stringify(data)}\n\n`;
+  }
+}
+
 /** The address a request counts against: the configured header when it holds an IP, else the TCP peer. */
 function requestClient(request: FastifyRequest, header: string | undefined): string {
   if (header) {
@@ -158,7 +242,18 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     rateLimited: new Counter({ name: 'glm_dllama_gateway_rate_limited_total', help: 'Requests refused by the rate limit', registers }),
     storeErrors: new Counter({ name: 'glm_dllama_gateway_limit_store_errors_total', help: 'Requests refused because the rate-limit store could not be reached', registers }),
     healthy: new Gauge({ name: 'glm_dllama_gateway_upstreams_healthy', help: 'Upstreams passing their health check', registers }),
+    configured: new Gauge({ name: 'glm_dllama_gateway_upstreams', help: 'Upstreams configured', registers }),
+    upstream503: new Counter({ name: 'glm_dllama_gateway_upstream_busy_total', help: "Upstream answers of 503 (the model server's queue full)", registers }),
+    duration: new Histogram({
+      name: 'glm_dllama_gateway_request_duration_seconds',
+      help: 'From the request to the end of its reply (a whole stream), by route',
+      labelNames: ['route'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120],
+      registers,
+    }),
+    analyticsDropped: new Counter({ name: 'glm_dllama_gateway_analytics_dropped_total', help: 'Usage records not written (database unreachable, too many in flight)', registers }),
   };
+  metrics.configured.set(upstreams.length);
 
   const app = Fastify({ logger: options.logger ?? false, bodyLimit: options.bodyLimit ?? 1024 * 1024, return503OnClosing: true, forceCloseConnections: 'idle' });
   let counter: HitCounter = new MemoryCounter();
@@ -174,9 +269,38 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   }
 
   answerErrorsInOpenAIShape(app);
-  app.addHook('onRequest', async (request, reply) => {
-    reply.raw.once('close', () => metrics.requests.inc({ route: request.routeOptions.url ?? 'unmatched', status: String(reply.raw.statusCode) }));
+  const analytics = options.analytics;
+  analytics?.onDrop((reason) => {
+    metrics.analyticsDropped.inc();
+    app.log.warn(`analytics: a usage record was not written: ${reason}`);
   });
+  app.addHook('onRequest', async (request, reply) => {
+    const started = performance.now();
+    reply.raw.once('close', () => {
+      const route = request.routeOptions.url ?? 'unmatched';
+      const seconds = (performance.now() - started) / 1000;
+      metrics.requests.inc({ route, status: String(reply.raw.statusCode) });
+      metrics.duration.observe({ route }, seconds);
+      if (analytics && route.startsWith('/v1/')) {
+        const body = request.body as { model?: unknown } | undefined;
+        const usage = usageOf.get(request);
+        analytics.record({
+          at: new Date(Date.now() - seconds * 1000),
+          route,
+          model: typeof body?.model === 'string' ? body.model.slice(0, 200) : null,
+          status: reply.raw.statusCode,
+          promptTokens: usage?.promptTokens ?? null,
+          completionTokens: usage?.completionTokens ?? null,
+          latencyMs: seconds * 1000,
+          client: requestClient(request, options.clientIpHeader),
+        });
+      }
+    });
+  });
+  const expire = () => void analytics?.expire().catch((e: Error) => app.log.warn(`analytics: ${e.message}`));
+  expire();
+  const expireTimer = analytics ? setInterval(expire, 3_600_000) : undefined;
+  expireTimer?.unref();
 
   let next = 0;
   /** Healthy upstreams, starting after the one the previous request went to. */
@@ -228,7 +352,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
    * Sends the request to the healthy upstreams in turn until one answers with something other than 503,
    * then passes that answer through as it arrives.
    */
-  async function forward(request: FastifyRequest, reply: FastifyReply, path: string, body?: string): Promise<FastifyReply> {
+  async function forward(request: FastifyRequest, reply: FastifyReply, path: string, body?: string, stripUsage = false): Promise<FastifyReply> {
     const abort = new AbortController();
     const onClose = () => {
       if (!reply.raw.writableFinished) abort.abort();
@@ -263,6 +387,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         }
         if (res.status === 503) {
           await res.body?.cancel();
+          metrics.upstream503.inc();
           metrics.retries.inc();
           continue;
         }
@@ -273,9 +398,14 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         });
         reply.raw.writeHead(res.status, headers);
         const events = (res.headers.get('content-type') ?? '').startsWith('text/event-stream');
+        const reader = new UsageReader(events, stripUsage && events);
         try {
-          for await (const chunk of res.body ?? []) reply.raw.write(chunk);
-          reply.raw.end();
+          for await (const chunk of res.body ?? []) {
+            const out = reader.pass(chunk);
+            if (out.length > 0) reply.raw.write(out);
+          }
+          reply.raw.end(reader.end());
+          if (reader.usage) usageOf.set(request, reader.usage);
         } catch (e) {
           if (abort.signal.aborted) return reply;
           metrics.broken.inc();
@@ -298,7 +428,15 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     upstreams: { configured: upstreams.length, healthy: upstreams.filter((u) => u.healthy).length },
   }));
   app.get('/v1/models', (request, reply) => forward(request, reply, '/v1/models'));
-  app.post('/v1/chat/completions', { onRequest: [rateLimit] }, (request, reply) => forward(request, reply, '/v1/chat/completions', JSON.stringify(request.body)));
+  app.post('/v1/chat/completions', { onRequest: [rateLimit] }, (request, reply) => {
+    const body = request.body as Record<string, unknown> | null;
+    // With analytics on, a stream asks its upstream for the usage chunk; the client that did not ask for it
+    // gets the stream without it (UsageReader).
+    const streamOptions = body?.['stream_options'];
+    const addUsage = analytics !== undefined && body?.['stream'] === true && (streamOptions == null || (typeof streamOptions === 'object' && (streamOptions as { include_usage?: unknown }).include_usage !== true));
+    const sent = addUsage ? { ...body, stream_options: { ...(streamOptions as object | null), include_usage: true } } : body;
+    return forward(request, reply, '/v1/chat/completions', JSON.stringify(sent), addUsage);
+  });
   if (options.metricsKey) {
     const digest = (text: string) => createHash('sha256').update(text).digest();
     const expected = digest(`Bearer ${options.metricsKey}`);
@@ -317,6 +455,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     },
     async close() {
       clearInterval(healthTimer);
+      clearInterval(expireTimer);
       await app.close();
       await counter.close();
     },

@@ -97,6 +97,7 @@ interface Outcome {
 export async function createServer(options: ServerOptions): Promise<DemoServer> {
   const generator = options.generator;
   const metrics = createMetrics(options.processMetrics ?? true);
+  metrics.queueCapacity.set(options.maxQueue ?? 8);
   const queue = new GenerationQueue(options.maxQueue ?? 8, (waiting, running) => {
     metrics.queueDepth.set(waiting);
     metrics.generationsRunning.set(running);
@@ -444,3 +445,4 @@ export async function createServer(options: ServerOptions): Promise<DemoServer> 
   };
 }
 export { createGateway, type Gateway, type GatewayOptions } from './gateway.js';
+export { UsageAnalytics, type AnalyticsOptions, type UsageDay, type UsageExport, type UsageRecord, type UsageRecorder } from './analytics.js';

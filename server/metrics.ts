@@ -12,6 +12,7 @@ export interface ServerMetrics {
   readonly timeToFirstToken: Histogram;
   readonly timePerOutputToken: Histogram;
   readonly queueDepth: Gauge;
+  readonly queueCapacity: Gauge;
   readonly generationsRunning: Gauge;
   readonly rateLimited: Counter;
   readonly disconnects: Counter;
@@ -43,6 +44,7 @@ export function createMetrics(defaultMetrics = true): ServerMetrics {
       registers,
     }),
     queueDepth: new Gauge({ name: 'glm_dllama_queue_depth', help: 'Requests waiting for the model', registers }),
+    queueCapacity: new Gauge({ name: 'glm_dllama_queue_capacity', help: 'Requests that may wait before the server answers 503 (--max-queue)', registers }),
     generationsRunning: new Gauge({ name: 'glm_dllama_generations_running', help: 'Generations in progress (0 or 1)', registers }),
     rateLimited: new Counter({ name: 'glm_dllama_rate_limited_total', help: 'Requests refused by the per-IP rate limit', registers }),
     disconnects: new Counter({ name: 'glm_dllama_client_disconnects_total', help: 'Requests whose client went away before the reply ended', registers }),

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { engineCharts, historyCharts, performanceData, readHistory } from '../scripts/docs-data.js';
+import { engineCharts, historyCharts, performanceData, readHistory, readUsage, usageCharts } from '../scripts/docs-data.js';
 import { barChart, lineChart, type ChartData } from '../scripts/svg-chart.js';
 import { runProgram } from './helpers.js';
 
@@ -75,6 +75,16 @@ describe('charts', () => {
     expectChartShows('history-kld.svg', charts['history-kld']);
     const latest = history.at(-1)!;
     expect(charts['history-decode'].series.find((s) => s.name === `${latest.model} ${latest.quant}`)!.values.at(-1)).toBe(latest.benchmark!.decodeTps);
+  });
+
+  test('the usage charts plot docs/data/usage.json', () => {
+    const usage = readUsage();
+    const charts = usageCharts(usage);
+    expectChartShows('usage-requests.svg', charts['usage-requests']);
+    expectChartShows('usage-latency.svg', charts['usage-latency']);
+    const last = usage.days.at(-1)!;
+    expect(charts['usage-requests'].series.map((s) => s.values.at(-1))).toEqual([last.requests, last.clients, last.rateLimited]);
+    expect(charts['usage-latency'].series.map((s) => s.values.at(-1))).toEqual([last.p50Ms, last.p95Ms]);
   });
 
   test('a mark drawn at the wrong height is caught', () => {

@@ -1,9 +1,11 @@
 /**
- * The gateway without Redis (the shared-store cases are in test/external/gateway.test.ts): bad upstream
- * URLs and an unreachable store refused at start with the option named, the trusted client header, the
- * metrics key.
+ * The gateway without Redis or PostgreSQL (the real stores are in test/external/gateway.test.ts and
+ * analytics.test.ts): bad upstream URLs and an unreachable store refused at start with the option named,
+ * the trusted client header, the metrics key, and what it hands its usage recorder (tokens read from JSON
+ * replies and streams, the usage chunk it asked for taken out of the client's stream).
  */
-import { createGateway, type Gateway } from '../server/index.js';
+import { createGateway, createServer, type Gateway, type UsageRecord, type UsageRecorder } from '../server/index.js';
+import { FixedGenerator } from './fixed-generator.js';
 import { freePort as closedPort } from './helpers.js';
 
 const gateways: Gateway[] = [];
@@ -36,4 +38,37 @@ it('counts clients by the configured header only; without upstreams answers 503 
   expect((await fetch(`${url}/metrics`)).status).toBe(401);
   const metrics = await (await fetch(`${url}/metrics`, { headers: { authorization: 'Bearer m' } })).text();
   expect(metrics).toMatch(/^glm_dllama_gateway_rate_limited_total 2$/m);
+});
+
+it('hands each request to its usage recorder, with the tokens of JSON and streamed replies; strips the usage it asked for', async () => {
+  const records: UsageRecord[] = [];
+  const recorder: UsageRecorder = { record: (r) => void records.push(r), onDrop: () => {}, expire: async () => {} };
+  const server = await createServer({ generator: new FixedGenerator('x'), rateLimit: false, processMetrics: false });
+  const gateway = await createGateway({ upstreams: [await server.listen(0)], rateLimit: { max: 3, windowMs: 60_000 }, clientIpHeader: 'do-connecting-ip', analytics: recorder });
+  gateways.push(gateway);
+  const url = await gateway.listen(0);
+  const chat = (body: object) =>
+    fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'do-connecting-ip': '203.0.113.5' }, body: JSON.stringify({ model: 'm1', messages: [{ role: 'user', content: 'hi' }], ...body }) });
+  const json = await (await chat({})).json();
+  expect(json.usage.completion_tokens).toBe(3);
+  const plain = await (await chat({ stream: true })).text();
+  const asked = await (await chat({ stream: true, stream_options: { include_usage: true } })).text();
+  expect((await chat({})).status).toBe(429);
+  await new Promise((r) => setTimeout(r, 50)); // records are made when each reply's connection closes
+  const events = (text: string) => text.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)) as Record<string, unknown>);
+  // the stream that did not ask has no usage field and no usage chunk; it still ends with [DONE]
+  expect(events(plain).length).toBeGreaterThanOrEqual(4);
+  expect(events(plain).filter((e) => 'usage' in e)).toEqual([]);
+  expect(plain.trimEnd().endsWith('data: [DONE]')).toBe(true);
+  // the one that asked gets it as the model server wrote it
+  expect(events(asked).at(-1)!['usage']).toMatchObject({ prompt_tokens: 5, completion_tokens: 3 });
+  expect(events(asked).filter((e) => e['usage'] === null).length).toBeGreaterThan(0);
+  expect(records.map((r) => [r.route, r.model, r.status, r.promptTokens, r.completionTokens, r.client])).toEqual([
+    ['/v1/chat/completions', 'm1', 200, 5, 3, '203.0.113.5'],
+    ['/v1/chat/completions', 'm1', 200, 5, 3, '203.0.113.5'],
+    ['/v1/chat/completions', 'm1', 200, 5, 3, '203.0.113.5'],
+    ['/v1/chat/completions', null, 429, null, null, '203.0.113.5'],
+  ]);
+  for (const r of records) expect(r.latencyMs).toBeGreaterThan(0);
+  await server.close();
 });

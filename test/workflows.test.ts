@@ -13,7 +13,8 @@ const WORKFLOWS = join('.github', 'workflows');
 const FORK_GUARD = 'github.event.pull_request.head.repo.full_name == github.repository';
 /** GitHub-hosted labels a job may name literally; anything else (or an expression) may be a self-hosted machine. */
 const HOSTED = new Set(['ubuntu-latest', 'ubuntu-24.04', 'ubuntu-22.04']);
-const WRITABLE = new Set(['contents', 'pull-requests']);
+// security-events: CodeQL's upload of its results (.github/workflows/security.yml)
+const WRITABLE = new Set(['contents', 'pull-requests', 'security-events']);
 
 function files(dir: string): string[] {
   return readdirSync(dir)

@@ -36,6 +36,7 @@ const sidebar: DefaultTheme.SidebarItem[] = [
     items: [
       { text: 'OpenAI-compatible server', link: '/demo-api' },
       { text: 'HTTP API reference', link: '/reference/http-api' },
+      { text: 'Usage', link: '/usage' },
     ],
   },
   {

@@ -2,34 +2,17 @@
  * The gateway against a real Redis: two gateways and two model servers (createServer with a scripted
  * generator) on loopback, through the `openai` client. Shared limit across gateways, the trusted client
  * header, Redis down (fail closed, no internal text) and back, a model server gone, both gone, streams
- * passed through and a stream cut mid-way, and a rediss:// (TLS) store verified against its own CA.
+ * passed through and a stream cut mid-way, a model server SIGKILLed under traffic with no request lost, and a
+ * rediss:// (TLS) store verified against its own CA.
  * @needs redis-server, openssl
  */
 import OpenAI from 'openai';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createGateway, createServer, type DemoServer, type Gateway, type GenerationRequest, type TextGeneration, type TextGenerator } from '../../server/index.js';
-import { freePort, removeDir, runProgram, tempDir } from '../helpers.js';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-
-/** Writes a fixed reply; `endless` keeps writing until stopped (for the mid-stream failure). */
-class FixedGenerator implements TextGenerator {
-  readonly modelId = 'fixed';
-  served = 0;
-  endless = false;
-  constructor(private readonly reply: string) {}
-  health() {
-    return { modelLoaded: true, workersConfigured: 0, workersConnected: 0 };
-  }
-  async *generate(_request: GenerationRequest): TextGeneration {
-    this.served++;
-    for (let i = 0; this.endless || i < 3; i++) {
-      await new Promise((r) => setTimeout(r, this.endless ? 20 : 1));
-      yield `${this.reply} `;
-    }
-    return { promptTokens: 5, completionTokens: 3, cachedTokens: 0, finishReason: 'stop' as const };
-  }
-}
+import { createGateway, createServer, type DemoServer, type Gateway, type GenerationRequest, type TextGeneration } from '../../server/index.js';
+import { FixedGenerator } from '../fixed-generator.js';
+import { freePort, removeDir, tempDir } from '../helpers.js';
+import { makeCertificates } from '../tls.js';
+import { readFile } from 'node:fs/promises';
 
 let redisPort: number;
 let redis: ChildProcess | undefined;
@@ -178,7 +161,7 @@ it("an upstream's 503 (queue full) is retried on the next one before the client 
   const busyUrl = await busy.listen(0);
   const free = new FixedGenerator('free');
   const freeServer = await createServer({ generator: free, rateLimit: false, processMetrics: false });
-  const gateway = await createGateway({ upstreams: [busyUrl, await freeServer.listen(0)], rateLimit: false });
+  const gateway = await createGateway({ upstreams: [busyUrl, await freeServer.listen(0)], rateLimit: false, metricsKey: 'm' });
   const url = await gateway.listen(0);
   const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0 });
   const holding = client.chat.completions.create({ model: 'fixed', messages: [{ role: 'user', content: 'first' }] });
@@ -186,9 +169,65 @@ it("an upstream's 503 (queue full) is retried on the next one before the client 
   for (let i = 0; i < 4; i++) expect((await client.chat.completions.create({ model: 'fixed', messages: [{ role: 'user', content: 'hi' }] })).choices[0]!.message.content).toBe('free free free ');
   open();
   expect((await holding).choices[0]!.message.content).toMatch(/^(busy|free) /);
+  // each 503 the busy server gave is counted (the alert on servers turning requests away reads it)
+  const metrics = await (await fetch(`${url}/metrics`, { headers: { authorization: 'Bearer m' } })).text();
+  expect(Number(/^glm_dllama_gateway_upstream_busy_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
   await gateway.close();
   await Promise.all([busy.close(), freeServer.close()]);
 });
+
+/** A model server in a process of its own (dist/server), answering `<name> ` three times, so that it can be killed. */
+async function modelServerProcess(name: string): Promise<{ url: string; child: ChildProcess }> {
+  const script = `
+    import { createServer } from './dist/server/index.js';
+    const generator = {
+      modelId: 'fixed',
+      health: () => ({ modelLoaded: true, workersConfigured: 0, workersConnected: 0 }),
+      async *generate() {
+        for (let i = 0; i < 3; i++) { await new Promise((r) => setTimeout(r, 2)); yield '${name} '; }
+        return { promptTokens: 5, completionTokens: 3, cachedTokens: 0, finishReason: 'stop' };
+      },
+    };
+    const server = await createServer({ generator, rateLimit: false, processMetrics: false });
+    process.stdout.write(await server.listen(0) + '\\n');`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((done, fail) => {
+    child.stdout!.once('data', (d: Buffer) => done(d.toString().trim()));
+    child.once('exit', (code) => fail(new Error(`model server ${name} exited with ${code}`)));
+  });
+  return { url, child };
+}
+
+it('a model server killed (SIGKILL) under traffic: no request is lost, the rest go to the other', async () => {
+  const [a, b] = await Promise.all([modelServerProcess('alpha'), modelServerProcess('beta')]);
+  const gateway = await createGateway({ upstreams: [a.url, b.url], rateLimit: false, healthIntervalMs: 1000 });
+  try {
+    const client = new OpenAI({ baseURL: `${await gateway.listen(0)}/v1`, apiKey: 'none', maxRetries: 0 });
+    const replies: string[] = [];
+    let killedAt = -1;
+    // four clients at a time, 60 requests; the first server is killed after the 12th answer
+    const worker = async () => {
+      while (replies.length < 60) {
+        const i = replies.length;
+        replies.push('');
+        replies[i] = (await client.chat.completions.create({ model: 'fixed', messages: [{ role: 'user', content: 'hi' }] })).choices[0]!.message.content ?? '';
+        if (killedAt < 0 && replies.filter((r) => r !== '').length >= 12) {
+          killedAt = replies.length;
+          a.child.kill('SIGKILL');
+        }
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+    expect(replies).toHaveLength(60);
+    for (const r of replies) expect(r).toMatch(/^(alpha |beta ){3}$/);
+    expect(replies.slice(0, 12)).toContain('alpha alpha alpha ');
+    // once the kill is seen, beta answers everything
+    expect(replies.slice(killedAt + 4).every((r) => r === 'beta beta beta ')).toBe(true);
+  } finally {
+    await gateway.close();
+    for (const p of [a, b]) p.child.kill('SIGKILL');
+  }
+}, 60_000);
 
 it('one model server gone: every request goes to the other; both gone: 503 with Retry-After', async () => {
   await models[0]!.close();
@@ -208,22 +247,14 @@ it('a rediss:// store: TLS with the CA given, refused at start without it', asyn
   const dir = await tempDir();
   const tlsRedis: ChildProcess[] = [];
   try {
-    const ssl = (...args: string[]) => {
-      const r = runProgram('openssl', args);
-      if (r.status !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
-    };
-    const [ca, caKey, cert, key] = ['ca.pem', 'ca.key', 'redis.pem', 'redis.key'].map((f) => join(dir, f));
-    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=test CA', '-keyout', caKey!, '-out', ca!);
-    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', key!, '-out', join(dir, 'redis.csr'));
-    await writeFile(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
-    ssl('x509', '-req', '-in', join(dir, 'redis.csr'), '-CA', ca!, '-CAkey', caKey!, '-CAcreateserial', '-days', '1', '-extfile', join(dir, 'san.ext'), '-out', cert!);
+    const { ca, cert, key } = await makeCertificates(dir);
     const port = await freePort();
-    tlsRedis.push(spawn('redis-server', ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--tls-cert-file', cert!, '--tls-key-file', key!, '--tls-ca-cert-file', ca!, '--tls-auth-clients', 'no', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }));
+    tlsRedis.push(spawn('redis-server', ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--tls-cert-file', cert, '--tls-key-file', key, '--tls-ca-cert-file', ca, '--tls-auth-clients', 'no', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }));
     const url = `rediss://127.0.0.1:${port}`;
     const upstream = `http://127.0.0.1:${await freePort()}`;
     let gateway: Gateway | undefined;
     for (let i = 0; i < 50 && !gateway; i++) {
-      gateway = await createGateway({ upstreams: [upstream], redisUrl: url, redisCa: await readFile(ca!, 'utf8'), rateLimit: { max: 1, windowMs: 60_000 } }).catch(async () => {
+      gateway = await createGateway({ upstreams: [upstream], redisUrl: url, redisCa: await readFile(ca, 'utf8'), rateLimit: { max: 1, windowMs: 60_000 } }).catch(async () => {
         await new Promise((r) => setTimeout(r, 100));
         return undefined;
       });
