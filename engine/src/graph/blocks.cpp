@@ -9,22 +9,25 @@
 
 namespace glm {
 
-KvCache::KvCache(const ModelHeader& h, int maxSeqLen, FloatType type)
-    : maxSeqLen_(maxSeqLen),
-      kvDim_(h.kvDim()),
-      type_(type),
-      cache_(encodedBytes(type, static_cast<size_t>(h.nLayers) * maxSeqLen * h.kvDim() * 2)) {
-  if (type != FloatType::F32 && type != FloatType::F16) throw std::invalid_argument("the KV cache holds f32 or f16");
+size_t KvCache::slotBytes(const ModelHeader& h, int maxSeqLen, FloatType type) {
+  return encodedBytes(type, static_cast<size_t>(h.nLayers) * maxSeqLen * h.kvDim() * 2);
 }
 
-const uint8_t* KvCache::row(int layer, int pos, int which) const {
-  const size_t index = ((static_cast<size_t>(layer) * 2 + which) * maxSeqLen_ + pos) * kvDim_;
+KvCache::KvCache(const ModelHeader& h, int maxSeqLen, FloatType type, int slots)
+    : maxSeqLen_(maxSeqLen), kvDim_(h.kvDim()), nLayers_(h.nLayers), slots_(slots), type_(type) {
+  if (type != FloatType::F32 && type != FloatType::F16) throw std::invalid_argument("the KV cache holds f32 or f16");
+  if (slots < 1) throw std::invalid_argument("the KV cache needs at least one slot");
+  cache_.resize(slotBytes(h, maxSeqLen, type) * slots);
+}
+
+const uint8_t* KvCache::row(int layer, TokenPlace at, int which) const {
+  const size_t index = (((static_cast<size_t>(at.slot) * nLayers_ + layer) * 2 + which) * maxSeqLen_ + at.pos) * kvDim_;
   return cache_.data() + encodedBytes(type_, index);
 }
 
-void KvCache::store(int layer, int pos, const float* key, const float* value) {
-  encodeF32(type_, key, const_cast<uint8_t*>(row(layer, pos, 0)), kvDim_);
-  encodeF32(type_, value, const_cast<uint8_t*>(row(layer, pos, 1)), kvDim_);
+void KvCache::store(int layer, TokenPlace at, const float* key, const float* value) {
+  encodeF32(type_, key, const_cast<uint8_t*>(row(layer, at, 0)), kvDim_);
+  encodeF32(type_, value, const_cast<uint8_t*>(row(layer, at, 1)), kvDim_);
 }
 
 void addInPlace(float* x, const float* y, size_t n) {
@@ -64,7 +67,7 @@ void CpuFfn::matmul(const Tensor& w, const float* x, int n, float* out) {
       4);
 }
 
-void CpuBlocks::attention(int layer, const float* x, int n, int pos, float* out) {
+void CpuBlocks::attention(int layer, const float* x, int n, const TokenPlace* places, float* out) {
   const LayerWeights& L = model_.layers[layer];
   const int qDim = h_.qDim(), kvDim = h_.kvDim(), hd = h_.headDim;
   float* q = grow(q_, static_cast<size_t>(n) * qDim);
@@ -85,32 +88,36 @@ void CpuBlocks::attention(int layer, const float* x, int n, int pos, float* out)
     for (int i = 0; i < n * h_.nKvHeads; i++) glm::rmsNorm(k + static_cast<size_t>(i) * hd, L.kNorm.f32(), k + static_cast<size_t>(i) * hd, hd, h_.normEpsilon);
   }
   const bool interleaved = h_.ropeStyle == RopeStyle::Interleaved;
-  glm::rope(q, n, h_.nHeads, hd, h_.ropeDim, pos, h_.ropeTheta, interleaved);
-  glm::rope(k, n, h_.nKvHeads, hd, h_.ropeDim, pos, h_.ropeTheta, interleaved);
-  for (int t = 0; t < n; t++) cache_.store(layer, pos + t, k + static_cast<size_t>(t) * kvDim, v + static_cast<size_t>(t) * kvDim);
+  int longest = 0;  // every token's keys are stored before any token attends, so a pass is causal within each slot
+  for (int t = 0; t < n; t++) {
+    glm::rope(q + static_cast<size_t>(t) * qDim, 1, h_.nHeads, hd, h_.ropeDim, places[t].pos, h_.ropeTheta, interleaved);
+    glm::rope(k + static_cast<size_t>(t) * kvDim, 1, h_.nKvHeads, hd, h_.ropeDim, places[t].pos, h_.ropeTheta, interleaved);
+    cache_.store(layer, places[t], k + static_cast<size_t>(t) * kvDim, v + static_cast<size_t>(t) * kvDim);
+    longest = std::max(longest, places[t].pos + 1);
+  }
 
   float* att = grow(att_, static_cast<size_t>(n) * qDim);
   const int group = h_.kvGroup;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int contexts = pos + n;
   // One work item per KV head and token: its query heads read each cached key once. KV-head-major, so
   // each thread gets whole heads over every token and the long causal rows of the last tokens are
   // shared out evenly. On a node whose heads start or end mid-group, the first and last KV heads serve
   // only the node's part of their group.
   pool_.parallelFor(n * h_.nKvHeads, [&](int begin, int end) {
-    std::vector<float> scores(static_cast<size_t>(group) * contexts);
+    std::vector<float> scores(static_cast<size_t>(group) * longest);
     for (int item = begin; item < end; item++) {
       const int kvHead = item / n, t = item % n;
       const int lo = std::max(0, kvHead * group - h_.headOffset), hi = std::min(h_.nHeads, (kvHead + 1) * group - h_.headOffset);
       const size_t firstHead = static_cast<size_t>(t) * h_.nHeads + static_cast<size_t>(lo);
-      const int visible = pos + t + 1;  // causal
+      const int visible = places[t].pos + 1;  // causal
+      const int slot = places[t].slot;
       const size_t stride = static_cast<size_t>(h_.kvDim());
       const size_t offset = encodedBytes(cache_.type(), static_cast<size_t>(kvHead) * hd);
-      attentionScores(q + firstHead * hd, hi - lo, cache_.keys(layer) + offset, cache_.type(), stride, visible, hd, scale, scores.data());
+      attentionScores(q + firstHead * hd, hi - lo, cache_.keys(layer, slot) + offset, cache_.type(), stride, visible, hd, scale, scores.data());
       for (int g = 0; g < hi - lo; g++) {
         float* p = scores.data() + static_cast<size_t>(g) * visible;
         softmax(p, visible);
-        attentionValues(p, cache_.values(layer) + offset, cache_.type(), stride, visible, hd, att + (firstHead + g) * hd);
+        attentionValues(p, cache_.values(layer, slot) + offset, cache_.type(), stride, visible, hd, att + (firstHead + g) * hd);
       }
     }
   });
