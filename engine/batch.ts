@@ -6,7 +6,7 @@
  * end. A sequence's tokens are those it would get alone: the engine's logits do not depend on the batch
  * and each sequence samples with its own Sampler.
  */
-import type { LoadedModel } from './index.js';
+import { kvSlotBytes, type KvCacheType, type LoadedModel } from './index.js';
 import { Sampler } from './sampler.js';
 import type { FinishReason, GenerateOptions, GenerationStats } from './generate.js';
 
@@ -82,9 +82,10 @@ export class BatchScheduler {
 
   /**
    * Yields generated ids as they come; returns the stats. Waits for a free slot when all are busy (it
-   * never fails for lack of one). A caller that stops iterating frees the slot.
+   * never fails for lack of one). A caller that stops iterating frees the slot. `onStart` learns how many
+   * prompt ids the slot it got already holds, once it has one.
    */
-  async *generate(promptIds: readonly number[], options: GenerateOptions = {}): AsyncGenerator<number, GenerationStats> {
+  async *generate(promptIds: readonly number[], options: GenerateOptions = {}, onStart?: (reusedTokens: number) => void): AsyncGenerator<number, GenerationStats> {
     if (promptIds.length === 0) throw new RangeError('the prompt is empty');
     if (promptIds.length > this.model.contextLength) {
       throw new RangeError(`the prompt has ${promptIds.length} tokens; the context is ${this.model.contextLength}`);
@@ -95,6 +96,7 @@ export class BatchScheduler {
     const limit = Math.min(slot.history.length, promptIds.length - 1);
     while (shared < limit && slot.history[shared] === promptIds[shared]) shared++;
     slot.history = slot.history.slice(0, shared);
+    onStart?.(shared);
     const seq: Sequence = {
       keep: shared,
       slot,
@@ -247,4 +249,132 @@ export class BatchScheduler {
     seq.end ??= end;
     seq.wake?.();
   }
+}
+
+/** How many generations `serve` decodes together, and what their KV caches take. */
+export interface ParallelPlan {
+  parallel: number;
+  /** Bytes of one slot's KV cache, and the budget the default was chosen within. */
+  slotBytes: number;
+  budgetBytes: number;
+  /** Whether `parallel` is the default (else as asked). */
+  chosen: boolean;
+}
+
+/** The default keeps at most this many slots: beyond it a step's attention outweighs what batching saves on small machines. */
+export const MAX_DEFAULT_PARALLEL = 8;
+
+/**
+ * The slots for a model: as asked (refused when their caches exceed the free memory), else as many as
+ * fit a quarter of the free memory, at most MAX_DEFAULT_PARALLEL; one with workers (batched decoding does
+ * not run over tensor parallelism yet).
+ */
+export function planParallel(
+  header: { nLayers: number; nKvHeads: number; headDim: number },
+  contextLength: number,
+  kvCache: KvCacheType,
+  o: { requested?: number; freeBytes: number; workers: number },
+): ParallelPlan {
+  const slotBytes = kvSlotBytes(header, contextLength, kvCache);
+  const budgetBytes = Math.floor(o.freeBytes / 4);
+  if (o.requested !== undefined) {
+    if (o.requested > 1 && o.workers > 0) throw new Error(`--parallel ${o.requested}: batched decoding does not run with --workers yet; use --parallel 1`);
+    if (o.requested * slotBytes > o.freeBytes) {
+      throw new Error(
+        `--parallel ${o.requested}: ${o.requested} KV caches of ${mib(slotBytes)} MiB (context ${contextLength}, ${kvCache}) exceed the ${mib(o.freeBytes)} MiB of free memory; use fewer, a shorter --ctx or --kv-cache f16`,
+      );
+    }
+    return { parallel: o.requested, slotBytes, budgetBytes, chosen: false };
+  }
+  const fit = o.workers > 0 ? 1 : Math.floor(budgetBytes / Math.max(slotBytes, 1));
+  return { parallel: Math.max(1, Math.min(MAX_DEFAULT_PARALLEL, fit)), slotBytes, budgetBytes, chosen: true };
+}
+
+const mib = (bytes: number) => Math.ceil(bytes / 2 ** 20);
+
+export interface ConcurrencyOptions {
+  /** Concurrent sequences at each level, e.g. [1, 2, 4, 8, 16]. */
+  levels: readonly number[];
+  promptTokens?: number;
+  genTokens?: number;
+  threads?: number;
+  kvCache?: KvCacheType;
+  /** Prompt tokens evaluated per step while the others decode (BatchSchedulerOptions.prefillChunk). */
+  prefillChunk?: number;
+}
+
+export interface ConcurrencyLevel {
+  concurrency: number;
+  /** Generated tokens per second of all streams together, from the last stream's first token to the end of all. */
+  aggregate_decode_tps: number;
+  per_stream_decode_tps: number;
+  /** From the moment all requests arrive to each one's first token: mean and worst, seconds. */
+  ttft_mean_s: number;
+  ttft_max_s: number;
+}
+
+export interface ConcurrencyResult {
+  prompt_tokens: number;
+  gen_tokens: number;
+  threads: number;
+  kv_cache: KvCacheType;
+  levels: ConcurrencyLevel[];
+}
+
+/**
+ * Throughput next to latency: at each level, that many greedy generations of deterministic prompts start
+ * at once on one model (as many KV slots as the highest level) and run through the BatchScheduler.
+ */
+export async function benchConcurrency(modelPath: string, o: ConcurrencyOptions): Promise<ConcurrencyResult> {
+  const { LoadedModel } = await import('./index.js');
+  const promptTokens = o.promptTokens ?? 128;
+  const genTokens = o.genTokens ?? 64;
+  const most = Math.max(...o.levels);
+  const kvCache = o.kvCache ?? 'f32';
+  const model = new LoadedModel(modelPath, { threads: o.threads, contextLength: promptTokens + genTokens + 1, kvCache, slots: most });
+  try {
+    const levels: ConcurrencyLevel[] = [];
+    let state = 12345;
+    const prompt = () =>
+      Array.from({ length: promptTokens }, () => {
+        state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+        return (state >>> 8) % model.vocabSize;
+      });
+    for (const concurrency of o.levels) {
+      const scheduler = new BatchScheduler(model, { prefillChunk: o.prefillChunk });
+      const started = performance.now();
+      // Fresh prompts, so that no slot reuses another level's cache.
+      const streams = await Promise.all(
+        Array.from({ length: concurrency }, async () => {
+          const times: number[] = [];
+          for await (const _id of scheduler.generate(prompt(), { temperature: 0, maxTokens: genTokens })) times.push(performance.now());
+          return times;
+        }),
+      );
+      levels.push(concurrencyLevel(started, streams));
+    }
+    return { prompt_tokens: promptTokens, gen_tokens: genTokens, threads: model.threads, kv_cache: kvCache, levels };
+  } finally {
+    model.close();
+  }
+}
+
+/**
+ * One level's figures from when each stream's tokens arrived (ms, performance.now()), all requests
+ * sent at `started`: the decode window runs from the last first token to the last token, so that
+ * prefill stays out of it. Also used for llama.cpp's streams in scripts/bench-throughput.ts.
+ */
+export function concurrencyLevel(started: number, streams: readonly (readonly number[])[]): ConcurrencyLevel {
+  const from = Math.max(...streams.map((t) => t[0]!));
+  const to = Math.max(...streams.map((t) => t.at(-1)!));
+  const tokens = streams.reduce((n, t) => n + t.filter((x) => x > from).length, 0);
+  const aggregate = to > from ? tokens / ((to - from) / 1000) : 0;
+  const ttft = streams.map((t) => (t[0]! - started) / 1000);
+  return {
+    concurrency: streams.length,
+    aggregate_decode_tps: aggregate,
+    per_stream_decode_tps: aggregate / streams.length,
+    ttft_mean_s: ttft.reduce((a, b) => a + b, 0) / ttft.length,
+    ttft_max_s: Math.max(...ttft),
+  };
 }

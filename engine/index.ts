@@ -140,6 +140,8 @@ export function kvSlotBytes(header: { nLayers: number; nKvHeads: number; headDim
 
 /** A loaded model with its KV cache. Errors in the native code arrive as exceptions naming the file. */
 export class LoadedModel {
+  /** The context when none is given and the model's is longer (the native Session::kDefaultContext). */
+  static readonly DEFAULT_CONTEXT = 4096;
   private readonly session: NativeSession;
 
   constructor(
@@ -361,5 +363,16 @@ export function bench(modelPath: string, options: BenchOptions = {}): BenchResul
 export { perplexity, klDivergence, type PerplexityResult, type KldResult, type ChunkNll } from './metrics.js';
 export { Sampler, Random, topIds, type SamplingOptions } from './sampler.js';
 export { GenerationSession, type GenerateOptions, type GenerationStats, type FinishReason } from './generate.js';
-export { BatchScheduler, type BatchSchedulerOptions, type BatchStep } from './batch.js';
+export {
+  BatchScheduler,
+  benchConcurrency,
+  MAX_DEFAULT_PARALLEL,
+  planParallel,
+  type BatchSchedulerOptions,
+  type BatchStep,
+  type ConcurrencyLevel,
+  type ConcurrencyOptions,
+  type ConcurrencyResult,
+  type ParallelPlan,
+} from './batch.js';
 export { decodeTraffic, dllamaDecodeTraffic, syncRowBytes, type TrafficShape } from './distributed.js';
