@@ -44,27 +44,63 @@ void CpuBlocks::rmsNorm(const float* x, const Tensor& w, float* out, int n) {
   for (int t = 0; t < n; t++) glm::rmsNorm(x + static_cast<size_t>(t) * w.rows, w.f32(), out + static_cast<size_t>(t) * w.rows, w.rows, h_.normEpsilon);
 }
 
+void CpuFfn::quantizeRows(const float* x, int n, size_t cols) {
+  rowPointers_.resize(n);
+  quantizedRows_.assign(n, QuantizedRow{nullptr, nullptr, nullptr});
+  for (int t = 0; t < n; t++) rowPointers_[t] = x + t * cols;
+  uint8_t* blocks = grow(quantized_, quantizedBlockBytes(cols) * n);
+  float* scales = grow(quantizedScales_, quantizedScales(cols) * n);
+  int32_t* zeroPoint = grow(quantizedZeroPoint_, quantizedZeroPointLanes(cols) * n);
+  for (int t = 0; t < n; t++) {
+    quantizedRows_[t] = {blocks + t * quantizedBlockBytes(cols), scales + t * quantizedScales(cols), zeroPoint + t * quantizedZeroPointLanes(cols)};
+  }
+  pool_.parallelFor(n, [&](int begin, int end) {
+    for (int t = begin; t < end; t++) {
+      quantizeActivations(rowPointers_[t], cols, const_cast<uint8_t*>(quantizedRows_[t].blocks), const_cast<float*>(quantizedRows_[t].scales),
+                          const_cast<int32_t*>(quantizedRows_[t].zeroPoint));
+    }
+  });
+}
+
+static bool quantized(FloatType t) { return t == FloatType::Q40 || t == FloatType::Q80; }
+
 void CpuFfn::matmul(const Tensor& w, const float* x, int n, float* out) {
   const size_t cols = static_cast<size_t>(w.cols);
-  std::vector<const float*> xs(n);
-  std::vector<QuantizedRow> qs(n, QuantizedRow{nullptr, nullptr, nullptr});
-  for (int t = 0; t < n; t++) xs[t] = x + t * cols;
-  if (w.type == FloatType::Q40 || w.type == FloatType::Q80) {
-    uint8_t* blocks = grow(quantized_, quantizedBlockBytes(cols) * n);
-    float* scales = grow(quantizedScales_, quantizedScales(cols) * n);
-    int32_t* zeroPoint = grow(quantizedZeroPoint_, quantizedZeroPointLanes(cols) * n);
-    for (int t = 0; t < n; t++) {
-      qs[t] = {blocks + t * quantizedBlockBytes(cols), scales + t * quantizedScales(cols), zeroPoint + t * quantizedZeroPointLanes(cols)};
-    }
-    pool_.parallelFor(n, [&](int begin, int end) {
-      for (int t = begin; t < end; t++) {
-        quantizeActivations(xs[t], cols, const_cast<uint8_t*>(qs[t].blocks), const_cast<float*>(qs[t].scales), const_cast<int32_t*>(qs[t].zeroPoint));
-      }
-    });
+  if (quantized(w.type)) {
+    quantizeRows(x, n, cols);
+  } else {
+    rowPointers_.resize(n);
+    for (int t = 0; t < n; t++) rowPointers_[t] = x + t * cols;
   }
   pool_.parallelFor(
-      w.rows, [&](int begin, int end) { matmulRows(w.type, w.data, w.rowBytes(), begin, end, xs.data(), qs.data(), n, cols, out, w.rows); },
+      w.rows,
+      [&](int begin, int end) { matmulRows(w.type, w.data, w.rowBytes(), begin, end, rowPointers_.data(), quantizedRows_.data(), n, cols, out, w.rows); },
       4);
+}
+
+void CpuFfn::groupedMatmul(const std::vector<MatmulJob>& jobs, const float* x, int rows, size_t cols) {
+  if (jobs.empty()) return;
+  if (quantized(jobs[0].w->type)) {
+    quantizeRows(x, rows, cols);
+  } else {
+    rowPointers_.resize(rows);
+    for (int t = 0; t < rows; t++) rowPointers_[t] = x + t * cols;
+  }
+  // Work items of kRows weight rows of one job, so that the threads share out the experts evenly.
+  constexpr int kRows = 16;
+  std::vector<std::pair<int, int>> items;  // (job, first row)
+  for (size_t j = 0; j < jobs.size(); j++) {
+    for (int r = 0; r < jobs[j].w->rows; r += kRows) items.emplace_back(static_cast<int>(j), r);
+  }
+  pool_.parallelFor(static_cast<int>(items.size()), [&](int begin, int end) {
+    for (int i = begin; i < end; i++) {
+      const MatmulJob& job = jobs[items[i].first];
+      const Tensor& w = *job.w;
+      const int r = items[i].second;
+      matmulRows(w.type, w.data, w.rowBytes(), r, std::min(r + kRows, w.rows), rowPointers_.data() + job.first, quantizedRows_.data() + job.first, job.m,
+                 cols, job.out, w.rows);
+    }
+  });
 }
 
 void CpuBlocks::attention(int layer, const float* x, int n, const TokenPlace* places, float* out) {
@@ -174,18 +210,42 @@ Routing routeTokens(const ModelHeader& h, const LayerWeights& L, const float* lo
 
 void CpuFfn::routedExperts(const LayerWeights& L, const Routing& routed, const float* x, int n, int dim, float* out) {
   std::fill_n(out, static_cast<size_t>(n) * dim, 0.0f);
+  // The tokens of every expert this node holds, gathered expert after expert: rows [first, first + m).
+  std::vector<std::pair<int, int>> groups;  // (expert, first row)
+  int rows = 0;
   for (size_t e = 0; e < routed.size(); e++) {
-    const auto& tokens = routed[e];
-    if (tokens.empty() || L.experts[e].gate.rows == 0) continue;  // not routed to, or held by another node
-    const int m = static_cast<int>(tokens.size());
-    float* in = grow(expertIn_, static_cast<size_t>(m) * dim);
-    for (int i = 0; i < m; i++) std::copy_n(x + static_cast<size_t>(tokens[i].first) * dim, dim, in + static_cast<size_t>(i) * dim);
-    float* y = grow(expertOut_, static_cast<size_t>(m) * dim);
-    ffn(L.experts[e], in, m, y);
-    for (int i = 0; i < m; i++) {
-      float* o = out + static_cast<size_t>(tokens[i].first) * dim;
-      const float* yi = y + static_cast<size_t>(i) * dim;
-      for (int d = 0; d < dim; d++) o[d] += tokens[i].second * yi[d];
+    if (routed[e].empty() || L.experts[e].gate.rows == 0) continue;  // not routed to, or held by another node
+    groups.emplace_back(static_cast<int>(e), rows);
+    rows += static_cast<int>(routed[e].size());
+  }
+  if (groups.empty()) return;
+  const int width = L.experts[groups[0].first].gate.rows;
+  float* in = grow(expertIn_, static_cast<size_t>(rows) * dim);
+  for (const auto& [e, first] : groups) {
+    for (size_t i = 0; i < routed[e].size(); i++) std::copy_n(x + static_cast<size_t>(routed[e][i].first) * dim, dim, in + (first + i) * dim);
+  }
+  float* g = grow(gate_, static_cast<size_t>(rows) * width);
+  float* u = grow(up_, static_cast<size_t>(rows) * width);
+  float* y = grow(expertOut_, static_cast<size_t>(rows) * dim);
+  // All the experts' gate and up projections in one loop, then all their down projections.
+  jobs_.clear();
+  for (const auto& [e, first] : groups) {
+    const int m = static_cast<int>(routed[e].size());
+    jobs_.push_back({&L.experts[e].gate, first, m, g + static_cast<size_t>(first) * width});
+    jobs_.push_back({&L.experts[e].up, first, m, u + static_cast<size_t>(first) * width});
+  }
+  groupedMatmul(jobs_, in, rows, dim);
+  for (size_t i = 0; i < static_cast<size_t>(rows) * width; i++) g[i] = silu(g[i]) * u[i];
+  jobs_.clear();
+  for (const auto& [e, first] : groups) jobs_.push_back({&L.experts[e].down, first, static_cast<int>(routed[e].size()), y + static_cast<size_t>(first) * dim});
+  groupedMatmul(jobs_, g, rows, width);
+  // In expert order for every token, as each token alone would add them.
+  for (const auto& [e, first] : groups) {
+    for (size_t i = 0; i < routed[e].size(); i++) {
+      float* o = out + static_cast<size_t>(routed[e][i].first) * dim;
+      const float* yi = y + (first + i) * dim;
+      const float weight = routed[e][i].second;
+      for (int d = 0; d < dim; d++) o[d] += weight * yi[d];
     }
   }
 }

@@ -99,12 +99,27 @@ class CpuFfn {
   void routedExperts(const LayerWeights& layer, const Routing& routing, const float* x, int n, int dim, float* out);
 
  private:
+  // One matrix of a grouped matmul: out (m rows of w.rows) = w times rows [first, first + m) of the input.
+  struct MatmulJob {
+    const Tensor* w;
+    int first, m;
+    float* out;
+  };
+  // Every job's matmul in one loop over the pool (one wait for all the experts of a layer, not one
+  // each); the input's `rows` rows of `cols` are quantized once. Each row comes out as matmul gives it.
+  void groupedMatmul(const std::vector<MatmulJob>& jobs, const float* x, int rows, size_t cols);
+  // Prepares n rows of x for quantized weights in the scratch; returns their pointers.
+  void quantizeRows(const float* x, int n, size_t cols);
+
   ThreadPool& pool_;
+  std::vector<const float*> rowPointers_;
+  std::vector<QuantizedRow> quantizedRows_;
   // Scratch, grown on demand and reused.
   std::vector<uint8_t> quantized_;
   std::vector<float> quantizedScales_;
   std::vector<int32_t> quantizedZeroPoint_;
   std::vector<float> gate_, up_, expertIn_, expertOut_;
+  std::vector<MatmulJob> jobs_;
 };
 
 // The blocks on the CPU, split over the thread pool.
