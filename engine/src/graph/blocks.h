@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../cpu/kernels.h"
 #include "../model.h"
 #include "../thread-pool.h"
 
