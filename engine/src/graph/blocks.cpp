@@ -44,6 +44,9 @@ void CpuBlocks::rmsNorm(const float* x, const Tensor& w, float* out, int n) {
   for (int t = 0; t < n; t++) glm::rmsNorm(x + static_cast<size_t>(t) * w.rows, w.f32(), out + static_cast<size_t>(t) * w.rows, w.rows, h_.normEpsilon);
 }
 
+// Activation values below which quantizeRows runs on the calling thread.
+constexpr size_t kParallelQuantizeValues = 1 << 16;
+
 void CpuFfn::quantizeRows(const float* x, int n, size_t cols) {
   rowPointers_.resize(n);
   quantizedRows_.assign(n, QuantizedRow{nullptr, nullptr, nullptr});
@@ -54,12 +57,19 @@ void CpuFfn::quantizeRows(const float* x, int n, size_t cols) {
   for (int t = 0; t < n; t++) {
     quantizedRows_[t] = {blocks + t * quantizedBlockBytes(cols), scales + t * quantizedScales(cols), zeroPoint + t * quantizedZeroPointLanes(cols)};
   }
-  pool_.parallelFor(n, [&](int begin, int end) {
+  auto quantize = [&](int begin, int end) {
     for (int t = begin; t < end; t++) {
       quantizeActivations(rowPointers_[t], cols, const_cast<uint8_t*>(quantizedRows_[t].blocks), const_cast<float*>(quantizedRows_[t].scales),
                           const_cast<int32_t*>(quantizedRows_[t].zeroPoint));
     }
-  });
+  };
+  // A few rows (decoding steps) take microseconds: handing them to the pool costs more than it saves,
+  // above all on a loaded machine where a worker may not be running.
+  if (static_cast<size_t>(n) * cols < kParallelQuantizeValues) {
+    quantize(0, n);
+  } else {
+    pool_.parallelFor(n, quantize);
+  }
 }
 
 static bool quantized(FloatType t) { return t == FloatType::Q40 || t == FloatType::Q80; }
