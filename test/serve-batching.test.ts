@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { convert } from '../converter/convert.js';
+import { planParallel } from '../engine/index.js';
 import { createServer, EngineGenerator, type DemoServer } from '../server/index.js';
 import { fixture, removeDir, tempDir } from './helpers.js';
 
@@ -86,4 +87,18 @@ it('8 concurrent requests on 4 slots get the replies they get one at a time; a c
   } finally {
     await many.server.close();
   }
+});
+
+it('chooses --parallel from the KV cache and the free memory, and refuses what does not fit', () => {
+  const header = { nLayers: 46, nKvHeads: 8, headDim: 128 }; // GLM-4.5-Air
+  const slot = 46 * 4096 * 8 * 128 * 2 * 2; // f16 keys and values at a context of 4096: 736 MiB
+  expect(planParallel(header, 4096, 'f16', { freeBytes: 16 * slot, workers: 0 })).toEqual({ parallel: 4, slotBytes: slot, budgetBytes: 4 * slot, chosen: true });
+  expect(planParallel(header, 4096, 'f16', { freeBytes: 1000 * slot, workers: 0 }).parallel).toBe(8);
+  expect(planParallel(header, 4096, 'f16', { freeBytes: 2 * slot, workers: 0 }).parallel).toBe(1);
+  expect(planParallel(header, 4096, 'f16', { freeBytes: 1000 * slot, workers: 1 }).parallel).toBe(1);
+  expect(planParallel(header, 4096, 'f16', { requested: 3, freeBytes: 3 * slot, workers: 0 })).toMatchObject({ parallel: 3, chosen: false });
+  expect(() => planParallel(header, 4096, 'f16', { requested: 4, freeBytes: 3 * slot, workers: 0 })).toThrow(
+    /--parallel 4: 4 KV caches of 736 MiB \(context 4096, f16\) exceed the \d+ MiB of free memory/,
+  );
+  expect(() => planParallel(header, 4096, 'f16', { requested: 2, freeBytes: 1000 * slot, workers: 1 })).toThrow(/does not run with --workers yet/);
 });
