@@ -187,7 +187,7 @@ export class BatchScheduler {
         this.running = false; // in the same turn as the check, so a request that comes later starts a new loop
         return;
       }
-      // Every decoding sequence gives one token; new prompts share the prefill budget in arrival order.
+      // Every decoding sequence gives one token; new prompts share the prefill budget in slot order.
       let budget = this.prefillChunk;
       const step: { seq: Sequence; tokens: number[] }[] = [];
       for (const seq of active) {
@@ -230,7 +230,7 @@ export class BatchScheduler {
         const seq = e.seq;
         seq.slot.history.push(...e.tokens);
         if (!seq.prefilling) decodeTokens++;
-        if (seq.pending.length > 0 || seq.abandoned || seq.end) return;  // more prompt to go, or nobody listening
+        if (seq.pending.length > 0 || seq.abandoned || seq.end) return; // more prompt to go, or nobody listening
         seq.prefilling = false;
         const id = seq.sampler.sample(logits[i]!);
         seq.firstToken ??= performance.now();
