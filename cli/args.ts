@@ -24,6 +24,11 @@ export function commaList(value: string): string[] {
 }
 
 /** A comma-separated list that a repeated option adds to. */
+/** A comma-separated list of positive integers, e.g. --concurrency 1,2,4,8. */
+export function positiveIntList(value: string): number[] {
+  return commaList(value).map((v) => positiveInt(v));
+}
+
 export function repeatableList(value: string, previous: string[] = []): string[] {
   return [...previous, ...commaList(value)];
 }

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import {
   bench,
+  benchConcurrency,
   benchDrafts,
   DEFAULT_DRAFT,
   GenerationSession,
@@ -27,7 +28,7 @@ import { imatrixFromStats, writeImatrix } from '../converter/imatrix.js';
 import { readModelFile } from '../converter/model-file.js';
 import { collectImatrix } from '../engine/imatrix.js';
 import { lazyProgress } from './progress.js';
-import { engineThreads, nonNegative, nonNegativeInt, positiveInt, probability, repeatableList } from './args.js';
+import { engineThreads, nonNegative, nonNegativeInt, positiveInt, positiveIntList, probability, repeatableList } from './args.js';
 import { DEFAULT_EVAL_TEXT } from '../pipeline/verify.js';
 import { applyChatTemplate, loadTokenizer, StreamDecoder, tokenizerPathFor, type ChatMessage, type LoadedTokenizer } from '../tokenizer/index.js';
 
@@ -389,10 +390,31 @@ export function registerEngineCommands(program: Command): void {
       .option('--gen-tokens <n>', "generated tokens (default 128, shortened to fit the model's context)", positiveInt)
       .option('--threads <n>', 'threads (default: all cores)', engineThreads)
       .option('--repeat <k>', 'runs to take the median of', positiveInt, 3)
+      .option(
+        '--concurrency <levels>',
+        'instead: that many generations at once at each level (e.g. 1,2,4,8,16), decoded together; aggregate and per-stream decode tokens/s and time to first token (prompt default 128, generated 64)',
+        positiveIntList,
+      )
       .addOption(kvCacheOption())
       .addOption(draftOption())
       .option('--json', 'print one JSON object', false),
-  ).action(async (o: DistributedFlags & { model: string; promptTokens?: number; genTokens?: number; threads?: number; repeat: number; kvCache: KvCacheType; draft?: number; json: boolean }) => {
+  ).action(async (o: DistributedFlags & { model: string; promptTokens?: number; genTokens?: number; threads?: number; repeat: number; concurrency?: number[]; kvCache: KvCacheType; draft?: number; json: boolean }) => {
+      if (o.concurrency) {
+        if (o.workers?.length) throw new Error('--concurrency: batched decoding does not run with --workers yet');
+        if (o.draft) throw new Error('--concurrency: batched decoding does not draft yet; leave out --draft');
+        const c = await benchConcurrency(o.model, { levels: o.concurrency, promptTokens: o.promptTokens, genTokens: o.genTokens, threads: o.threads, kvCache: o.kvCache });
+        if (o.json) {
+          console.log(JSON.stringify(c));
+          return;
+        }
+        console.log(`concurrency, prompt ${c.prompt_tokens} tokens, ${c.gen_tokens} generated each, ${c.threads} threads, KV cache ${c.kv_cache}`);
+        for (const l of c.levels) {
+          console.log(
+            `${String(l.concurrency).padStart(3)} streams: aggregate decode ${l.aggregate_decode_tps.toFixed(1)} tok/s, per stream ${l.per_stream_decode_tps.toFixed(1)} tok/s, time to first token ${(1000 * l.ttft_mean_s).toFixed(0)} ms mean, ${(1000 * l.ttft_max_s).toFixed(0)} ms worst`,
+          );
+        }
+        return;
+      }
       const r = bench(o.model, { ...o, ...distributedOptions(o) });
       if (r.fitted_to_context) process.stderr.write(fittedNote(r.prompt_tokens, r.gen_tokens, r.context_length));
       // With --draft K: greedy decoding through GenerationSession at 0 and K drafts, on the same model and nodes.

@@ -6,7 +6,7 @@ import { quantizeModel } from '../pipeline/quantize.js';
 import { readResultsFile, type Gate } from '../pipeline/results.js';
 import { DEFAULT_EVAL_TEXT, verifyPerplexity } from '../pipeline/verify.js';
 import { distributedOptions, fittedNote, withDistributed, type DistributedFlags } from './engine-commands.js';
-import { engineThreads, nonNegative, positiveInt } from './args.js';
+import { engineThreads, nonNegative, positiveInt, positiveIntList } from './args.js';
 import { lazyProgress } from './progress.js';
 
 function formatGates(gates: readonly Gate[]): string[] {
@@ -84,9 +84,10 @@ export function registerPipelineCommands(program: Command): void {
       .option('--baseline <file>', 'benchmark results JSON of the base branch, from the same kind of machine')
       .option('--max-regression <pct>', 'largest allowed slowdown of the median, in percent', nonNegative, DEFAULT_MAX_REGRESSION)
       .option('--cost-per-hour <usd>', "the machine's price in USD per hour, for the cost per million generated tokens", nonNegative)
+      .option('--concurrency <levels>', 'also decode that many generations together at each level (e.g. 1,2,4,8): aggregate tokens/s and cost at the best', positiveIntList)
       .option('--json', 'print the results JSON', false),
   ).action(
-    async (o: DistributedFlags & { model: string; promptTokens?: number; genTokens?: number; threads?: number; repeat: number; baseline?: string; maxRegression: number; costPerHour?: number; json: boolean }) => {
+    async (o: DistributedFlags & { model: string; promptTokens?: number; genTokens?: number; threads?: number; repeat: number; baseline?: string; maxRegression: number; costPerHour?: number; concurrency?: number[]; json: boolean }) => {
       const baseline = o.baseline ? await readResultsFile(o.baseline, 'benchmark') : undefined;
       const r = await runBenchmark({ ...o, baseline, distributed: distributedOptions(o) });
       if (r.fittedToContext) process.stderr.write(fittedNote(r.promptTokens, r.genTokens, r.contextLength!));
@@ -96,6 +97,12 @@ export function registerPipelineCommands(program: Command): void {
         `decode  ${r.genTokens} tokens: ${r.decodeTps.toFixed(1)} tok/s (range ${spread(r.decodeTpsAll)})`,
         `threads ${r.threads}, kernels ${r.kernels}, ${r.cpu}, peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB`,
         ...(r.usdPerMillionTokens !== undefined ? [`cost    $${r.usdPerMillionTokens.toFixed(4)} per million generated tokens at $${r.costPerHour}/hour`] : []),
+        ...(r.concurrency ?? []).map(
+          (c) =>
+            `batched ${c.concurrency}: aggregate ${c.aggregateDecodeTps.toFixed(1)} tok/s, per stream ${c.perStreamDecodeTps.toFixed(1)}, first token ${(1000 * c.ttftMeanSeconds).toFixed(0)} ms` +
+            (c.usdPerMillionTokens !== undefined ? `, $${c.usdPerMillionTokens.toFixed(4)} per million` : ''),
+        ),
+        ...(r.best ? [`best    ${r.best.concurrency} streams at once: ${r.best.aggregateDecodeTps.toFixed(1)} tok/s` + (r.best.usdPerMillionTokens !== undefined ? `, $${r.best.usdPerMillionTokens.toFixed(4)} per million generated tokens` : '')] : []),
       ]);
     },
   );

@@ -1,7 +1,9 @@
 /** `glm-dllama serve`: the OpenAI-compatible server (server/) on a model. Thin: parse, load, listen, close on signals. */
 import { Command, Option } from 'commander';
 import { existsSync } from 'node:fs';
-import { LoadedModel } from '../engine/index.js';
+import { freemem } from 'node:os';
+import { readModelFile } from '../converter/model-file.js';
+import { LoadedModel, planParallel } from '../engine/index.js';
 import { loadTokenizer, tokenizerPathFor } from '../tokenizer/index.js';
 import { createServer, EngineGenerator } from '../server/index.js';
 import { commaList, engineThreads, nonNegativeInt, positiveInt, repeatableList } from './args.js';
@@ -22,6 +24,7 @@ interface ServeFlags extends DistributedFlags {
   trustProxy?: string[];
   apiKey?: string[];
   queue: number;
+  parallel?: number;
   maxTokens: number;
   bodyLimit: number;
   timeout: number;
@@ -58,7 +61,8 @@ export function registerServeCommand(program: Command): void {
       .option('--rate-window <seconds>', 'the rate-limit window (default: 60 on a loopback --host, else 3600)', positiveInt)
       .option('--trust-proxy <addresses>', 'reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed', repeatableList)
       .option('--api-key <key>', 'require Authorization: Bearer KEY (repeatable; also GLM_DLLAMA_API_KEYS, comma-separated)', repeatableList)
-      .option('--queue <n>', 'requests that may wait while one generates (more get 503)', nonNegativeInt, 8)
+      .option('--parallel <n>', 'generations decoded together, each with its own KV cache (default: as many as fit a quarter of the free memory, at most 8; 1 with --workers)', positiveInt)
+      .option('--queue <n>', 'requests that may wait while --parallel generate (more get 503)', nonNegativeInt, 8)
       .option('--max-tokens <n>', 'largest max_tokens accepted, and the default', positiveInt, 1024)
       .option('--body-limit <bytes>', 'largest request body', positiveInt, 1024 * 1024)
       .option('--timeout <seconds>', 'a request (queue wait and generation) is ended after this long', positiveInt, 300)
@@ -68,7 +72,11 @@ export function registerServeCommand(program: Command): void {
   ).action(async (o: ServeFlags) => {
     const tokenizer = o.tokenizer ?? tokenizerPathFor(o.model);
     if (!o.tokenizer && !existsSync(tokenizer)) throw new Error(`${o.model}: no tokenizer found beside it (${tokenizer}); pass --tokenizer FILE`);
-    const model = new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, draft: o.draft, ...distributedOptions(o) });
+    const { header } = await readModelFile(o.model);
+    const context = Math.min(header.maxSeqLen, o.ctx ?? LoadedModel.DEFAULT_CONTEXT);
+    const distributed = distributedOptions(o);
+    const plan = planParallel(header, context, o.kvCache, { requested: o.parallel, freeBytes: freemem(), workers: distributed.workers?.length ?? 0, draft: o.draft ?? 0 });
+    const model = new LoadedModel(o.model, { threads: o.threads, contextLength: o.ctx, kvCache: o.kvCache, draft: o.draft, ...distributed, slots: plan.parallel });
     const generator = new EngineGenerator(model, await loadTokenizer(tokenizer), o.modelName);
     const envKeys = commaList(process.env['GLM_DLLAMA_API_KEYS'] ?? '');
     const limit = rateLimitFor(o.host, o);
@@ -88,6 +96,8 @@ export function registerServeCommand(program: Command): void {
     process.stderr.write(
       [
         `serving ${generator.modelId} (context ${generator.contextLength} tokens) on ${address}/v1`,
+        `parallel: ${plan.parallel} generation${plan.parallel > 1 ? 's' : ''} decoded together, KV cache ${(plan.slotBytes / 2 ** 20).toFixed(1)} MiB each, ${((plan.parallel * plan.slotBytes) / 2 ** 20).toFixed(1)} MiB in all` +
+          (plan.chosen ? ` (the default within ${(plan.budgetBytes / 2 ** 20).toFixed(0)} MiB, a quarter of the free memory; --parallel N to change)` : ' (--parallel)'),
         limit.max > 0
           ? `rate limit: ${limit.max} chat requests per client IP per ${limit.windowSeconds} s (--rate-limit N --rate-window SECONDS to change, --rate-limit 0 for none)`
           : 'rate limit: none (--rate-limit 0)',

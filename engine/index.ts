@@ -19,10 +19,14 @@ interface NativeSession {
   draftGreedyAsync(tokens: Int32Array, k: number, vocabLimit: number): Promise<Int32Array>;
   readonly mtpPosition: number;
   readonly hasMtp: boolean;
+  evaluateSlotsAsync(entries: { slot: number; tokens: Int32Array; allLogits: boolean }[]): Promise<Float32Array>;
+  slotPosition(slot: number): number;
+  rewindSlot(slot: number, position: number): void;
+  readonly slots: number;
   readonly position: number;
   readonly contextLength: number;
   readonly threads: number;
-  readonly header: { vocabSize: number; maxSeqLen: number; nLayers: number; dim: number };
+  readonly header: { vocabSize: number; maxSeqLen: number; nLayers: number; dim: number; nKvHeads: number; headDim: number };
   readonly traffic: NodeTraffic[];
   close(): void;
   collectActivations(): void;
@@ -57,6 +61,7 @@ interface NativeInference {
     device?: string,
     cpuExperts?: string,
     mtp?: boolean | 'auto',
+    slots?: number,
   ) => NativeSession;
   bench(
     path: string,
@@ -137,6 +142,8 @@ export interface LoadOptions extends DistributedOptions {
    * 0 on a file without it is an error.
    */
   draft?: number;
+  /** KV slots: sequences whose caches are kept at once for batched decoding (default 1; evaluateSlots). */
+  slots?: number;
 }
 
 /**
@@ -148,8 +155,23 @@ export const DEFAULT_DRAFT = 3;
 
 export type KvCacheType = 'f32' | 'f16';
 
+/** One sequence's part of a batched step: `tokens` appended to KV slot `slot`. */
+export interface SlotTokens {
+  slot: number;
+  tokens: readonly number[] | Int32Array;
+  /** The logits of every token (n x vocab) rather than of the last (vocab). */
+  allLogits?: boolean;
+}
+
+/** Bytes the KV cache of one sequence takes: layers x context x KV width x 2 (keys and values) x 4 or 2. */
+export function kvSlotBytes(header: { nLayers: number; nKvHeads: number; headDim: number }, contextLength: number, kvCache: KvCacheType = 'f32'): number {
+  return header.nLayers * contextLength * header.nKvHeads * header.headDim * 2 * (kvCache === 'f16' ? 2 : 4);
+}
+
 /** A loaded model with its KV cache. Errors in the native code arrive as exceptions naming the file. */
 export class LoadedModel {
+  /** The context when none is given and the model's is longer (the native Session::kDefaultContext). */
+  static readonly DEFAULT_CONTEXT = 4096;
   private readonly session: NativeSession;
   /** Drafts per verification pass that generation uses (0: no speculative decoding). */
   readonly draft: number;
@@ -168,8 +190,48 @@ export class LoadedModel {
       options.device,
       options.cpuExperts === undefined ? undefined : String(options.cpuExperts),
       options.draft !== undefined ? options.draft > 0 : options.workers?.length ? 'auto' : false,
+      options.slots ?? 1,
     );
     this.draft = options.draft ?? (this.session.hasMtp ? DEFAULT_DRAFT : 0);
+  }
+
+  /** KV slots this model keeps (LoadOptions.slots); slot 0 is the one evaluate() works on. */
+  get slots(): number {
+    return this.session.slots;
+  }
+
+  /** Tokens slot `slot`'s cache holds. */
+  slotPosition(slot: number): number {
+    return this.session.slotPosition(slot);
+  }
+
+  /** Keeps the first `position` tokens of a slot's cache (0 empties it). */
+  rewindSlot(slot: number, position: number): void {
+    this.session.rewindSlot(slot, position);
+  }
+
+  /**
+   * One evaluation step over several sequences (each slot at most once), off the event loop: every weight
+   * matrix is read once for all their tokens. Returns each entry's logits (n x vocab for allLogits, else the
+   * last token's); a sequence gets bit for bit the logits it gets evaluated alone.
+   */
+  async evaluateSlots(entries: readonly SlotTokens[]): Promise<Float32Array[]> {
+    const all = await this.session.evaluateSlotsAsync(
+      entries.map((e) => ({ slot: e.slot, tokens: e.tokens instanceof Int32Array ? e.tokens : Int32Array.from(e.tokens), allLogits: e.allLogits ?? false })),
+    );
+    const vocab = this.vocabSize;
+    let at = 0;
+    return entries.map((e) => {
+      const rows = e.allLogits ? e.tokens.length : 1;
+      const out = all.subarray(at * vocab, (at + rows) * vocab);
+      at += rows;
+      return out;
+    });
+  }
+
+  /** The model's shape, for sizing caches (kvSlotBytes). */
+  get header(): NativeSession['header'] {
+    return this.session.header;
   }
 
   get vocabSize(): number {
@@ -420,4 +482,16 @@ export { perplexity, klDivergence, type PerplexityResult, type KldResult, type C
 export { Sampler, Random, topIds, type SamplingOptions, type TokenDistribution } from './sampler.js';
 export { GenerationSession, type GenerateOptions, type GenerationStats, type FinishReason } from './generate.js';
 export { acceptDraft, type AcceptanceRule, type DraftVerdict } from './speculative.js';
+export {
+  BatchScheduler,
+  benchConcurrency,
+  MAX_DEFAULT_PARALLEL,
+  planParallel,
+  type BatchSchedulerOptions,
+  type BatchStep,
+  type ConcurrencyLevel,
+  type ConcurrencyOptions,
+  type ConcurrencyResult,
+  type ParallelPlan,
+} from './batch.js';
 export { decodeTraffic, dllamaDecodeTraffic, syncRowBytes, type TrafficShape } from './distributed.js';

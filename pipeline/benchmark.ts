@@ -4,8 +4,8 @@
  * (docs/quality-gates.md explains the rule and why).
  */
 import { availableParallelism, cpus } from 'node:os';
-import { bench, median, type DistributedOptions } from '../engine/index.js';
-import { allPassed, skippedGate, threshold, type BenchmarkResults, type Gate } from './results.js';
+import { bench, benchConcurrency, median, type DistributedOptions } from '../engine/index.js';
+import { allPassed, skippedGate, threshold, type BenchmarkResults, type ConcurrencyFigures, type Gate } from './results.js';
 
 /** Largest median slowdown, in percent, allowed when a baseline is given without a limit. */
 export const DEFAULT_MAX_REGRESSION = 10;
@@ -28,6 +28,8 @@ export interface BenchmarkOptions {
   baseline?: BenchmarkResults;
   /** Largest allowed slowdown of the median, in percent (default 10). */
   maxRegression?: number;
+  /** Concurrency levels (e.g. [1, 2, 4, 8]): also measure that many generations decoded together at each. */
+  concurrency?: readonly number[];
   /** The device (cpu, vulkan, vulkan:N, auto), and glm-engine workers (host:port) to run the model across with the cluster's sync type, secret and expert split. */
   distributed?: DistributedOptions & { device?: string; cpuExperts?: 'all' | number };
 }
@@ -155,7 +157,9 @@ export async function runBenchmark(o: BenchmarkOptions): Promise<BenchmarkResult
     checkComparable(baseline, { promptTokens: settings.promptTokens!, genTokens: settings.genTokens! });
     checkSampleSizes(settings.repeat, Math.min(baseline.prefillTpsAll.length, baseline.decodeTpsAll.length));
   }
+  if (o.concurrency?.length && o.distributed?.workers?.length) throw new RangeError('concurrency: batched decoding does not run with workers yet');
   const r = bench(o.model, { ...settings, ...(o.threads ? { threads: o.threads } : {}), ...o.distributed });
+  const concurrency = o.concurrency?.length ? await concurrencyFigures(o, r.prompt_tokens, r.gen_tokens, costPerHour) : undefined;
   const cpu = cpuName();
   const gates: Gate[] = [];
   if (baseline) {
@@ -197,7 +201,20 @@ export async function runBenchmark(o: BenchmarkOptions): Promise<BenchmarkResult
     nodes: r.nodes,
     ...(r.nodes > 1 ? { decodeBytesPerToken: r.decode_bytes_per_token } : {}),
     ...(costPerHour !== undefined ? { costPerHour, usdPerMillionTokens: usdPerMillionTokens(r.decode_tps, costPerHour) } : {}),
+    ...(concurrency ? { concurrency, best: concurrency.reduce((a, b) => (b.aggregateDecodeTps > a.aggregateDecodeTps ? b : a)) } : {}),
     gates,
     passed: allPassed(gates),
   };
+}
+
+/** Batched decoding at each concurrency level, with the cost per million tokens of its aggregate. */
+async function concurrencyFigures(o: BenchmarkOptions, promptTokens: number, genTokens: number, costPerHour: number | undefined): Promise<ConcurrencyFigures[]> {
+  const c = await benchConcurrency(o.model, { levels: o.concurrency!, promptTokens, genTokens, ...(o.threads ? { threads: o.threads } : {}) });
+  return c.levels.map((l) => ({
+    concurrency: l.concurrency,
+    aggregateDecodeTps: l.aggregate_decode_tps,
+    perStreamDecodeTps: l.per_stream_decode_tps,
+    ttftMeanSeconds: l.ttft_mean_s,
+    ...(costPerHour !== undefined && l.aggregate_decode_tps > 0 ? { usdPerMillionTokens: usdPerMillionTokens(l.aggregate_decode_tps, costPerHour) } : {}),
+  }));
 }

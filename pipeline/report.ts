@@ -41,6 +41,8 @@ function metricsOf(kind: StepResults['kind']): Metric[] {
         { label: 'prefill tok/s', gate: 'prefill-tps', value: (r) => (r.kind === 'benchmark' ? r.prefillTps : undefined), format: fixed(1), better: 'higher' },
         { label: 'decode tok/s', gate: 'decode-tps', value: (r) => (r.kind === 'benchmark' ? r.decodeTps : undefined), format: fixed(1), better: 'higher' },
         { label: '$ / M tokens', value: (r) => (r.kind === 'benchmark' ? r.usdPerMillionTokens : undefined), format: (v) => `$${v.toFixed(4)}`, better: 'lower' },
+        { label: 'best batched decode tok/s', value: (r) => (r.kind === 'benchmark' ? r.best?.aggregateDecodeTps : undefined), format: fixed(1), better: 'higher' },
+        { label: '$ / M tokens, batched', value: (r) => (r.kind === 'benchmark' ? r.best?.usdPerMillionTokens : undefined), format: (v) => `$${v.toFixed(4)}`, better: 'lower' },
       ];
     case 'quantize':
       return [

@@ -97,6 +97,19 @@ export interface BenchmarkResults {
   nodes?: number;
   /** Bytes each node sent and received per decoded token (distributed runs). */
   decodeBytesPerToken?: { sent: number; received: number }[];
+  /** With the concurrency input: batched decoding at each level, and the level of the highest aggregate. */
+  concurrency?: ConcurrencyFigures[];
+  best?: ConcurrencyFigures;
+}
+
+/** One concurrency level of a benchmark: that many generations decoded together. */
+export interface ConcurrencyFigures {
+  concurrency: number;
+  aggregateDecodeTps: number;
+  perStreamDecodeTps: number;
+  ttftMeanSeconds: number;
+  /** At the runner's price, from the aggregate. */
+  usdPerMillionTokens?: number;
 }
 
 export type StepResults = QuantizeResults | PerplexityResults | BenchmarkResults;
@@ -165,6 +178,8 @@ const SCHEMAS: Record<StepResults['kind'], Schema> = {
       decodeTps: positive,
       prefillTpsAll: tpsList,
       decodeTpsAll: tpsList,
+      concurrency: { type: 'array', items: object(['concurrency', 'aggregateDecodeTps', 'perStreamDecodeTps', 'ttftMeanSeconds'], { concurrency: count, aggregateDecodeTps: nonNegative, perStreamDecodeTps: nonNegative, ttftMeanSeconds: nonNegative, usdPerMillionTokens: positive }) },
+      best: object(['concurrency', 'aggregateDecodeTps', 'perStreamDecodeTps', 'ttftMeanSeconds'], { concurrency: count, aggregateDecodeTps: nonNegative, perStreamDecodeTps: nonNegative, ttftMeanSeconds: nonNegative, usdPerMillionTokens: positive }),
       peakRssBytes: nonNegative,
       kernels: string,
       usdPerMillionTokens: nonNegative,

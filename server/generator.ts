@@ -5,7 +5,7 @@
  * their own generator to script the model's output.
  */
 import { basename } from 'node:path';
-import { GenerationSession, LoadedModel, type GenerationStats, type KvCacheType } from '../engine/index.js';
+import { BatchScheduler, GenerationSession, LoadedModel, type BatchStep, type GenerationStats, type KvCacheType } from '../engine/index.js';
 import { applyChatTemplate, loadTokenizer, StreamDecoder, type ChatMessage, type LoadedTokenizer } from '../tokenizer/index.js';
 
 export interface GenerationRequest {
@@ -41,6 +41,10 @@ export interface TextGenerator {
   readonly contextLength?: number;
   /** The tokenizer's vocabulary, when known (bounds a request's top_k). */
   readonly vocabSize?: number;
+  /** Generations it runs at once (decoded together); default 1. */
+  readonly parallel?: number;
+  /** Calls `listener` after every batched engine step (for /metrics). */
+  watchSteps?(listener: (step: BatchStep) => void): void;
   /** The reply's text pieces, markup (`<think>`, `<tool_call>`) included; returns the usage. */
   generate(request: GenerationRequest): TextGeneration;
   /** For /health. */
@@ -92,11 +96,15 @@ export interface EngineGeneratorOptions {
   kvCache?: KvCacheType;
   /** The id /v1/models reports (default: the model file's name without .m). */
   modelId?: string;
+  /** Generations decoded together, each in its own KV slot (default 1: one at a time). */
+  parallel?: number;
 }
 
 export class EngineGenerator implements TextGenerator {
   readonly modelId: string;
-  private readonly session: GenerationSession;
+  /** One generation at a time on slot 0 (a model with one slot), else continuous batching over the slots. */
+  private readonly session: GenerationSession | BatchScheduler;
+  private readonly stepListeners: ((step: BatchStep) => void)[] = [];
   private readonly markup = new Map<number, string>();
   private readonly template: string;
   /** The ids the session's KV cache holds after the last request. */
@@ -110,7 +118,8 @@ export class EngineGenerator implements TextGenerator {
     if (!tokenizer.chatTemplate) throw new Error(`${tokenizer.file}: the tokenizer has no chat template`);
     this.template = tokenizer.chatTemplate;
     this.modelId = modelId ?? basename(model.path).replace(/\.m$/, '');
-    this.session = new GenerationSession(model);
+    this.session =
+      model.slots > 1 ? new BatchScheduler(model, { onStep: (step) => this.stepListeners.forEach((l) => l(step)) }) : new GenerationSession(model);
     for (const t of MARKUP_TOKENS) {
       const id = tokenizer.tokenizer.tokenToId(t);
       if (id !== undefined) this.markup.set(id, t);
@@ -119,8 +128,16 @@ export class EngineGenerator implements TextGenerator {
 
   static async load(o: EngineGeneratorOptions): Promise<EngineGenerator> {
     const tokenizer = await loadTokenizer(o.tokenizer);
-    const model = new LoadedModel(o.model, { threads: o.threads, contextLength: o.contextLength, kvCache: o.kvCache });
+    const model = new LoadedModel(o.model, { threads: o.threads, contextLength: o.contextLength, kvCache: o.kvCache, slots: o.parallel });
     return new EngineGenerator(model, tokenizer, o.modelId);
+  }
+
+  get parallel(): number {
+    return this.model.slots;
+  }
+
+  watchSteps(listener: (step: BatchStep) => void): void {
+    this.stepListeners.push(listener);
   }
 
   get contextLength(): number {
@@ -160,13 +177,13 @@ export class EngineGenerator implements TextGenerator {
     }
     // The session keeps the longest common prefix with what its cache holds: the previous prompt and
     // every generated id but the last (which was never evaluated). The same count is kept here so that a
-    // reply cut short still reports it.
+    // reply cut short still reports it; the batch scheduler says what the slot it gave holds.
     let cached = 0;
     const limit = Math.min(this.history.length, ids.length - 1);
     while (cached < limit && this.history[cached] === ids[cached]) cached++;
     const stops = new Set(this.tokenizer.stopIds);
     const stream = new StreamDecoder(tokenizer, { skipSpecialTokens: true });
-    const run = this.session.generate(ids, {
+    const options = {
       maxTokens: Math.min(request.maxTokens, room),
       temperature: request.temperature,
       topP: request.topP,
@@ -174,7 +191,9 @@ export class EngineGenerator implements TextGenerator {
       seed: request.seed,
       stopIds: this.tokenizer.stopIds,
       vocabLimit: tokenizer.vocabSize,
-    });
+    };
+    const run: AsyncGenerator<number, GenerationStats> =
+      this.session instanceof BatchScheduler ? this.session.generate(ids, options, (reused) => (cached = reused)) : this.session.generate(ids, options);
     const generated: number[] = [];
     let finished = false;
     let failed = false;

@@ -1,6 +1,7 @@
 /**
  * The OpenAI-compatible HTTP server (Fastify): /v1/chat/completions (JSON or server-sent events),
- * /v1/models, /health and /metrics, with one generation at a time behind a bounded queue, a per-IP rate
+ * /v1/models, /health and /metrics, with up to the generator's `parallel` generations at a time (decoded
+ * together in one batch) behind a bounded queue, a per-IP rate
  * limit, optional API keys, body and token limits, a request timeout, CORS and a graceful close.
  */
 import cors from '@fastify/cors';
@@ -43,7 +44,7 @@ export interface ServerOptions {
    * AUTH_FAILURES.max wrong keys within AUTH_FAILURES.windowMs gets 429 until that window ends.
    */
   readonly apiKeys?: readonly string[];
-  /** Requests that may wait while one generates (beyond it: 503). Default 8. */
+  /** Requests that may wait while the generator's `parallel` generate (beyond it: 503). Default 8. */
   readonly maxQueue?: number;
   /** Largest request body in bytes (beyond it: 413). Default 1 MiB. */
   readonly bodyLimit?: number;
@@ -98,10 +99,22 @@ export async function createServer(options: ServerOptions): Promise<DemoServer> 
   const generator = options.generator;
   const metrics = createMetrics(options.processMetrics ?? true);
   metrics.queueCapacity.set(options.maxQueue ?? 8);
-  const queue = new GenerationQueue(options.maxQueue ?? 8, (waiting, running) => {
-    metrics.queueDepth.set(waiting);
-    metrics.generationsRunning.set(running);
+  const parallel = generator.parallel ?? 1;
+  metrics.slots.set(parallel);
+  generator.watchSteps?.((step) => {
+    metrics.batchSize.observe(step.sequences);
+    metrics.batchTokens.inc(step.decodeTokens);
+    if (step.seconds > 0) metrics.decodeTokensPerSecond.set(step.decodeTokens / step.seconds);
   });
+  const queue = new GenerationQueue(
+    options.maxQueue ?? 8,
+    (waiting, running) => {
+      metrics.queueDepth.set(waiting);
+      metrics.generationsRunning.set(running);
+      metrics.slotsBusy.set(running); // the queue gives at most `parallel` places, one slot each
+    },
+    parallel,
+  );
   const limits = { maxTokens: options.maxTokens ?? 1024, temperature: options.temperature ?? 0.8, topP: options.topP ?? 0.95, vocabSize: generator.vocabSize };
   const timeoutMs = options.requestTimeoutMs ?? 300_000;
   const retryAfter = String(options.retryAfterSeconds ?? 5);
@@ -191,7 +204,7 @@ export async function createServer(options: ServerOptions): Promise<DemoServer> 
       model: generator.modelId,
       model_loaded: h.modelLoaded,
       workers: { configured: h.workersConfigured, connected: h.workersConnected },
-      queue: { running: queue.running ? 1 : 0, waiting: queue.depth, max_waiting: queue.maxWaiting },
+      queue: { running: queue.running, waiting: queue.depth, max_waiting: queue.maxWaiting, parallel: queue.capacity },
     };
   });
 

@@ -1,4 +1,4 @@
-/** One generation at a time, with a bounded line of waiting requests. */
+/** Up to `capacity` generations at a time (the model's batch slots), with a bounded line of waiting requests. */
 
 export class QueueFullError extends Error {
   constructor() {
@@ -12,19 +12,21 @@ interface Waiter {
 }
 
 export class GenerationQueue {
-  private busy = false;
+  private busy = 0;
   private readonly waiting: Waiter[] = [];
 
-  /** `maxWaiting`: requests that may wait while one generates; one more is refused. */
+  /** `maxWaiting`: requests that may wait while `capacity` generate; one more is refused. */
   constructor(
     readonly maxWaiting: number,
     private readonly onChange: (waiting: number, running: number) => void = () => {},
+    readonly capacity = 1,
   ) {}
 
   get depth(): number {
     return this.waiting.length;
   }
-  get running(): boolean {
+  /** Generations holding a place now. */
+  get running(): number {
     return this.busy;
   }
 
@@ -34,8 +36,8 @@ export class GenerationQueue {
    */
   acquire(signal?: AbortSignal): Promise<() => void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
-    if (!this.busy) {
-      this.busy = true;
+    if (this.busy < this.capacity) {
+      this.busy++;
       this.changed();
       return Promise.resolve(this.releaser());
     }
@@ -67,12 +69,12 @@ export class GenerationQueue {
       done = true;
       const next = this.waiting.shift();
       if (next) next.resolve(this.releaser());
-      else this.busy = false;
+      else this.busy--;
       this.changed();
     };
   }
 
   private changed(): void {
-    this.onChange(this.waiting.length, this.busy ? 1 : 0);
+    this.onChange(this.waiting.length, this.busy);
   }
 }

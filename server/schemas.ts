@@ -118,7 +118,10 @@ export const HEALTH_SCHEMA = {
         model: { type: 'string' },
         model_loaded: { type: 'boolean' },
         workers: { type: 'object', properties: { configured: { type: 'integer' }, connected: { type: 'integer' } } },
-        queue: { type: 'object', properties: { running: { type: 'integer' }, waiting: { type: 'integer' }, max_waiting: { type: 'integer' } } },
+        queue: {
+          type: 'object',
+          properties: { running: { type: 'integer' }, waiting: { type: 'integer' }, max_waiting: { type: 'integer' }, parallel: { type: 'integer', description: 'generations decoded together at most' } },
+        },
       },
     },
   },
@@ -126,7 +129,8 @@ export const HEALTH_SCHEMA = {
 
 export const METRICS_SCHEMA = {
   summary: 'Prometheus metrics',
-  description: 'Requests, tokens, time to first token, queue depth, rate-limit refusals, and process metrics, in the Prometheus text format.',
+  description:
+    'Requests, tokens, time to first token, queue depth, slots busy, batch size per step, decode tokens/s, rate-limit refusals, and process metrics, in the Prometheus text format.',
   tags: ['operations'],
   produces: ['text/plain'],
   response: { 200: { description: 'Prometheus text exposition format.', type: 'string' } },
@@ -152,7 +156,7 @@ export const MODELS_SCHEMA = {
 export const CHAT_COMPLETIONS_SCHEMA = {
   summary: 'Create a chat completion',
   description:
-    'One generation at a time; others wait in a bounded queue. The rate limit counts requests per client IP (the socket peer, or X-Forwarded-For from a trusted proxy) and answers 429 with Retry-After and X-RateLimit-* headers.',
+    'Up to `serve --parallel` generations at a time, decoded together (continuous batching); others wait in a bounded queue. The rate limit counts requests per client IP (the socket peer, or X-Forwarded-For from a trusted proxy) and answers 429 with Retry-After and X-RateLimit-* headers.',
   tags: ['openai'],
   body: chatRequest,
   response: {

@@ -131,6 +131,21 @@ describe('runBenchmark', () => {
     expect(parseResults(JSON.stringify(measured), 'b.json')).toEqual(measured);
   });
 
+  it('with concurrency levels, reports batched decoding at each and the cost at the best level', async () => {
+    const r = await runBenchmark({ model, ...settings, repeat: 1, costPerHour: 0.9, concurrency: [1, 3] });
+    expect(r.concurrency!.map((c) => c.concurrency)).toEqual([1, 3]);
+    for (const c of r.concurrency!) {
+      expect(c.aggregateDecodeTps).toBeGreaterThan(0);
+      expect(c.perStreamDecodeTps).toBeCloseTo(c.aggregateDecodeTps / c.concurrency, 9);
+      expect(c.ttftMeanSeconds).toBeGreaterThan(0);
+      expect(c.usdPerMillionTokens).toBeCloseTo(usdPerMillionTokens(c.aggregateDecodeTps, 0.9), 12);
+    }
+    const best = r.concurrency!.reduce((a, b) => (b.aggregateDecodeTps > a.aggregateDecodeTps ? b : a));
+    expect(r.best).toEqual(best);
+    expect(parseResults(JSON.stringify(r), 'b.json')).toEqual(r);
+    await expect(runBenchmark({ model, ...settings, concurrency: [2], distributed: { workers: ['127.0.0.1:1'] } })).rejects.toThrow(/concurrency: batched decoding does not run with workers yet/);
+  });
+
   // A factor of 1000, not 10: a loaded machine can stall one short repeat of the measured baseline by 10x.
   it('fails against a base a thousand times faster and passes against one a thousand times slower', async () => {
     const slower = await runBenchmark({ model, ...settings, baseline: scaled(1000) });

@@ -168,6 +168,8 @@ it('glm-dllama serve answers the openai client and exits cleanly on SIGTERM', as
   expect(await exited).toBe(0);
   expect(stderr).toMatch(/^rate limit: 5 chat requests per client IP per 60 s \(--rate-limit N --rate-window SECONDS to change, --rate-limit 0 for none\)$/m);
   expect(stderr).toMatch(/closing: refusing new requests/);
+  // The fixture's KV caches are small: the default is the cap, decoded together.
+  expect(stderr).toMatch(/^parallel: 8 generations decoded together, KV cache [\d.]+ MiB each, [\d.]+ MiB in all \(the default within \d+ MiB, a quarter of the free memory; --parallel N to change\)$/m);
 });
 
 it("serve's default rate limit: roomy on loopback, the public demo's 10 an hour elsewhere, flags first", () => {

@@ -81,7 +81,7 @@ it('queues one generation at a time, refuses beyond the bound, and frees a place
   expect(got).toBe(false);
   first();
   (await third)();
-  expect(q.running).toBe(false);
+  expect(q.running).toBe(0);
   expect(q.depth).toBe(0);
   expect(depths).toContain(1);
 });

@@ -245,7 +245,7 @@ it('one generation at a time: a full queue answers 503 with Retry-After, and wai
   const waiting = client.chat.completions.create({ model: 'scripted', messages: [user('second')] });
   await new Promise((r) => setTimeout(r, 50));
   expect(server.queue.depth).toBe(1);
-  expect((await (await fetch(`${url}/health`)).json()).queue).toEqual({ running: 1, waiting: 1, max_waiting: 1 });
+  expect((await (await fetch(`${url}/health`)).json()).queue).toEqual({ running: 1, waiting: 1, max_waiting: 1, parallel: 1 });
   expect(metric(await (await fetch(`${url}/metrics`)).text(), 'glm_dllama_queue_depth')).toBe(1);
   const overflow = await client.chat.completions.create({ model: 'scripted', messages: [user('third')] }).catch((e: unknown) => e);
   expect(overflow).toBeInstanceOf(OpenAI.InternalServerError);

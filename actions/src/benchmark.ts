@@ -30,6 +30,11 @@ export async function benchmark(): Promise<void> {
     maxRegression: numberInput('max-regression', { min: 0 }),
     workers: listInput('workers'),
     device: optionalInput('device') ?? 'auto',
+    concurrency: listInput('concurrency').map((v) => {
+      const n = Number(v);
+      if (!(Number.isSafeInteger(n) && n > 0)) throw new InputError('concurrency', `"${v}" is not a positive integer`);
+      return n;
+    }),
   };
   const settings = readStepSettings();
   await ensureEngine();
@@ -41,5 +46,8 @@ export async function benchmark(): Promise<void> {
   core.setOutput('prefill-tps', String(results.prefillTps));
   core.setOutput('decode-tps', String(results.decodeTps));
   core.setOutput('usd-per-million-tokens', results.usdPerMillionTokens === undefined ? '' : String(results.usdPerMillionTokens));
+  core.setOutput('best-concurrency', results.best ? String(results.best.concurrency) : '');
+  core.setOutput('best-aggregate-tps', results.best ? String(results.best.aggregateDecodeTps) : '');
+  core.setOutput('best-usd-per-million-tokens', results.best?.usdPerMillionTokens === undefined ? '' : String(results.best.usdPerMillionTokens));
   await finishStep(settings, results, base);
 }

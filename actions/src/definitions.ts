@@ -118,6 +118,10 @@ export const ACTIONS: ActionDefinition[] = [
       baseline: { description: 'A benchmark results JSON to compare with. Default: the baseline store\'s entry for this model and runner.' },
       'max-regression': { description: 'Gate: largest slowdown of the median against the base, in percent (judged with the runs\' spread).' },
       'cost-per-hour': { description: 'The runner\'s price in USD per hour, for $ per million tokens.' },
+      concurrency: {
+        description:
+          'Concurrency levels (comma-separated, e.g. 1,2,4,8): also decode that many generations together at each (continuous batching) and report aggregate and per-stream tokens/s, time to first token, and $ per million tokens at the best level. Not with workers.',
+      },
       workers: { description: 'glm-engine worker addresses (host:port, comma-separated or one per line) to run the model across several machines (docs/distributed.md); cost-per-hour is then the whole cluster\'s price.' },
       sync: { description: 'How the nodes exchange partial sums with workers: q80 or f32.', default: 'q80' },
       'worker-secret': { description: 'The shared secret the workers were started with (masked in logs).' },
@@ -129,6 +133,9 @@ export const ACTIONS: ActionDefinition[] = [
       'prefill-tps': 'Median prefill tokens/s.',
       'decode-tps': 'Median decode tokens/s.',
       'usd-per-million-tokens': 'USD per million generated tokens at cost-per-hour (empty without it).',
+      'best-concurrency': 'With concurrency: the level of the highest aggregate decode tokens/s.',
+      'best-aggregate-tps': 'With concurrency: that aggregate decode tokens/s.',
+      'best-usd-per-million-tokens': 'With concurrency and cost-per-hour: USD per million tokens at that level.',
     },
   },
   {

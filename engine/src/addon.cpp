@@ -271,13 +271,15 @@ glm::Placement placementArg(Napi::Env env, const Napi::Value& device, const Napi
   }
 }
 
-// A loaded model and its inference session: new Engine(path, threads, maxSeqLen, kvF16, distributed?, device?, cpuExperts?, mtp?).
+// A loaded model and its inference session: new Engine(path, threads, maxSeqLen, kvF16, distributed?, device?, cpuExperts?, mtp?, slots?).
 class Engine : public Napi::ObjectWrap<Engine> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Engine",
                        {InstanceMethod("evaluate", &Engine::Evaluate), InstanceMethod("evaluateAsync", &Engine::EvaluateAsync),
-                        InstanceMethod("reset", &Engine::Reset),
+                        InstanceMethod("reset", &Engine::Reset), InstanceMethod("evaluateSlotsAsync", &Engine::EvaluateSlotsAsync),
+                        InstanceMethod("slotPosition", &Engine::SlotPosition), InstanceMethod("rewindSlot", &Engine::RewindSlot),
+                        InstanceAccessor("slots", &Engine::Slots, nullptr),
                         InstanceMethod("perplexity", &Engine::Perplexity),
                         InstanceMethod("rewind", &Engine::Rewind), InstanceAccessor("position", &Engine::Position, nullptr),
                         InstanceAccessor("contextLength", &Engine::ContextLength, nullptr),
@@ -302,10 +304,11 @@ class Engine : public Napi::ObjectWrap<Engine> {
     // mtp: true loads the MTP layer (an error when the file has none), "auto" loads it when present.
     const bool autoMtp = info.Length() > 7 && info[7].IsString() && info[7].As<Napi::String>().Utf8Value() == "auto";
     const bool askMtp = info.Length() > 7 && !info[7].IsString() && info[7].ToBoolean().Value();
+    const int slots = info.Length() > 8 && info[8].IsNumber() ? info[8].As<Napi::Number>().Int32Value() : 1;
     try {
       model_ = std::make_unique<glm::Model>(info[0].As<Napi::String>().Utf8Value());
       const bool mtp = askMtp || (autoMtp && model_->header().mtpLayers > 0);
-      session_ = std::make_unique<glm::Session>(*model_, std::max(1, threads), maxSeqLen, kvType, distributed, placement, mtp);
+      session_ = std::make_unique<glm::Session>(*model_, std::max(1, threads), maxSeqLen, kvType, distributed, placement, mtp, slots);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
@@ -367,6 +370,48 @@ class Engine : public Napi::ObjectWrap<Engine> {
     bool all_, draft_;
     int greedyDrafts_, vocabLimit_;
     std::vector<int32_t> drafts_;
+    std::vector<float> logits_;
+  };
+
+  // Runs one batched step (Session::evaluateSlots) off the JavaScript thread.
+  class EvaluateSlotsWorker : public Napi::AsyncWorker {
+   public:
+    EvaluateSlotsWorker(Napi::Env env, Engine* engine, std::vector<glm::Session::SlotTokens> entries, std::vector<std::vector<int32_t>> tokens,
+                        size_t rows)
+        : Napi::AsyncWorker(env),
+          deferred_(Napi::Promise::Deferred::New(env)),
+          self_(Napi::Persistent(engine->Value())),
+          engine_(engine),
+          entries_(std::move(entries)),
+          tokens_(std::move(tokens)),
+          logits_(rows * static_cast<size_t>(engine->model_->header().vocabSize)) {
+      for (size_t i = 0; i < entries_.size(); i++) entries_[i].tokens = tokens_[i].data();
+    }
+    Napi::Promise Promise() { return deferred_.Promise(); }
+    void Execute() override {
+      try {
+        engine_->session_->evaluateSlots(entries_, logits_.data());
+      } catch (const std::exception& e) {
+        SetError(e.what());
+      }
+    }
+    void OnOK() override {
+      engine_->busy_ = false;
+      Napi::Float32Array out = Napi::Float32Array::New(Env(), logits_.size());
+      std::copy(logits_.begin(), logits_.end(), out.Data());
+      deferred_.Resolve(out);
+    }
+    void OnError(const Napi::Error& e) override {
+      engine_->busy_ = false;
+      deferred_.Reject(e.Value());
+    }
+
+   private:
+    Napi::Promise::Deferred deferred_;
+    Napi::ObjectReference self_;
+    Engine* engine_;
+    std::vector<glm::Session::SlotTokens> entries_;
+    std::vector<std::vector<int32_t>> tokens_;
     std::vector<float> logits_;
   };
 
@@ -442,6 +487,38 @@ class Engine : public Napi::ObjectWrap<Engine> {
     return promise;
   }
 
+  // evaluateSlotsAsync([{slot, tokens: Int32Array, allLogits}]) -> Promise<Float32Array>: one batched step;
+  // the entries' logits one after the other (n x vocab for allLogits, else vocab).
+  Napi::Value EvaluateSlotsAsync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* usage = "evaluateSlotsAsync(entries): entries must be an array of {slot: number, tokens: Int32Array, allLogits: boolean}";
+    if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, usage);
+    if (busy_) throw Napi::Error::New(env, "the model is busy with another evaluation; await it first");
+    session(env);
+    Napi::Array list = info[0].As<Napi::Array>();
+    std::vector<glm::Session::SlotTokens> entries;
+    std::vector<std::vector<int32_t>> tokens;
+    size_t rows = 0;
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      if (!list.Get(i).IsObject()) throw Napi::TypeError::New(env, usage);
+      Napi::Object o = list.Get(i).As<Napi::Object>();
+      const Napi::Value ids = o.Get("tokens");
+      if (!o.Get("slot").IsNumber() || !ids.IsTypedArray() || ids.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+        throw Napi::TypeError::New(env, usage);
+      }
+      Napi::Int32Array t = ids.As<Napi::Int32Array>();
+      tokens.emplace_back(t.Data(), t.Data() + t.ElementLength());
+      const bool all = o.Get("allLogits").ToBoolean().Value();
+      entries.push_back({o.Get("slot").As<Napi::Number>().Int32Value(), nullptr, static_cast<int>(t.ElementLength()), all});
+      rows += all ? t.ElementLength() : 1;
+    }
+    auto* worker = new EvaluateSlotsWorker(env, this, std::move(entries), std::move(tokens), rows);
+    busy_ = true;
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();
+    return promise;
+  }
+
   // draftGreedyAsync(tokens, k, vocabLimit) -> Promise<Int32Array> of k greedy drafts (Session::draftGreedy)
   Napi::Value DraftGreedyAsync(const Napi::CallbackInfo& info) {
     Napi::Int32Array tokens = tokensArg(info, "draftGreedyAsync");
@@ -454,6 +531,26 @@ class Engine : public Napi::ObjectWrap<Engine> {
     worker->Queue();
     return promise;
   }
+
+  Napi::Value SlotPosition(const Napi::CallbackInfo& info) {
+    try {
+      return Napi::Number::New(info.Env(), session(info.Env()).slotPosition(info[0].As<Napi::Number>().Int32Value()));
+    } catch (const std::invalid_argument& e) {
+      throw Napi::RangeError::New(info.Env(), e.what());
+    }
+  }
+
+  Napi::Value RewindSlot(const Napi::CallbackInfo& info) {
+    if (busy_) throw Napi::Error::New(info.Env(), "the model is busy with another evaluation; await it first");
+    try {
+      session(info.Env()).rewindSlot(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value());
+    } catch (const std::invalid_argument& e) {
+      throw Napi::RangeError::New(info.Env(), e.what());
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Slots(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), session(info.Env()).slots()); }
 
   // perplexity(ids: Int32Array, contextLength) -> [{start, tokens, nll}]
   Napi::Value Perplexity(const Napi::CallbackInfo& info) {

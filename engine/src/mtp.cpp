@@ -39,7 +39,9 @@ void MtpDrafter::run(const int32_t* tokens, const float* hidden, int n, int pos,
   x_.resize(static_cast<size_t>(n) * dim);
   ffn_.matmul(model_.mtp.ehProj, joined_.data(), n, x_.data());
   blocks_.load(x_.data(), n);
-  glm4MoeLayer(blocks_, layer_.layers[0], 0, n, pos);
+  places_.resize(n);
+  for (int j = 0; j < n; j++) places_[j] = {0, pos + j};
+  glm4MoeLayer(blocks_, layer_.layers[0], 0, n, places_.data());
   blocks_.logits(n - 1, 1, logits);
   residual_.resize(dim);
   blocks_.residual(n - 1, 1, residual_.data());

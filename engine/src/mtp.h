@@ -29,6 +29,7 @@ class MtpDrafter {
   CpuFfn ffn_;
   CpuBlocks blocks_;
   std::vector<float> joined_, x_, residual_;
+  std::vector<TokenPlace> places_;
 };
 
 }  // namespace glm

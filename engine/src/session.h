@@ -28,9 +28,10 @@ class Session {
   // (throws PlanError, NetError or RemoteError).
   // placement: the CPU (the default) or a Vulkan device, resolved from --device by device.h.
   // mtp: keep every position's hidden state and load the model's MTP layer for draft() (throws
-  // ModelError when the file has none).
+  // ModelError when the file has none). slots: sequences whose KV caches are kept at once (batched
+  // decoding, evaluateSlots); slot 0 is the one evaluate() and the MTP drafts work on.
   Session(const Model& model, int threads, int maxSeqLen, FloatType kvType = FloatType::F32, const DistributedOptions& distributed = {},
-          const Placement& placement = {}, bool mtp = false);
+          const Placement& placement = {}, bool mtp = false, int slots = 1);
   // A worker's part: its slice, the root's context length, and the link that completes partial sums.
   Session(std::unique_ptr<Shard> shard, int threads, int context, FloatType kvType, Collective& link, const Placement& placement = {});
   ~Session();
@@ -74,9 +75,32 @@ class Session {
   // here, unsigned and without overflow; throws std::invalid_argument when they do not fit the context.
   void evaluateSlice(const float* x, uint32_t n, uint32_t pos, uint32_t first, uint32_t count, std::vector<float>& logits);
 
+  // One sequence's part of a batched step: n tokens appended to KV slot `slot`; logits of all of them
+  // (n x vocab) when allLogits, else of the last one (vocab).
+  struct SlotTokens {
+    int slot;
+    const int32_t* tokens;
+    int n;
+    bool allLogits;
+  };
+  int slots() const { return static_cast<int>(slotPositions_.size()); }
+  int slotPosition(int slot) const;
+  // Keeps the first `position` tokens of a slot's cache (0 frees it for a new sequence).
+  void rewindSlot(int slot, int position);
+  // Evaluates the tokens of several sequences (each slot at most once) in one pass, so that every
+  // weight matrix is read once for all of them, and advances each slot. Writes the entries' logits one
+  // after the other, in entry order. Each sequence's logits are bit for bit those it gets alone: every
+  // kernel computes a token's row the same way whatever else is in the pass. Throws
+  // std::invalid_argument for a bad slot, a repeated slot, bad ids or a context overflow, before any
+  // evaluation.
+  void evaluateSlots(const std::vector<SlotTokens>& entries, float* logits);
+
  private:
-  // The layers and this node's vocabulary rows of the tokens [first, first + count) of x_.
-  void forward(int n, int pos, int first, int count, float* logits);
+  // Checks ids against the vocabulary and `n` more tokens against the room left after `position`.
+  void checkTokens(const int32_t* tokens, int n, int position) const;
+  // The layers for the n tokens of x_ at places_, and this node's vocabulary rows of the tokens
+  // [first, first + count).
+  void forward(int n, int first, int count, float* logits);
 
   const Model* model_;  // null on a worker
   std::unique_ptr<Shard> shard_;
@@ -87,7 +111,9 @@ class Session {
   std::unique_ptr<vulkan::Context> gpu_;  // null on the CPU
   std::unique_ptr<Blocks> blocks_;
   LayerFn layer_;
-  int position_ = 0;
+  int position_ = 0;             // slot 0's
+  std::vector<int> slotPositions_;  // per slot; entry 0 unused (slot 0's is position_)
+  std::vector<TokenPlace> places_;
   std::vector<float> x_, local_;
   // With mtp: the drafter, the final-normed hidden state of every position (context x dim), the MTP
   // rows fed from it (trusted) and the last MTP output, for a chained draft at mtpPosition_.

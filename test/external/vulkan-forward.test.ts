@@ -193,3 +193,48 @@ test('speculative decoding on the GPU: greedy with 3 MTP drafts equals the CPU w
     gpu.close();
   }
 });
+
+test.each(['glm', 'glm4', 'glm4moe'] as const)('%s: a batched step on the GPU gives each sequence its solo GPU logits, bit for bit (f32, q40)', async (arch) => {
+  const checkpoint = await fixture(dir, { arch, seed: 4 });
+  const prompts = [tokens.slice(0, 9), tokens.slice(5, 12), tokens.slice(2, 19)];
+  for (const weights of ['f32', 'q40'] as const) {
+    const file = join(dir, `batch-${arch}.${weights}.m`);
+    await convert({ modelDir: checkpoint, outFile: file, weights });
+    const solo = new LoadedModel(file, { device, threads: 2, contextLength: 64 });
+    const vocab = solo.vocabSize;
+    // Each sequence alone: its prompt in one pass, then one decode step.
+    const expected = prompts.map((p) => {
+      solo.reset();
+      const rows = solo.evaluate(p, true);
+      return [...Array.from({ length: p.length }, (_, t) => rows.slice(t * vocab, (t + 1) * vocab)), solo.evaluate([7]).slice()];
+    });
+    solo.close();
+    const batched = new LoadedModel(file, { device, threads: 2, contextLength: 64, slots: 3 });
+    try {
+      // Sequence 0 in two chunks, 1 whole, 2 from a single token: runs of different slots in one pass.
+      let out = await batched.evaluateSlots([
+        { slot: 2, tokens: prompts[0]!.slice(0, 4), allLogits: true },
+        { slot: 0, tokens: prompts[1]!, allLogits: true },
+        { slot: 1, tokens: prompts[2]!, allLogits: true },
+      ]);
+      const got = prompts.map(() => [] as Float32Array[]);
+      for (let t = 0; t < 4; t++) got[0]!.push(out[0]!.slice(t * vocab, (t + 1) * vocab));
+      for (let t = 0; t < prompts[1]!.length; t++) got[1]!.push(out[1]!.slice(t * vocab, (t + 1) * vocab));
+      for (let t = 0; t < prompts[2]!.length; t++) got[2]!.push(out[2]!.slice(t * vocab, (t + 1) * vocab));
+      out = await batched.evaluateSlots([
+        { slot: 1, tokens: [7] },
+        { slot: 2, tokens: prompts[0]!.slice(4), allLogits: true },
+        { slot: 0, tokens: [7] },
+      ]);
+      got[2]!.push(out[0]!.slice());
+      for (let t = 0; t < prompts[0]!.length - 4; t++) got[0]!.push(out[1]!.slice(t * vocab, (t + 1) * vocab));
+      got[1]!.push(out[2]!.slice());
+      out = await batched.evaluateSlots([{ slot: 2, tokens: [7] }]);
+      got[0]!.push(out[0]!.slice());
+      const differing = got.map((rows, s) => rows.map((row, t) => (Buffer.compare(Buffer.from(row.buffer), Buffer.from(expected[s]![t]!.buffer)) === 0 ? -1 : t)).filter((t) => t >= 0));
+      expect({ weights, differing }).toEqual({ weights, differing: [[], [], []] });
+    } finally {
+      batched.close();
+    }
+  }
+});

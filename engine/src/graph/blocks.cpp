@@ -9,22 +9,25 @@
 
 namespace glm {
 
-KvCache::KvCache(const ModelHeader& h, int maxSeqLen, FloatType type)
-    : maxSeqLen_(maxSeqLen),
-      kvDim_(h.kvDim()),
-      type_(type),
-      cache_(encodedBytes(type, static_cast<size_t>(h.nLayers) * maxSeqLen * h.kvDim() * 2)) {
-  if (type != FloatType::F32 && type != FloatType::F16) throw std::invalid_argument("the KV cache holds f32 or f16");
+size_t KvCache::slotBytes(const ModelHeader& h, int maxSeqLen, FloatType type) {
+  return encodedBytes(type, static_cast<size_t>(h.nLayers) * maxSeqLen * h.kvDim() * 2);
 }
 
-const uint8_t* KvCache::row(int layer, int pos, int which) const {
-  const size_t index = ((static_cast<size_t>(layer) * 2 + which) * maxSeqLen_ + pos) * kvDim_;
+KvCache::KvCache(const ModelHeader& h, int maxSeqLen, FloatType type, int slots)
+    : maxSeqLen_(maxSeqLen), kvDim_(h.kvDim()), nLayers_(h.nLayers), slots_(slots), type_(type) {
+  if (type != FloatType::F32 && type != FloatType::F16) throw std::invalid_argument("the KV cache holds f32 or f16");
+  if (slots < 1) throw std::invalid_argument("the KV cache needs at least one slot");
+  cache_.resize(slotBytes(h, maxSeqLen, type) * slots);
+}
+
+const uint8_t* KvCache::row(int layer, TokenPlace at, int which) const {
+  const size_t index = (((static_cast<size_t>(at.slot) * nLayers_ + layer) * 2 + which) * maxSeqLen_ + at.pos) * kvDim_;
   return cache_.data() + encodedBytes(type_, index);
 }
 
-void KvCache::store(int layer, int pos, const float* key, const float* value) {
-  encodeF32(type_, key, const_cast<uint8_t*>(row(layer, pos, 0)), kvDim_);
-  encodeF32(type_, value, const_cast<uint8_t*>(row(layer, pos, 1)), kvDim_);
+void KvCache::store(int layer, TokenPlace at, const float* key, const float* value) {
+  encodeF32(type_, key, const_cast<uint8_t*>(row(layer, at, 0)), kvDim_);
+  encodeF32(type_, value, const_cast<uint8_t*>(row(layer, at, 1)), kvDim_);
 }
 
 void addInPlace(float* x, const float* y, size_t n) {
@@ -45,31 +48,80 @@ void Blocks::observe(ActivationStats*) {
   throw std::invalid_argument("activation statistics (imatrix) are collected on the CPU backend only; run with --device cpu");
 }
 
+// Activation values below which quantizeRows runs on the calling thread.
+constexpr size_t kParallelQuantizeValues = 1 << 16;
+
+void CpuFfn::quantizeRows(const float* x, int n, size_t cols) {
+  rowPointers_.resize(n);
+  quantizedRows_.assign(n, QuantizedRow{nullptr, nullptr, nullptr});
+  for (int t = 0; t < n; t++) rowPointers_[t] = x + t * cols;
+  uint8_t* blocks = grow(quantized_, quantizedBlockBytes(cols) * n);
+  float* scales = grow(quantizedScales_, quantizedScales(cols) * n);
+  int32_t* zeroPoint = grow(quantizedZeroPoint_, quantizedZeroPointLanes(cols) * n);
+  for (int t = 0; t < n; t++) {
+    quantizedRows_[t] = {blocks + t * quantizedBlockBytes(cols), scales + t * quantizedScales(cols), zeroPoint + t * quantizedZeroPointLanes(cols)};
+  }
+  auto quantize = [&](int begin, int end) {
+    for (int t = begin; t < end; t++) {
+      quantizeActivations(rowPointers_[t], cols, const_cast<uint8_t*>(quantizedRows_[t].blocks), const_cast<float*>(quantizedRows_[t].scales),
+                          const_cast<int32_t*>(quantizedRows_[t].zeroPoint));
+    }
+  };
+  // A few rows (decoding steps) take microseconds: handing them to the pool costs more than it saves,
+  // above all on a loaded machine where a worker may not be running.
+  if (static_cast<size_t>(n) * cols < kParallelQuantizeValues) {
+    quantize(0, n);
+  } else {
+    pool_.parallelFor(n, quantize);
+  }
+}
+
+static bool quantized(FloatType t) { return t == FloatType::Q40 || t == FloatType::Q80; }
+
 void CpuFfn::matmul(const Tensor& w, const float* x, int n, float* out) {
   const size_t cols = static_cast<size_t>(w.cols);
   if (stats_) stats_->add(w, x, n);
-  std::vector<const float*> xs(n);
-  std::vector<QuantizedRow> qs(n, QuantizedRow{nullptr, nullptr, nullptr});
-  for (int t = 0; t < n; t++) xs[t] = x + t * cols;
-  if (w.type == FloatType::Q40 || w.type == FloatType::Q80) {
-    uint8_t* blocks = grow(quantized_, quantizedBlockBytes(cols) * n);
-    float* scales = grow(quantizedScales_, quantizedScales(cols) * n);
-    int32_t* zeroPoint = grow(quantizedZeroPoint_, quantizedZeroPointLanes(cols) * n);
-    for (int t = 0; t < n; t++) {
-      qs[t] = {blocks + t * quantizedBlockBytes(cols), scales + t * quantizedScales(cols), zeroPoint + t * quantizedZeroPointLanes(cols)};
-    }
-    pool_.parallelFor(n, [&](int begin, int end) {
-      for (int t = begin; t < end; t++) {
-        quantizeActivations(xs[t], cols, const_cast<uint8_t*>(qs[t].blocks), const_cast<float*>(qs[t].scales), const_cast<int32_t*>(qs[t].zeroPoint));
-      }
-    });
+  if (quantized(w.type)) {
+    quantizeRows(x, n, cols);
+  } else {
+    rowPointers_.resize(n);
+    for (int t = 0; t < n; t++) rowPointers_[t] = x + t * cols;
   }
   pool_.parallelFor(
-      w.rows, [&](int begin, int end) { matmulRows(w.type, w.data, w.rowBytes(), begin, end, xs.data(), qs.data(), n, cols, out, w.rows); },
+      w.rows,
+      [&](int begin, int end) { matmulRows(w.type, w.data, w.rowBytes(), begin, end, rowPointers_.data(), quantizedRows_.data(), n, cols, out, w.rows); },
       4);
 }
 
-void CpuBlocks::attention(int layer, const float* x, int n, int pos, float* out) {
+void CpuFfn::groupedMatmul(const std::vector<MatmulJob>& jobs, const float* x, int rows, size_t cols) {
+  if (jobs.empty()) return;
+  if (stats_) {
+    for (const MatmulJob& job : jobs) stats_->add(*job.w, x + static_cast<size_t>(job.first) * cols, job.m);
+  }
+  if (quantized(jobs[0].w->type)) {
+    quantizeRows(x, rows, cols);
+  } else {
+    rowPointers_.resize(rows);
+    for (int t = 0; t < rows; t++) rowPointers_[t] = x + t * cols;
+  }
+  // Work items of kRows weight rows of one job, so that the threads share out the experts evenly.
+  constexpr int kRows = 16;
+  std::vector<std::pair<int, int>> items;  // (job, first row)
+  for (size_t j = 0; j < jobs.size(); j++) {
+    for (int r = 0; r < jobs[j].w->rows; r += kRows) items.emplace_back(static_cast<int>(j), r);
+  }
+  pool_.parallelFor(static_cast<int>(items.size()), [&](int begin, int end) {
+    for (int i = begin; i < end; i++) {
+      const MatmulJob& job = jobs[items[i].first];
+      const Tensor& w = *job.w;
+      const int r = items[i].second;
+      matmulRows(w.type, w.data, w.rowBytes(), r, std::min(r + kRows, w.rows), rowPointers_.data() + job.first, quantizedRows_.data() + job.first, job.m,
+                 cols, job.out, w.rows);
+    }
+  });
+}
+
+void CpuBlocks::attention(int layer, const float* x, int n, const TokenPlace* places, float* out) {
   const LayerWeights& L = model_.layers[layer];
   const int qDim = h_.qDim(), kvDim = h_.kvDim(), hd = h_.headDim;
   float* q = grow(q_, static_cast<size_t>(n) * qDim);
@@ -90,32 +142,36 @@ void CpuBlocks::attention(int layer, const float* x, int n, int pos, float* out)
     for (int i = 0; i < n * h_.nKvHeads; i++) glm::rmsNorm(k + static_cast<size_t>(i) * hd, L.kNorm.f32(), k + static_cast<size_t>(i) * hd, hd, h_.normEpsilon);
   }
   const bool interleaved = h_.ropeStyle == RopeStyle::Interleaved;
-  glm::rope(q, n, h_.nHeads, hd, h_.ropeDim, pos, h_.ropeTheta, interleaved);
-  glm::rope(k, n, h_.nKvHeads, hd, h_.ropeDim, pos, h_.ropeTheta, interleaved);
-  for (int t = 0; t < n; t++) cache_.store(layer, pos + t, k + static_cast<size_t>(t) * kvDim, v + static_cast<size_t>(t) * kvDim);
+  int longest = 0;  // every token's keys are stored before any token attends, so a pass is causal within each slot
+  for (int t = 0; t < n; t++) {
+    glm::rope(q + static_cast<size_t>(t) * qDim, 1, h_.nHeads, hd, h_.ropeDim, places[t].pos, h_.ropeTheta, interleaved);
+    glm::rope(k + static_cast<size_t>(t) * kvDim, 1, h_.nKvHeads, hd, h_.ropeDim, places[t].pos, h_.ropeTheta, interleaved);
+    cache_.store(layer, places[t], k + static_cast<size_t>(t) * kvDim, v + static_cast<size_t>(t) * kvDim);
+    longest = std::max(longest, places[t].pos + 1);
+  }
 
   float* att = grow(att_, static_cast<size_t>(n) * qDim);
   const int group = h_.kvGroup;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int contexts = pos + n;
   // One work item per KV head and token: its query heads read each cached key once. KV-head-major, so
   // each thread gets whole heads over every token and the long causal rows of the last tokens are
   // shared out evenly. On a node whose heads start or end mid-group, the first and last KV heads serve
   // only the node's part of their group.
   pool_.parallelFor(n * h_.nKvHeads, [&](int begin, int end) {
-    std::vector<float> scores(static_cast<size_t>(group) * contexts);
+    std::vector<float> scores(static_cast<size_t>(group) * longest);
     for (int item = begin; item < end; item++) {
       const int kvHead = item / n, t = item % n;
       const int lo = std::max(0, kvHead * group - h_.headOffset), hi = std::min(h_.nHeads, (kvHead + 1) * group - h_.headOffset);
       const size_t firstHead = static_cast<size_t>(t) * h_.nHeads + static_cast<size_t>(lo);
-      const int visible = pos + t + 1;  // causal
+      const int visible = places[t].pos + 1;  // causal
+      const int slot = places[t].slot;
       const size_t stride = static_cast<size_t>(h_.kvDim());
       const size_t offset = encodedBytes(cache_.type(), static_cast<size_t>(kvHead) * hd);
-      attentionScores(q + firstHead * hd, hi - lo, cache_.keys(layer) + offset, cache_.type(), stride, visible, hd, scale, scores.data());
+      attentionScores(q + firstHead * hd, hi - lo, cache_.keys(layer, slot) + offset, cache_.type(), stride, visible, hd, scale, scores.data());
       for (int g = 0; g < hi - lo; g++) {
         float* p = scores.data() + static_cast<size_t>(g) * visible;
         softmax(p, visible);
-        attentionValues(p, cache_.values(layer) + offset, cache_.type(), stride, visible, hd, att + (firstHead + g) * hd);
+        attentionValues(p, cache_.values(layer, slot) + offset, cache_.type(), stride, visible, hd, att + (firstHead + g) * hd);
       }
     }
   });
@@ -172,18 +228,42 @@ Routing routeTokens(const ModelHeader& h, const LayerWeights& L, const float* lo
 
 void CpuFfn::routedExperts(const LayerWeights& L, const Routing& routed, const float* x, int n, int dim, float* out) {
   std::fill_n(out, static_cast<size_t>(n) * dim, 0.0f);
+  // The tokens of every expert this node holds, gathered expert after expert: rows [first, first + m).
+  std::vector<std::pair<int, int>> groups;  // (expert, first row)
+  int rows = 0;
   for (size_t e = 0; e < routed.size(); e++) {
-    const auto& tokens = routed[e];
-    if (tokens.empty() || L.experts[e].gate.rows == 0) continue;  // not routed to, or held by another node
-    const int m = static_cast<int>(tokens.size());
-    float* in = grow(expertIn_, static_cast<size_t>(m) * dim);
-    for (int i = 0; i < m; i++) std::copy_n(x + static_cast<size_t>(tokens[i].first) * dim, dim, in + static_cast<size_t>(i) * dim);
-    float* y = grow(expertOut_, static_cast<size_t>(m) * dim);
-    ffn(L.experts[e], in, m, y);
-    for (int i = 0; i < m; i++) {
-      float* o = out + static_cast<size_t>(tokens[i].first) * dim;
-      const float* yi = y + static_cast<size_t>(i) * dim;
-      for (int d = 0; d < dim; d++) o[d] += tokens[i].second * yi[d];
+    if (routed[e].empty() || L.experts[e].gate.rows == 0) continue;  // not routed to, or held by another node
+    groups.emplace_back(static_cast<int>(e), rows);
+    rows += static_cast<int>(routed[e].size());
+  }
+  if (groups.empty()) return;
+  const int width = L.experts[groups[0].first].gate.rows;
+  float* in = grow(expertIn_, static_cast<size_t>(rows) * dim);
+  for (const auto& [e, first] : groups) {
+    for (size_t i = 0; i < routed[e].size(); i++) std::copy_n(x + static_cast<size_t>(routed[e][i].first) * dim, dim, in + (first + i) * dim);
+  }
+  float* g = grow(gate_, static_cast<size_t>(rows) * width);
+  float* u = grow(up_, static_cast<size_t>(rows) * width);
+  float* y = grow(expertOut_, static_cast<size_t>(rows) * dim);
+  // All the experts' gate and up projections in one loop, then all their down projections.
+  jobs_.clear();
+  for (const auto& [e, first] : groups) {
+    const int m = static_cast<int>(routed[e].size());
+    jobs_.push_back({&L.experts[e].gate, first, m, g + static_cast<size_t>(first) * width});
+    jobs_.push_back({&L.experts[e].up, first, m, u + static_cast<size_t>(first) * width});
+  }
+  groupedMatmul(jobs_, in, rows, dim);
+  for (size_t i = 0; i < static_cast<size_t>(rows) * width; i++) g[i] = silu(g[i]) * u[i];
+  jobs_.clear();
+  for (const auto& [e, first] : groups) jobs_.push_back({&L.experts[e].down, first, static_cast<int>(routed[e].size()), y + static_cast<size_t>(first) * dim});
+  groupedMatmul(jobs_, g, rows, width);
+  // In expert order for every token, as each token alone would add them.
+  for (const auto& [e, first] : groups) {
+    for (size_t i = 0; i < routed[e].size(); i++) {
+      float* o = out + static_cast<size_t>(routed[e][i].first) * dim;
+      const float* yi = y + (first + i) * dim;
+      const float weight = routed[e][i].second;
+      for (int d = 0; d < dim; d++) o[d] += weight * yi[d];
     }
   }
 }

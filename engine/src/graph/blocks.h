@@ -8,27 +8,41 @@
 #include <vector>
 
 #include "../activation-stats.h"
+#include "../cpu/kernels.h"
 #include "../model.h"
 #include "../thread-pool.h"
 
 namespace glm {
 
-// Keys and values of every layer and position, in f32 (exact) or f16 (half the memory and traffic).
+// Where one token of a pass goes: the KV slot of its sequence and its position there. A pass may mix
+// tokens of several sequences (batched decoding); each token attends only to its own slot.
+struct TokenPlace {
+  int slot;
+  int pos;
+};
+
+// Keys and values of every slot, layer and position, in f32 (exact) or f16 (half the memory and
+// traffic). Each slot holds one sequence of up to maxSeqLen tokens.
 class KvCache {
  public:
-  KvCache(const ModelHeader& h, int maxSeqLen, FloatType type);
+  KvCache(const ModelHeader& h, int maxSeqLen, FloatType type, int slots = 1);
   int maxSeqLen() const { return maxSeqLen_; }
+  int slots() const { return slots_; }
   FloatType type() const { return type_; }
+  // Bytes the cache of one slot takes.
+  static size_t slotBytes(const ModelHeader& h, int maxSeqLen, FloatType type);
   // Stores the key and value rows (kvDim floats each) of one position.
-  void store(int layer, int pos, const float* key, const float* value);
-  // The first key / value row of a layer; rows of consecutive positions are kvDim elements apart.
-  const uint8_t* keys(int layer) const { return row(layer, 0, 0); }
-  const uint8_t* values(int layer) const { return row(layer, 0, 1); }
+  void store(int layer, TokenPlace at, const float* key, const float* value);
+  // The first key / value row of a layer in a slot; rows of consecutive positions are kvDim elements apart.
+  const uint8_t* keys(int layer, int slot = 0) const { return row(layer, {slot, 0}, 0); }
+  const uint8_t* values(int layer, int slot = 0) const { return row(layer, {slot, 0}, 1); }
 
  private:
-  const uint8_t* row(int layer, int pos, int which) const;
+  const uint8_t* row(int layer, TokenPlace at, int which) const;
   int maxSeqLen_;
   int kvDim_;
+  int nLayers_;
+  int slots_;
   FloatType type_;
   std::vector<uint8_t> cache_;
 };
@@ -52,8 +66,8 @@ class Blocks {
   virtual ~Blocks() = default;
   // out[t] = rmsnorm(x[t]) * w for n rows.
   virtual void rmsNorm(Act x, const Tensor& w, Act out, int n) = 0;
-  // Self-attention of n tokens at positions pos.. on the normed input x; writes n x dim to out.
-  virtual void attention(int layer, Act x, int n, int pos, Act out) = 0;
+  // Self-attention of n tokens, token t at places[t], on the normed input x; writes n x dim to out.
+  virtual void attention(int layer, Act x, int n, const TokenPlace* places, Act out) = 0;
   // SwiGLU FFN: out = down(silu(gate x) * up x).
   virtual void ffn(const ExpertWeights& w, Act x, int n, Act out) = 0;
   // GLM-4.5 MoE: routed experts (sigmoid scores, correction bias for selection only, normalised
@@ -92,24 +106,39 @@ class CpuFfn {
   void observe(ActivationStats* stats) { stats_ = stats; }
 
  private:
+  // One matrix of a grouped matmul: out (m rows of w.rows) = w times rows [first, first + m) of the input.
+  struct MatmulJob {
+    const Tensor* w;
+    int first, m;
+    float* out;
+  };
+  // Every job's matmul in one loop over the pool (one wait for all the experts of a layer, not one
+  // each); the input's `rows` rows of `cols` are quantized once. Each row comes out as matmul gives it.
+  void groupedMatmul(const std::vector<MatmulJob>& jobs, const float* x, int rows, size_t cols);
+  // Prepares n rows of x for quantized weights in the scratch; returns their pointers.
+  void quantizeRows(const float* x, int n, size_t cols);
+
   ThreadPool& pool_;
   ActivationStats* stats_ = nullptr;
+  std::vector<const float*> rowPointers_;
+  std::vector<QuantizedRow> quantizedRows_;
   // Scratch, grown on demand and reused.
   std::vector<uint8_t> quantized_;
   std::vector<float> quantizedScales_;
   std::vector<int32_t> quantizedZeroPoint_;
   std::vector<float> gate_, up_, expertIn_, expertOut_;
+  std::vector<MatmulJob> jobs_;
 };
 
 // The blocks on the CPU, split over the thread pool.
 class CpuBlocks final : public Blocks {
  public:
   // `collective` is null on a single node.
-  CpuBlocks(const Weights& model, ThreadPool& pool, int maxSeqLen, FloatType kvType, Collective* collective = nullptr)
-      : model_(model), h_(model.header()), pool_(pool), cpu_(pool), cache_(model.header(), maxSeqLen, kvType), collective_(collective) {}
+  CpuBlocks(const Weights& model, ThreadPool& pool, int maxSeqLen, FloatType kvType, Collective* collective = nullptr, int slots = 1)
+      : model_(model), h_(model.header()), pool_(pool), cpu_(pool), cache_(model.header(), maxSeqLen, kvType, slots), collective_(collective) {}
 
   void rmsNorm(Act x, const Tensor& w, Act out, int n) override { rmsNorm(rows(x), w, rows(out), n); }
-  void attention(int layer, Act x, int n, int pos, Act out) override { attention(layer, rows(x), n, pos, rows(out)); }
+  void attention(int layer, Act x, int n, const TokenPlace* places, Act out) override { attention(layer, rows(x), n, places, rows(out)); }
   void ffn(const ExpertWeights& w, Act x, int n, Act out) override { cpu_.ffn(w, rows(x), n, rows(out)); }
   void moe(const LayerWeights& layer, Act x, int n, Act out) override { moe(layer, rows(x), n, rows(out)); }
   void add(Act x, Act y, int n) override;
@@ -125,7 +154,7 @@ class CpuBlocks final : public Blocks {
   float* rows(Act a) { return a == Act::X ? x_.data() : a == Act::A ? a_.data() : b_.data(); }
   void rmsNorm(const float* x, const Tensor& w, float* out, int n);
   void matmul(const Tensor& w, const float* x, int n, float* out) { cpu_.matmul(w, x, n, out); }
-  void attention(int layer, const float* x, int n, int pos, float* out);
+  void attention(int layer, const float* x, int n, const TokenPlace* places, float* out);
   void moe(const LayerWeights& layer, const float* x, int n, float* out);
 
   const Weights& model_;

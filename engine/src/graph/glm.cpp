@@ -3,9 +3,9 @@
 
 namespace glm {
 
-void glmLayer(Blocks& blocks, const LayerWeights& w, int layer, int n, int pos) {
+void glmLayer(Blocks& blocks, const LayerWeights& w, int layer, int n, const TokenPlace* places) {
   blocks.rmsNorm(Act::X, w.attnNorm, Act::A, n);
-  blocks.attention(layer, Act::A, n, pos, Act::B);
+  blocks.attention(layer, Act::A, n, places, Act::B);
   blocks.reduce(Act::B, n);
   blocks.add(Act::X, Act::B, n);
   blocks.rmsNorm(Act::X, w.ffnNorm, Act::A, n);

@@ -3,9 +3,9 @@
 
 namespace glm {
 
-void glm4Layer(Blocks& blocks, const LayerWeights& w, int layer, int n, int pos) {
+void glm4Layer(Blocks& blocks, const LayerWeights& w, int layer, int n, const TokenPlace* places) {
   blocks.rmsNorm(Act::X, w.attnNorm, Act::A, n);
-  blocks.attention(layer, Act::A, n, pos, Act::B);
+  blocks.attention(layer, Act::A, n, places, Act::B);
   blocks.reduce(Act::B, n);
   blocks.rmsNorm(Act::B, w.postAttnNorm, Act::A, n);
   blocks.add(Act::X, Act::A, n);

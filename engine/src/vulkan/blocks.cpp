@@ -10,10 +10,19 @@ namespace {
 // alignment Vulkan allows, so every segment can be bound on its own.
 constexpr size_t kSegment = 64;
 size_t padded(size_t n) { return (n + kSegment - 1) / kSegment * kSegment; }
+
+// Calls f(first, end) for each stretch of rows at consecutive positions of one slot (a sequence's tokens).
+template <typename F>
+void forEachRun(const TokenPlace* places, int n, F f) {
+  for (int first = 0, end; first < n; first = end) {
+    for (end = first + 1; end < n && places[end].slot == places[first].slot && places[end].pos == places[end - 1].pos + 1;) end++;
+    f(first, end);
+  }
+}
 }  // namespace
 
 GpuBlocks::GpuBlocks(const Weights& model, Context& context, ThreadPool& pool, int cpuExpertLayers, int maxSeqLen, FloatType kvType,
-                     Collective* collective)
+                     Collective* collective, int slots)
     : model_(model),
       h_(model.header()),
       context_(context),
@@ -30,7 +39,7 @@ GpuBlocks::GpuBlocks(const Weights& model, Context& context, ThreadPool& pool, i
     throw VulkanError("one layer's KV cache (" + std::to_string(cacheBytes >> 20) + " MiB at a context of " + std::to_string(maxSeqLen) +
                       ") exceeds the device's binding limit of " + std::to_string(context.maxBinding() >> 20) + " MiB: use a shorter context or --kv-cache f16");
   }
-  for (int l = 0; l < h_.nLayers; l++) {
+  for (int l = 0; l < h_.nLayers * slots; l++) {
     keys_.push_back(context.allocate(cacheBytes, "the KV cache"));
     values_.push_back(context.allocate(cacheBytes, "the KV cache"));
   }
@@ -99,7 +108,7 @@ void GpuBlocks::add(Act x, Act y, int n) {
   kernels_.add(rows(x), rows(y), count, count);
 }
 
-void GpuBlocks::attention(int layer, Act x, int n, int pos, Act out) {
+void GpuBlocks::attention(int layer, Act x, int n, const TokenPlace* places, Act out) {
   const LayerWeights& L = model_.layers[layer];
   const int qDim = h_.qDim(), kvDim = h_.kvDim(), hd = h_.headDim;
   Buffer& q = grow(q_, static_cast<size_t>(n) * qDim, "the queries");
@@ -119,10 +128,18 @@ void GpuBlocks::attention(int layer, Act x, int n, int pos, Act out) {
     kernels_.rmsNorm(k, vector(L.kNorm), k, n * h_.nKvHeads, hd, h_.normEpsilon);
   }
   const bool interleaved = h_.ropeStyle == RopeStyle::Interleaved;
-  kernels_.rope(q, *ropeTable_, n * h_.nHeads, h_.nHeads, hd, h_.ropeDim, pos, interleaved);
-  kernels_.rope(k, *ropeTable_, n * h_.nKvHeads, h_.nKvHeads, hd, h_.ropeDim, pos, interleaved);
-  kernels_.storeKv(k, v, *keys_[layer], *values_[layer], kvType_, n, kvDim, pos);
-  kernels_.attention(q, *keys_[layer], *values_[layer], kvType_, att, n, pos, h_.nHeads, hd, kvDim, h_.kvGroup, h_.headOffset);
+  auto cache = [&](int row) { return static_cast<size_t>(places[row].slot) * h_.nLayers + layer; };
+  forEachRun(places, n, [&](int first, int end) {
+    const int m = end - first, pos = places[first].pos;
+    kernels_.rope(q, *ropeTable_, m * h_.nHeads, h_.nHeads, hd, h_.ropeDim, pos, interleaved, first);
+    kernels_.rope(k, *ropeTable_, m * h_.nKvHeads, h_.nKvHeads, hd, h_.ropeDim, pos, interleaved, first);
+    kernels_.storeKv(k, v, *keys_[cache(first)], *values_[cache(first)], kvType_, m, kvDim, pos, first);
+  });
+  // Every token's keys are stored before any attends, as on the CPU.
+  forEachRun(places, n, [&](int first, int end) {
+    kernels_.attention(q, *keys_[cache(first)], *values_[cache(first)], kvType_, att, end - first, places[first].pos, h_.nHeads, hd, kvDim, h_.kvGroup,
+                       h_.headOffset, first);
+  });
   kernels_.matmul(matrix(L.wo), att, n, rows(out));
 }
 

@@ -17,10 +17,12 @@ class GpuBlocks final : public Blocks {
  public:
   // Uploads every tensor of `model` that runs on the device (throws VulkanError when it is short of
   // memory); `pool` runs the experts kept on the CPU.
-  GpuBlocks(const Weights& model, Context& context, ThreadPool& pool, int cpuExpertLayers, int maxSeqLen, FloatType kvType, Collective* collective);
+  // `slots` sequences' KV caches are kept (batched decoding).
+  GpuBlocks(const Weights& model, Context& context, ThreadPool& pool, int cpuExpertLayers, int maxSeqLen, FloatType kvType, Collective* collective,
+            int slots = 1);
 
   void rmsNorm(Act x, const Tensor& w, Act out, int n) override;
-  void attention(int layer, Act x, int n, int pos, Act out) override;
+  void attention(int layer, Act x, int n, const TokenPlace* places, Act out) override;
   void ffn(const ExpertWeights& w, Act x, int n, Act out) override { ffn(w, rows(x), n, rows(out)); }
   void moe(const LayerWeights& layer, Act x, int n, Act out) override;
   void add(Act x, Act y, int n) override;
@@ -52,7 +54,7 @@ class GpuBlocks final : public Blocks {
   int capacity_ = 0;  // tokens the activation buffers hold
   std::map<const uint8_t*, Matrix> matrices_;
   std::map<const uint8_t*, std::unique_ptr<Buffer>> vectors_;
-  std::vector<std::unique_ptr<Buffer>> keys_, values_;  // per layer
+  std::vector<std::unique_ptr<Buffer>> keys_, values_;  // per slot and layer: [slot * nLayers + layer]
   std::unique_ptr<Buffer> ropeTable_;
   std::unique_ptr<Buffer> x_, a_, b_, q_, k_, v_, att_, gate_, up_, router_, expertIn_, expertOut_, routes_, logits_;
   std::vector<float> host_, hostIn_;

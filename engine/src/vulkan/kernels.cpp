@@ -123,22 +123,22 @@ void Kernels::rmsNorm(const Buffer& x, const Buffer& weight, Buffer& out, int ro
   context_.dispatch(Shader::RmsNorm, {{&x}, {&weight}, {&out}}, &push, sizeof push, g.x, g.y);
 }
 
-void Kernels::rope(Buffer& v, const Buffer& table, int vectors, int heads, int headDim, int ropeDim, int pos, bool interleaved) {
+void Kernels::rope(Buffer& v, const Buffer& table, int vectors, int heads, int headDim, int ropeDim, int pos, bool interleaved, int first) {
   const uint32_t pairs = u32(ropeDim / 2);
   const Grid g = elementGrid(static_cast<size_t>(vectors) * pairs);
-  const uint32_t push[] = {u32(vectors), u32(heads), u32(headDim), pairs, u32(pos), interleaved ? 1u : 0u, g.x};
+  const uint32_t push[] = {u32(vectors), u32(heads), u32(headDim), pairs, u32(pos), interleaved ? 1u : 0u, g.x, u32(first)};
   context_.dispatch(Shader::Rope, {{&v}, {&table}}, push, sizeof push, g.x, g.y);
 }
 
-void Kernels::storeKv(const Buffer& k, const Buffer& v, Buffer& keyCache, Buffer& valueCache, FloatType cacheType, int n, int kvDim, int pos) {
+void Kernels::storeKv(const Buffer& k, const Buffer& v, Buffer& keyCache, Buffer& valueCache, FloatType cacheType, int n, int kvDim, int pos, int first) {
   const size_t count = static_cast<size_t>(n) * kvDim;
   const Grid g = elementGrid(count);
-  const uint32_t push[] = {u32(count), u32(kvDim), u32(pos), g.x};
+  const uint32_t push[] = {u32(count), u32(kvDim), u32(pos), g.x, u32(first)};
   context_.dispatch(cacheType == FloatType::F16 ? Shader::KvStoreF16 : Shader::KvStoreF32, {{&k}, {&v}, {&keyCache}, {&valueCache}}, push, sizeof push, g.x, g.y);
 }
 
 void Kernels::attention(const Buffer& q, const Buffer& keyCache, const Buffer& valueCache, FloatType cacheType, Buffer& out, int n, int pos, int heads,
-                        int headDim, int kvDim, int group, int headOffset) {
+                        int headDim, int kvDim, int group, int headOffset, int first) {
   const size_t stride = static_cast<size_t>(pos) + n;  // the longest causal row
   const size_t perToken = static_cast<size_t>(heads) * stride * sizeof(float);
   const size_t budget = std::min(kScoreBudget, context_.maxBinding());
@@ -146,12 +146,12 @@ void Kernels::attention(const Buffer& q, const Buffer& keyCache, const Buffer& v
   Buffer& scores = scratch(scores_, perToken * std::min(tokensPerDispatch, n), "the attention scores");
   const float scale = 1.0f / std::sqrt(static_cast<float>(headDim));
   const Shader shader = cacheType == FloatType::F16 ? Shader::AttentionF16 : Shader::AttentionF32;
-  for (int first = 0; first < n; first += tokensPerDispatch) {
-    const int count = std::min(tokensPerDispatch, n - first);
+  for (int done = 0; done < n; done += tokensPerDispatch) {
+    const int count = std::min(tokensPerDispatch, n - done);
     struct {
       uint32_t heads, headDim, kvDim, group, headOffset, pos, first, scoreStride;
       float scale;
-    } push{u32(heads), u32(headDim), u32(kvDim), u32(group), u32(headOffset), u32(pos), u32(first), u32(stride), scale};
+    } push{u32(heads), u32(headDim), u32(kvDim), u32(group), u32(headOffset), u32(pos + done), u32(first + done), u32(stride), scale};
     context_.dispatch(shader, {{&q}, {&keyCache}, {&valueCache}, {&scores}, {&out}}, &push, sizeof push, u32(heads), u32(count));
   }
 }

@@ -39,15 +39,15 @@ class Kernels {
   void matmul(const Matrix& w, const Buffer& x, int n, Buffer& out);
   // out = rmsnorm(x) * weight over `rows` rows of dim (out may be x).
   void rmsNorm(const Buffer& x, const Buffer& weight, Buffer& out, int rows, int dim, float eps);
-  // Rotates `vectors` rows of headDim values (heads per token, tokens at positions pos..) in place by the
-  // cos/sin table (ropeTable), pairs interleaved or half-split.
-  void rope(Buffer& v, const Buffer& table, int vectors, int heads, int headDim, int ropeDim, int pos, bool interleaved);
-  // Stores n key and value rows of kvDim at positions pos.. of one layer's cache (f32 or f16).
-  void storeKv(const Buffer& k, const Buffer& v, Buffer& keyCache, Buffer& valueCache, FloatType cacheType, int n, int kvDim, int pos);
-  // Causal attention for n tokens at pos.. of `heads` query heads (q and out: n x heads x headDim);
-  // query head h reads KV head (h + headOffset) / group.
+  // Rotates `vectors` rows of headDim values (heads per token, tokens from row `first` of v, at positions
+  // pos..) in place by the cos/sin table (ropeTable), pairs interleaved or half-split.
+  void rope(Buffer& v, const Buffer& table, int vectors, int heads, int headDim, int ropeDim, int pos, bool interleaved, int first = 0);
+  // Stores n key and value rows of kvDim (from row `first` of k and v) at positions pos.. of one layer's cache (f32 or f16).
+  void storeKv(const Buffer& k, const Buffer& v, Buffer& keyCache, Buffer& valueCache, FloatType cacheType, int n, int kvDim, int pos, int first = 0);
+  // Causal attention for n tokens at pos.. of `heads` query heads (q and out: rows from `first`, each
+  // heads x headDim); query head h reads KV head (h + headOffset) / group.
   void attention(const Buffer& q, const Buffer& keyCache, const Buffer& valueCache, FloatType cacheType, Buffer& out, int n, int pos, int heads,
-                 int headDim, int kvDim, int group, int headOffset);
+                 int headDim, int kvDim, int group, int headOffset, int first = 0);
   void siluMul(Buffer& gate, const Buffer& up, size_t count);
   // x[i] += y[i % period].
   void add(Buffer& x, const Buffer& y, size_t count, size_t period);

@@ -1,6 +1,6 @@
 // Causal attention of one query head of one token per workgroup against one layer's KV cache, with
 // grouped-query heads: scores into a scratch row, softmax, then the weighted sum of values. Workgroup
-// (h, t) handles query head h of token first + t at position pos + t.
+// (h, t) handles query head h of the row first + t (of q and the output) at position pos + t.
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #ifdef CACHE_F16
@@ -33,7 +33,7 @@ void main() {
   const uint kvOffset = ((head + p.headOffset) / p.group) * p.headDim;
   const uint qBase = (token * p.heads + head) * p.headDim;
   const uint sBase = (t * p.heads + head) * p.scoreStride;
-  const uint visible = p.pos + token + 1u;
+  const uint visible = p.pos + t + 1u;
 
   float localMax = -1.0 / 0.0;
   for (uint j = lane; j < visible; j += WORKGROUP) {
