@@ -61,7 +61,7 @@ export function registerServeCommand(program: Command): void {
       .option('--rate-window <seconds>', 'the rate-limit window (default: 60 on a loopback --host, else 3600)', positiveInt)
       .option('--trust-proxy <addresses>', 'reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed', repeatableList)
       .option('--api-key <key>', 'require Authorization: Bearer KEY (repeatable; also GLM_DLLAMA_API_KEYS, comma-separated)', repeatableList)
-      .option('--parallel <n>', 'generations decoded together, each with its own KV cache (default: as many as fit a quarter of the free memory, at most 8; 1 with --workers)', positiveInt)
+      .option('--parallel <n>', 'generations decoded together, each with its own KV cache (default: as many as fit a quarter of the free memory, at most 8; 1 with --workers or --draft)', positiveInt)
       .option('--queue <n>', 'requests that may wait while --parallel generate (more get 503)', nonNegativeInt, 8)
       .option('--max-tokens <n>', 'largest max_tokens accepted, and the default', positiveInt, 1024)
       .option('--body-limit <bytes>', 'largest request body', positiveInt, 1024 * 1024)

@@ -101,4 +101,7 @@ it('chooses --parallel from the KV cache and the free memory, and refuses what d
     /--parallel 4: 4 KV caches of 736 MiB \(context 4096, f16\) exceed the \d+ MiB of free memory/,
   );
   expect(() => planParallel(header, 4096, 'f16', { requested: 2, freeBytes: 1000 * slot, workers: 1 })).toThrow(/does not run with --workers yet/);
+  // speculative decoding runs one generation at a time: the default is 1 and more are refused
+  expect(planParallel(header, 4096, 'f16', { freeBytes: 1000 * slot, workers: 0, draft: 3 }).parallel).toBe(1);
+  expect(() => planParallel(header, 4096, 'f16', { requested: 2, freeBytes: 1000 * slot, workers: 0, draft: 3 })).toThrow(/--draft\) runs one generation at a time/);
 });
