@@ -163,10 +163,23 @@ export class UsageAnalytics implements UsageRecorder {
     return analytics;
   }
 
-  private async migrate(): Promise<void> {
+  /** Runs `work` in one transaction on a pooled connection: committed when it returns, rolled back when it throws. */
+  private async transaction(work: (db: pg.PoolClient) => Promise<void>): Promise<void> {
     const db = await this.pool.connect();
     try {
       await db.query('BEGIN');
+      await work(db);
+      await db.query('COMMIT');
+    } catch (e) {
+      await db.query('ROLLBACK').catch(() => {});
+      throw e;
+    } finally {
+      db.release();
+    }
+  }
+
+  private async migrate(): Promise<void> {
+    await this.transaction(async (db) => {
       await db.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
       await db.query('CREATE TABLE IF NOT EXISTS usage_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
       const done = new Set((await db.query<{ version: number }>('SELECT version FROM usage_migrations')).rows.map((r) => r.version));
@@ -175,13 +188,7 @@ export class UsageAnalytics implements UsageRecorder {
         await db.query(MIGRATIONS[version - 1]!);
         await db.query('INSERT INTO usage_migrations (version) VALUES ($1)', [version]);
       }
-      await db.query('COMMIT');
-    } catch (e) {
-      await db.query('ROLLBACK').catch(() => {});
-      throw e;
-    } finally {
-      db.release();
-    }
+    });
   }
 
   /** The hash a client is stored under on `day` (YYYY-MM-DD, UTC). */
@@ -238,18 +245,10 @@ export class UsageAnalytics implements UsageRecorder {
    */
   async expire(now = new Date()): Promise<void> {
     const cutoff = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() - this.options.retentionDays! + 1));
-    const db = await this.pool.connect();
-    try {
-      await db.query('BEGIN');
+    await this.transaction(async (db) => {
       await db.query(ROLLUP, [new Date(0)]);
       await db.query('DELETE FROM usage_requests WHERE at < $1', [cutoff]);
-      await db.query('COMMIT');
-    } catch (e) {
-      await db.query('ROLLBACK').catch(() => {});
-      throw e;
-    } finally {
-      db.release();
-    }
+    });
   }
 
   /** The daily rollup, the days with raw rows brought up to date first, oldest day first. */

@@ -315,104 +315,89 @@ class Engine : public Napi::ObjectWrap<Engine> {
   }
 
  private:
+  // What the engine's workers share: the promise, the engine kept alive and marked busy until the work
+  // ends, and logits resolved as a Float32Array; a native exception rejects the promise.
+  class EngineWorker : public Napi::AsyncWorker {
+   public:
+    EngineWorker(Napi::Env env, Engine* engine, size_t logits)
+        : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), self_(Napi::Persistent(engine->Value())), engine_(engine), logits_(logits) {}
+    Napi::Promise Promise() { return deferred_.Promise(); }
+    void Execute() override {
+      try {
+        run(*engine_->session_);
+      } catch (const std::exception& e) {
+        SetError(e.what());
+      }
+    }
+    void OnOK() override {
+      engine_->busy_ = false;
+      Napi::Float32Array out = Napi::Float32Array::New(Env(), logits_.size());
+      std::copy(logits_.begin(), logits_.end(), out.Data());
+      deferred_.Resolve(out);
+    }
+    void OnError(const Napi::Error& e) override {
+      engine_->busy_ = false;
+      deferred_.Reject(e.Value());
+    }
+
+   protected:
+    virtual void run(glm::Session& session) = 0;
+    Napi::Promise::Deferred deferred_;
+    Napi::ObjectReference self_;  // keeps the engine alive while the worker runs
+    Engine* engine_;
+    std::vector<float> logits_;
+  };
+
   // Runs one evaluation (or an MTP draft) off the JavaScript thread; the session is busy until it settles.
-  class EvaluateWorker : public Napi::AsyncWorker {
+  class EvaluateWorker : public EngineWorker {
    public:
     // greedyDrafts > 0: Session::draftGreedy with that many drafts below vocabLimit, resolving to their ids.
     EvaluateWorker(Napi::Env env, Engine* engine, std::vector<int32_t> tokens, bool all, bool draft = false, int greedyDrafts = 0, int vocabLimit = 0)
-        : Napi::AsyncWorker(env),
-          deferred_(Napi::Promise::Deferred::New(env)),
-          self_(Napi::Persistent(engine->Value())),
-          engine_(engine),
+        : EngineWorker(env, engine, ((all && !draft) ? tokens.size() : 1) * static_cast<size_t>(engine->model_->header().vocabSize)),
           tokens_(std::move(tokens)),
           all_(all && !draft),
           draft_(draft),
           greedyDrafts_(greedyDrafts),
           vocabLimit_(vocabLimit),
-          drafts_(static_cast<size_t>(greedyDrafts)),
-          logits_((all_ ? tokens_.size() : 1) * static_cast<size_t>(engine->model_->header().vocabSize)) {}
-    Napi::Promise Promise() { return deferred_.Promise(); }
-    void Execute() override {
-      try {
-        if (greedyDrafts_ > 0) {
-          engine_->session_->draftGreedy(tokens_.data(), static_cast<int>(tokens_.size()), greedyDrafts_, vocabLimit_, drafts_.data());
-        } else if (draft_) {
-          engine_->session_->draft(tokens_.data(), static_cast<int>(tokens_.size()), logits_.data());
-        } else {
-          engine_->session_->evaluate(tokens_.data(), static_cast<int>(tokens_.size()), logits_.data(), all_);
-        }
-      } catch (const std::exception& e) {
-        SetError(e.what());
-      }
-    }
+          drafts_(static_cast<size_t>(greedyDrafts)) {}
     void OnOK() override {
+      if (greedyDrafts_ == 0) return EngineWorker::OnOK();
       engine_->busy_ = false;
-      if (greedyDrafts_ > 0) {
-        Napi::Int32Array ids = Napi::Int32Array::New(Env(), drafts_.size());
-        std::copy(drafts_.begin(), drafts_.end(), ids.Data());
-        deferred_.Resolve(ids);
-        return;
-      }
-      Napi::Float32Array out = Napi::Float32Array::New(Env(), logits_.size());
-      std::copy(logits_.begin(), logits_.end(), out.Data());
-      deferred_.Resolve(out);
-    }
-    void OnError(const Napi::Error& e) override {
-      engine_->busy_ = false;
-      deferred_.Reject(e.Value());
+      Napi::Int32Array ids = Napi::Int32Array::New(Env(), drafts_.size());
+      std::copy(drafts_.begin(), drafts_.end(), ids.Data());
+      deferred_.Resolve(ids);
     }
 
    private:
-    Napi::Promise::Deferred deferred_;
-    Napi::ObjectReference self_;  // keeps the engine alive while the worker runs
-    Engine* engine_;
+    void run(glm::Session& session) override {
+      const int n = static_cast<int>(tokens_.size());
+      if (greedyDrafts_ > 0) {
+        session.draftGreedy(tokens_.data(), n, greedyDrafts_, vocabLimit_, drafts_.data());
+      } else if (draft_) {
+        session.draft(tokens_.data(), n, logits_.data());
+      } else {
+        session.evaluate(tokens_.data(), n, logits_.data(), all_);
+      }
+    }
     std::vector<int32_t> tokens_;
     bool all_, draft_;
     int greedyDrafts_, vocabLimit_;
     std::vector<int32_t> drafts_;
-    std::vector<float> logits_;
   };
 
   // Runs one batched step (Session::evaluateSlots) off the JavaScript thread.
-  class EvaluateSlotsWorker : public Napi::AsyncWorker {
+  class EvaluateSlotsWorker : public EngineWorker {
    public:
     EvaluateSlotsWorker(Napi::Env env, Engine* engine, std::vector<glm::Session::SlotTokens> entries, std::vector<std::vector<int32_t>> tokens,
                         size_t rows)
-        : Napi::AsyncWorker(env),
-          deferred_(Napi::Promise::Deferred::New(env)),
-          self_(Napi::Persistent(engine->Value())),
-          engine_(engine),
-          entries_(std::move(entries)),
-          tokens_(std::move(tokens)),
-          logits_(rows * static_cast<size_t>(engine->model_->header().vocabSize)) {
+        : EngineWorker(env, engine, rows * static_cast<size_t>(engine->model_->header().vocabSize)), entries_(std::move(entries)), tokens_(std::move(tokens)) {
       for (size_t i = 0; i < entries_.size(); i++) entries_[i].tokens = tokens_[i].data();
-    }
-    Napi::Promise Promise() { return deferred_.Promise(); }
-    void Execute() override {
-      try {
-        engine_->session_->evaluateSlots(entries_, logits_.data());
-      } catch (const std::exception& e) {
-        SetError(e.what());
-      }
-    }
-    void OnOK() override {
-      engine_->busy_ = false;
-      Napi::Float32Array out = Napi::Float32Array::New(Env(), logits_.size());
-      std::copy(logits_.begin(), logits_.end(), out.Data());
-      deferred_.Resolve(out);
-    }
-    void OnError(const Napi::Error& e) override {
-      engine_->busy_ = false;
-      deferred_.Reject(e.Value());
     }
 
    private:
-    Napi::Promise::Deferred deferred_;
-    Napi::ObjectReference self_;
-    Engine* engine_;
+    void run(glm::Session& session) override { session.evaluateSlots(entries_, logits_.data()); }
     std::vector<glm::Session::SlotTokens> entries_;
     std::vector<std::vector<int32_t>> tokens_;
-    std::vector<float> logits_;
   };
 
   glm::Session& session(Napi::Env env) {
