@@ -38,7 +38,7 @@ std::map<int32_t, int32_t> reencode(const glm::ModelHeader& h) {
           {7, h.nExperts}, {8, h.nActiveExperts}, {18, static_cast<int32_t>(h.ropeStyle)}, {19, h.headDim}, {21, h.moeHiddenDim},
           {256, bits(h.ropeTheta)}, {257, bits(h.normEpsilon)}, {258, h.ropeDim}, {259, h.attentionBias}, {260, h.qkNorm},
           {261, h.nSharedExperts}, {262, h.firstDenseLayers}, {263, bits(h.routedScalingFactor)}, {264, h.normTopkProb},
-          {265, h.nExpertGroups}, {266, h.topkGroups}};
+          {265, h.nExpertGroups}, {266, h.topkGroups}, {267, static_cast<int32_t>(h.outputType)}, {300, h.mtpLayers}};
 }
 
 void checkTensor(const glm::Model& m, const glm::Tensor& t, const uint8_t*& next) {
@@ -70,15 +70,21 @@ void checkAccepted(const glm::Model& m) {
 
   const uint8_t* next = pairs + m.headerPairBytes();
   checkTensor(m, m.embedding, next);
-  for (const glm::LayerWeights& L : m.layers) {
+  const auto checkLayer = [&](const glm::LayerWeights& L) {
     for (const glm::Tensor* t : {&L.attnNorm, &L.wq, &L.wk, &L.wv, &L.bq, &L.bk, &L.bv, &L.qNorm, &L.kNorm, &L.wo, &L.postAttnNorm, &L.ffnNorm}) checkTensor(m, *t, next);
     for (const glm::Tensor* t : {&L.dense.gate, &L.dense.up, &L.dense.down, &L.router, &L.routerBias}) checkTensor(m, *t, next);
     for (const glm::ExpertWeights& e : L.experts) for (const glm::Tensor* t : {&e.gate, &e.up, &e.down}) checkTensor(m, *t, next);
     for (const glm::Tensor* t : {&L.shared.gate, &L.shared.up, &L.shared.down}) checkTensor(m, *t, next);
     checkTensor(m, L.postFfnNorm, next);
-  }
+  };
+  for (const glm::LayerWeights& L : m.layers) checkLayer(L);
   checkTensor(m, m.outputNorm, next);
   checkTensor(m, m.output, next);
+  if (h.mtpLayers > 0) {  // the optional MTP section after the head
+    for (const glm::Tensor* t : {&m.mtp.enorm, &m.mtp.hnorm, &m.mtp.ehProj}) checkTensor(m, *t, next);
+    checkLayer(m.mtp.layer);
+    checkTensor(m, m.mtp.sharedHeadNorm, next);
+  }
   if (next != pairs - 8 + m.fileSize()) violated("the tensors do not end at the end of the file");
 }
 
