@@ -3,14 +3,12 @@
  * logits must be bit for bit those it gets alone, whatever else is in the step and however its prompt
  * is chunked; the scheduler's replies must be those of one generation at a time.
  */
-import { join } from 'node:path';
-import { convert } from '../converter/convert.js';
 import { FIXTURE_ARCHS } from '../converter/fixture.js';
 import { BatchScheduler, GenerationSession, LoadedModel } from '../engine/index.js';
-import { fixture, removeDir, tempDir } from './helpers.js';
+import { fixtureModels, removeDir, tempDir } from './helpers.js';
 
 let dir: string;
-const models = new Map<string, string>();
+let models: Map<string, string>;
 const prompts = [
   Array.from({ length: 13 }, (_, i) => (i * 37 + 5) % 500),
   Array.from({ length: 5 }, (_, i) => (i * 91 + 11) % 500),
@@ -19,14 +17,7 @@ const prompts = [
 
 beforeAll(async () => {
   dir = await tempDir();
-  for (const arch of FIXTURE_ARCHS) {
-    const checkpoint = await fixture(dir, { arch });
-    for (const weights of ['f32', 'q40'] as const) {
-      const out = join(dir, `${arch}.${weights}.m`);
-      await convert({ modelDir: checkpoint, outFile: out, weights });
-      models.set(`${arch}.${weights}`, out);
-    }
-  }
+  models = await fixtureModels(dir, FIXTURE_ARCHS);
 });
 afterAll(async () => removeDir(dir));
 

@@ -5,24 +5,16 @@
 import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { convert } from '../converter/convert.js';
 import { LoadedModel, logprobs, logSoftmax, bench, perplexity } from '../engine/index.js';
-import { cli, fixture, removeDir, tempDir } from './helpers.js';
+import { cli, fixtureModels, removeDir, tempDir } from './helpers.js';
 
 let dir: string;
-const models = new Map<string, string>();
+let models: Map<string, string>;
 const tokens = Array.from({ length: 24 }, (_, i) => (i * 37 + 5) % 500);
 
 beforeAll(async () => {
   dir = await tempDir();
-  for (const arch of ['glm4moe', 'glm4', 'chatglm'] as const) {
-    const checkpoint = await fixture(dir, { arch });
-    for (const weights of ['f32', 'q40'] as const) {
-      const out = join(dir, `${arch}.${weights}.m`);
-      await convert({ modelDir: checkpoint, outFile: out, weights });
-      models.set(`${arch}.${weights}`, out);
-    }
-  }
+  models = await fixtureModels(dir, ['glm4moe', 'glm4', 'chatglm']);
 });
 afterAll(async () => removeDir(dir));
 

@@ -70,6 +70,20 @@ export async function f32AndQ40(dir: string): Promise<{ f32: string; q40: string
   return { f32, q40 };
 }
 
+/** Each architecture's tiny fixture converted to f32 and q40 in `dir`, keyed `<arch>.<weights>`. */
+export async function fixtureModels(dir: string, archs: readonly FixtureOptions['arch'][]): Promise<Map<string, string>> {
+  const models = new Map<string, string>();
+  for (const arch of archs) {
+    const checkpoint = await fixture(dir, { arch });
+    for (const weights of ['f32', 'q40'] as const) {
+      const out = join(dir, `${arch}.${weights}.m`);
+      await convert({ modelDir: checkpoint, outFile: out, weights });
+      models.set(`${arch}.${weights}`, out);
+    }
+  }
+  return models;
+}
+
 /** Runs a program; a program that is not installed is an error naming it (the external tests' packages come from .ci/run). */
 export function runProgram(command: string, args: string[], env: Record<string, string> = {}, input?: string): { status: number; stdout: string; stderr: string } {
   const r = spawnSync(command, args, { encoding: 'utf8', env: { ...process.env, ...env }, input });

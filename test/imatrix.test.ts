@@ -14,21 +14,10 @@ import { readModelFile, readTensor } from '../converter/model-file.js';
 import { LoadedModel } from '../engine/index.js';
 import { native } from '../engine/native.js';
 import { quantizeModel } from '../pipeline/quantize.js';
+import { rng } from '../scripts/tokenizer-corpus.js';
 import { cli, fixture, removeDir, tempDir } from './helpers.js';
 
 const engine = native();
-
-/** A seeded generator (mulberry32), so that a failure reproduces. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gaussian(next: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next());
@@ -57,7 +46,7 @@ function blockError(x: ArrayLike<number>, w: ArrayLike<number>, decoded: ArrayLi
 
 describe('weighted q40 search', () => {
   it('never does worse than round-to-nearest on the weighted error, block by block, and does better overall', async () => {
-    const next = random(7);
+    const next = rng(7);
     const rows = 48;
     const cols = 256;
     // Heavy-tailed weights (a Gaussian scaled per element) and skewed column importances with a few outliers.
@@ -120,7 +109,7 @@ describe('weighted q40 search', () => {
   });
 
   it('keeps round-to-nearest bytes where the importance is all zero, and refuses bad importance vectors', async () => {
-    const next = random(3);
+    const next = rng(3);
     const values = Float32Array.from({ length: 128 }, () => gaussian(next));
     expect(await encodeQ40(values, new Float32Array(64))).toEqual(await encodeQ40(values));
     await expect(encodeQ40(values, Float32Array.from({ length: 64 }, (_, j) => (j === 5 ? NaN : 1)))).rejects.toThrow('importance[5] = nan is not a finite value >= 0');
